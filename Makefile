@@ -1,0 +1,43 @@
+# Fresh machine:  make train   (sets up .venv, trains LSRWRL on ML-100K)
+#                 make test    (sets up .venv, runs the test suite)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# Real MovieLens files: ../shared/data in this workplace; override with MOVIELENS_DATA=/path.
+MOVIELENS_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+export MOVIELENS_DATA
+DATASET ?= ml-100k
+ARGS ?=
+
+.PHONY: install test train evaluate table bench bench-env bench-agent clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+test: install
+	$(PY) -m pytest -q -n 2 tests
+
+train: install
+	$(PY) -m experiments.train --dataset $(DATASET) $(ARGS)
+
+evaluate: install
+	$(PY) -m experiments.evaluate --dataset $(DATASET) $(ARGS)
+
+table: install
+	$(PY) -m experiments.table1 $(ARGS)
+
+bench: bench-env bench-agent
+
+bench-env: install
+	$(PY) -m experiments.bench_env $(ARGS)
+
+bench-agent: install
+	$(PY) -m experiments.bench_agent $(ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
