@@ -1,0 +1,151 @@
+"""The one evaluator: full ranking over all items, top-k metrics, shared by every model.
+
+Protocol (see DESIGN.md): for every user with at least one test item, every item is ranked
+by the model's score; the user's training items are excluded from the ranking; the relevant
+items are *all* of the user's test items (whatever their rating).
+
+* precision@k = hits / k
+* recall@k    = hits / |test items|
+* NDCG@k      = DCG / IDCG with binary gains, DCG = sum over hit ranks r (1-based) of 1 / log2(r + 1),
+  IDCG the DCG of min(k, |test items|) hits at the top
+* hit-rate@k  = 1 if hits > 0 else 0
+
+Each is averaged over the evaluated users. Ties between equal scores are broken towards
+the lower item index, so a constant scorer is deterministic.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from recsim_env.dataset import Split
+
+ScoreFn = Callable[[np.ndarray], np.ndarray]
+
+
+def gather_csr(indptr: np.ndarray, values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate the CSR rows ``rows`` of ``values``.
+
+    :param indptr: CSR row pointer, ``(n_rows + 1,)``
+    :param values: CSR values
+    :param rows: row indices to gather, ``(B,)``
+    :return: ``(row_position, value)``: for each gathered entry, its position in ``rows``
+        (0..B-1) and its value
+    """
+    starts = indptr[rows]
+    lengths = indptr[rows + 1] - starts
+    position = np.repeat(np.arange(len(rows)), lengths)
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return position, values[np.repeat(starts, lengths) + offsets]
+
+
+def top_k_items(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` highest scores of each row, best first (ties: lower index first).
+
+    :param scores: float array ``(B, n_items)``
+    :param k: number of items per row (clipped to ``n_items``)
+    :return: int array ``(B, min(k, n_items))``
+    """
+    k = min(k, scores.shape[1])
+    candidates = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    cand_scores = np.take_along_axis(scores, candidates, axis=1)
+    order = np.lexsort((candidates, -cand_scores), axis=1)
+    top = np.take_along_axis(candidates, order, axis=1)
+    # argpartition picks arbitrarily among items tied with the k-th score; redo those rows
+    # with a stable full sort so that ties always go to the lower item index.
+    kth = cand_scores.min(axis=1, keepdims=True)
+    tied = (scores == kth).sum(axis=1) > (cand_scores == kth).sum(axis=1)
+    if tied.any():
+        top[tied] = np.argsort(-scores[tied], axis=1, kind="stable")[:, :k]
+    return top
+
+
+def evaluate_ranking(
+    score_fn: ScoreFn,
+    split: Split,
+    k: int = 10,
+    users: np.ndarray | None = None,
+    batch_size: int = 1024,
+    exclude_train: bool = True,
+    return_per_user: bool = False,
+) -> dict:
+    """Evaluate a scoring function with full ranking on a split's test part.
+
+    :param score_fn: maps user indices (int64 ``(B,)``) to scores ``(B, n_items)`` over item
+        indices; higher is better. NaN scores are an error; ``-inf`` means "never recommend".
+    :param split: the train/test split; train items are excluded, test items are relevant
+    :param k: cut-off of the metrics (default 10)
+    :param users: users to evaluate (default: every user with at least one test item);
+        users without test items are dropped
+    :param batch_size: users scored per call of ``score_fn``
+    :param exclude_train: remove each user's train items from its ranking (the protocol)
+    :param return_per_user: also return per-user arrays under ``"per_user"``
+    :return: ``{"precision@k", "recall@k", "ndcg@k", "hit_rate@k", "n_users"}`` (floats, and
+        ``n_users`` an int), plus ``"per_user"`` when asked
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    n_test = np.diff(split.test_indptr)
+    if users is None:
+        users = np.flatnonzero(n_test > 0)
+    else:
+        users = np.asarray(users, dtype=np.int64)
+        if users.ndim != 1 or (users.size and (users.min() < 0 or users.max() >= split.n_users)):
+            raise ValueError(f"users must be a 1-D array of user indices in [0, {split.n_users})")
+        users = users[n_test[users] > 0]
+    if users.size == 0:
+        raise ValueError("no user with test items to evaluate: the split's test part is empty")
+
+    n_items = split.n_items
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = np.cumsum(discounts)
+    hits_all, ndcg_all = [], []
+    for start in range(0, users.size, batch_size):
+        batch = users[start : start + batch_size].astype(np.int64)
+        scores = np.array(score_fn(batch), dtype=np.float64, copy=True)
+        if scores.shape != (batch.size, n_items):
+            raise ValueError(
+                f"score_fn returned shape {scores.shape}, expected ({batch.size}, {n_items}): "
+                "one score per item index for each requested user"
+            )
+        if np.isnan(scores).any():
+            raise ValueError("score_fn returned NaN scores; check the model's output")
+        if exclude_train:
+            row, item = gather_csr(split.train_indptr, split.train_items, batch)
+            scores[row, item] = -np.inf
+        row, item = gather_csr(split.test_indptr, split.test_items, batch)
+        relevant = np.zeros((batch.size, n_items), dtype=bool)
+        relevant[row, item] = True
+        top = top_k_items(scores, k)
+        hit_matrix = np.take_along_axis(relevant, top, axis=1)
+        # An excluded (-inf) item can only reach the top-k if fewer than k items remain.
+        hit_matrix &= np.isfinite(np.take_along_axis(scores, top, axis=1))
+        hits_all.append(hit_matrix.sum(axis=1))
+        dcg = (hit_matrix * discounts[: top.shape[1]]).sum(axis=1)
+        ndcg_all.append(dcg / ideal[np.minimum(n_test[batch], k) - 1])
+
+    hits = np.concatenate(hits_all).astype(np.float64)
+    ndcg = np.concatenate(ndcg_all)
+    precision = hits / k
+    recall = hits / n_test[users]
+    hit_rate = (hits > 0).astype(np.float64)
+    result = {
+        f"precision@{k}": float(precision.mean()),
+        f"recall@{k}": float(recall.mean()),
+        f"ndcg@{k}": float(ndcg.mean()),
+        f"hit_rate@{k}": float(hit_rate.mean()),
+        "n_users": int(users.size),
+    }
+    if return_per_user:
+        result["per_user"] = {
+            "user": users,
+            f"precision@{k}": precision,
+            f"recall@{k}": recall,
+            f"ndcg@{k}": ndcg,
+            f"hit_rate@{k}": hit_rate,
+        }
+    return result
