@@ -1,0 +1,38 @@
+"""The learning side: the LSRWRL interest encoder, the algorithm factory, item scoring.
+
+Torch-based names are imported lazily on first access, so ``import agents.baselines`` (numpy
+models) does not pay for torch and Stable-Baselines3.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "LongShortExtractor": "agents.extractor",
+    "unpack_liked_bits": "agents.extractor",
+    "ShortTermEncoder": "agents.attention",
+    "MaskedSelfAttention": "agents.attention",
+    "DeepFM": "agents.deepfm",
+    "LSRDQN": "agents.factory",
+    "ALGORITHMS": "agents.factory",
+    "algorithm_class": "agents.factory",
+    "build_model": "agents.factory",
+    "make_policy_kwargs": "agents.factory",
+    "score_observations": "agents.scoring",
+    "make_score_fn": "agents.scoring",
+    "greedy_return": "agents.scoring",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'agents' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -1,0 +1,147 @@
+"""The common interface of the non-RL baselines, and the name -> class registry.
+
+Every baseline is a :class:`Recommender`: ``fit(split)`` learns from the **train part** of a
+:class:`~recsim_env.dataset.Split` only, ``score(users)`` returns one float32 row of scores
+over all item indices per user (higher = recommend first). Ranking, exclusion of train items
+and the metrics are left to the shared evaluator :func:`recsim_env.evaluation.evaluate_ranking`:
+``evaluate_ranking(model.score, split)``.
+
+The registry maps a short name to ``"module:Class"`` and imports lazily, so that importing
+:mod:`agents.baselines` never imports torch (only the neural models need it).
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import inspect
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsim_env.dataset import Split
+
+#: Registered baselines: name -> ``"module:Class"`` (imported on first use).
+_REGISTRY: dict[str, str] = {
+    "popularity": "agents.baselines.popularity:PopularityRecommender",
+    "itemcf": "agents.baselines.itemcf:ItemCFRecommender",
+    "usercf": "agents.baselines.usercf:UserCFRecommender",
+    "ease": "agents.baselines.ease:EASERecommender",
+    "sasrec": "agents.baselines.sasrec:SASRecRecommender",
+    "gru4rec": "agents.baselines.gru4rec:GRU4RecRecommender",
+    "stamp": "agents.baselines.stamp:STAMPRecommender",
+}
+
+
+class Recommender(abc.ABC):
+    """A recommender fitted on a train split that scores every item for a batch of users.
+
+    Subclasses take their hyperparameters as keyword arguments of ``__init__`` (stored under
+    the same attribute names, so :meth:`get_params` can report them) and implement
+    :meth:`fit` and :meth:`score`.
+    """
+
+    #: Registry name of the model (set by each subclass).
+    name: str = ""
+
+    def __init__(self) -> None:
+        self.split_: Split | None = None
+
+    @abc.abstractmethod
+    def fit(self, split: Split) -> Recommender:
+        """Learn from the train part of ``split`` (never its test part).
+
+        :param split: the split to learn from; only ``train_*`` arrays are read
+        :return: ``self``
+        """
+
+    @abc.abstractmethod
+    def score(self, users: np.ndarray) -> np.ndarray:
+        """Scores of every item for a batch of users.
+
+        :param users: user indices, int array ``(B,)``
+        :return: float32 array ``(B, n_items)``, finite; higher means recommend earlier
+        """
+
+    def get_params(self) -> dict[str, Any]:
+        """Hyperparameters of the model (the keyword arguments of ``__init__``)."""
+        names: list[str] = []
+        for cls in type(self).__mro__:  # subclass arguments first, then inherited ones
+            if "__init__" not in vars(cls) or cls is object:
+                continue
+            for p in inspect.signature(cls.__init__).parameters.values():
+                named = p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+                if named and p.name != "self" and p.name not in names:
+                    names.append(p.name)
+        return {n: getattr(self, n) for n in names if hasattr(self, n)}
+
+    def _fitted_split(self) -> Split:
+        if self.split_ is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(split) first.")
+        return self.split_
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+
+def interaction_matrix(split: Split) -> sp.csr_matrix:
+    """Binary user x item matrix of the train part of ``split`` (implicit feedback).
+
+    Every train rating counts as one interaction whatever its value: the test items the
+    evaluator scores against are all rated items, liked or not, so "rated" is the signal
+    to predict.
+
+    :param split: the split; only ``train_indptr`` / ``train_items`` are read
+    :return: float32 CSR ``(n_users, n_items)`` with 1.0 where the user rated the item in train
+    """
+    indptr = np.asarray(split.train_indptr, dtype=np.int64)
+    items = np.asarray(split.train_items, dtype=np.int64)
+    x = sp.csr_matrix(
+        (np.ones(len(items), dtype=np.float32), items, indptr),
+        shape=(split.n_users, split.n_items),
+    )
+    x.sum_duplicates()
+    x.data[:] = 1.0  # a re-rated item still counts once
+    return x
+
+
+def register(name: str, target: str | type[Recommender]) -> None:
+    """Register a baseline under ``name``.
+
+    :param name: registry key, lower case
+    :param target: the class, or ``"module:Class"`` to import lazily
+    """
+    if not isinstance(target, str):
+        target = f"{target.__module__}:{target.__qualname__}"
+    _REGISTRY[name] = target
+
+
+def available_recommenders() -> list[str]:
+    """Names of the registered baselines, in registration order."""
+    return list(_REGISTRY)
+
+
+def get_recommender_class(name: str) -> type[Recommender]:
+    """The class registered under ``name`` (imports its module on first use).
+
+    :param name: a name from :func:`available_recommenders`
+    """
+    try:
+        target = _REGISTRY[name]
+    except KeyError:
+        raise KeyError(
+            f"Unknown baseline {name!r}; available: {', '.join(available_recommenders())}."
+        ) from None
+    module, _, cls = target.partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def make_recommender(name: str, **params: Any) -> Recommender:
+    """Build the baseline registered under ``name`` with the given hyperparameters.
+
+    :param name: a name from :func:`available_recommenders`
+    :param params: keyword arguments of the class's ``__init__``
+    """
+    return get_recommender_class(name)(**params)

@@ -1,0 +1,155 @@
+"""The LSRWRL state encoder as an SB3 features extractor: long- and short-term interest."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+
+from agents.attention import ShortTermEncoder
+from agents.deepfm import DeepFM
+
+#: Observation keys this extractor reads (the ``MovieLensRec-v0`` Dict observation).
+OBSERVATION_KEYS: tuple[str, ...] = ("user", "history", "liked")
+
+
+def unpack_liked_bits(liked: th.Tensor, n_items: int) -> th.Tensor:
+    """Multi-hot liked-item matrix from the packed ``liked`` observation.
+
+    Item ``i`` is bit ``i % 8`` (little bit order) of byte ``i // 8``, as
+    ``np.packbits(mask, bitorder="little")`` writes it.
+
+    :param liked: ``(B, ceil(n_items / 8))`` byte values, any dtype (SB3 hands them over as
+        float32 after preprocessing; values must be integers in ``[0, 255]``)
+    :param n_items: number of items ``N``
+    :return: float32 ``(B, N)`` with 1.0 where the item is liked
+    """
+    codes = liked.round().to(th.uint8) if liked.is_floating_point() else liked.to(th.uint8)
+    shifts = th.arange(8, dtype=th.uint8, device=liked.device)
+    bits = (codes.unsqueeze(-1) >> shifts) & 1  # (B, L, 8), bit j of byte l = item 8l + j
+    return bits.flatten(start_dim=1)[:, :n_items].to(th.float32)
+
+
+class LongShortExtractor(BaseFeaturesExtractor):
+    """LSRWRL state encoder: ``concat(long-term interest, short-term interest)``.
+
+    Reads the ``MovieLensRec-v0`` Dict observation (``B`` = batch, ``n`` = history length,
+    ``N`` = number of items, ``d`` = ``embed_dim``):
+
+    ========= ===================== ==========================================================
+    key       shape                 content
+    ========= ===================== ==========================================================
+    user      ``(B, 3)``            gender, age group, occupation codes (cardinalities from
+                                    the Box ``high``: 2, 7, 21)
+    history   ``(B, n)``            last ``n`` item tokens (item + 1), 0 = padding, newest last
+    liked     ``(B, ceil(N / 8))``  packed bits of the liked-item set (little bit order)
+    ========= ===================== ==========================================================
+
+    **Short-term** (paper eqs. 2-5, :class:`~agents.attention.ShortTermEncoder`): token
+    embeddings ``E`` (``(N + 1, d)``, row 0 = padding, kept at zero) plus sinusoidal positions,
+    ``n_layers`` of masked ``n_heads``-head self-attention, average over real positions:
+    ``(B, n) -> (B, n, d) -> (B, d)``. An empty history gives zeros.
+
+    **Long-term** (paper eqs. 6-8, :class:`~agents.deepfm.DeepFM`): the liked set is unpacked to
+    a multi-hot ``(B, N)`` and mean-pooled through the item table, ``m = multi_hot @ E[1:] /
+    max(1, |liked|)``, ``(B, d)`` (zeros when nothing is liked). Four fields, ``(B, 4, d)``:
+    gender, age and occupation embeddings (``d`` each) and ``m``; first-order weights: one
+    scalar per user-feature code and the mean of per-item scalars over the liked set,
+    ``(B, 4)``. DeepFM returns ``y_FM + y_DNN``, ``(B, d)``.
+
+    **Output**: ``concat(long, short)``, ``features_dim = 2 * embed_dim``.
+
+    :param observation_space: the environment's Dict observation space
+    :param embed_dim: embedding size ``d`` of items, user features and both interest vectors
+        (default 64)
+    :param n_heads: attention heads; must divide ``embed_dim`` (default 1, as in the paper)
+    :param n_layers: stacked self-attention layers (default 1, as in the paper)
+    :param dropout: dropout probability in attention and the DeepFM DNN (default 0.0)
+    :param dnn_hidden: hidden layer sizes of the DeepFM DNN part (default ``(128,)``)
+    :param share_item_embeddings: one item table for both parts (default True) or two tables
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        embed_dim: int = 64,
+        n_heads: int = 1,
+        n_layers: int = 1,
+        dropout: float = 0.0,
+        dnn_hidden: Sequence[int] = (128,),
+        share_item_embeddings: bool = True,
+    ) -> None:
+        n_items, history_len, cardinalities = _check_space(observation_space)
+        for name, value in (("embed_dim", embed_dim), ("n_heads", n_heads), ("n_layers", n_layers)):
+            if int(value) < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if any(int(h) < 1 for h in dnn_hidden):
+            raise ValueError(f"dnn_hidden sizes must be >= 1, got {tuple(dnn_hidden)}")
+        super().__init__(observation_space, features_dim=2 * embed_dim)
+        self.n_items = n_items
+        self.embed_dim = embed_dim
+
+        self.item_embedding = nn.Embedding(n_items + 1, embed_dim, padding_idx=0)
+        self.long_item_embedding = (
+            self.item_embedding
+            if share_item_embeddings
+            else nn.Embedding(n_items + 1, embed_dim, padding_idx=0)
+        )
+        self.short_term = ShortTermEncoder(self.item_embedding, history_len, n_heads, n_layers, dropout)
+
+        self.user_embeddings = nn.ModuleList(nn.Embedding(c, embed_dim) for c in cardinalities)
+        self.user_first_order = nn.ModuleList(nn.Embedding(c, 1) for c in cardinalities)
+        self.item_first_order = nn.Embedding(n_items + 1, 1, padding_idx=0)
+        nn.init.zeros_(self.item_first_order.weight)
+        for table in self.user_first_order:
+            nn.init.zeros_(table.weight)
+        self.deepfm = DeepFM(len(cardinalities) + 1, embed_dim, tuple(int(h) for h in dnn_hidden), dropout)
+
+    def forward(self, observations: dict[str, th.Tensor]) -> th.Tensor:
+        """:param observations: Dict of ``(B, ...)`` tensors (any numeric dtype)
+        :return: ``(B, 2 * embed_dim)`` features ``concat(long, short)``
+        """
+        short = self.short_term(observations["history"].round().long())
+        return th.cat([self.long_term(observations), short], dim=1)
+
+    def long_term(self, observations: dict[str, th.Tensor]) -> th.Tensor:
+        """Long-term interest ``(B, d)`` (DeepFM over user features and liked items)."""
+        multi_hot = unpack_liked_bits(observations["liked"], self.n_items)  # (B, N)
+        count = multi_hot.sum(dim=1, keepdim=True).clamp(min=1.0)
+        liked_vec = multi_hot @ self.long_item_embedding.weight[1:] / count  # (B, d)
+        liked_w = multi_hot @ self.item_first_order.weight[1:] / count  # (B, 1)
+
+        codes = observations["user"].round().long()  # (B, 3)
+        user_vecs = [table(codes[:, j]) for j, table in enumerate(self.user_embeddings)]
+        user_w = [table(codes[:, j]) for j, table in enumerate(self.user_first_order)]
+        fields = th.stack([*user_vecs, liked_vec], dim=1)  # (B, 4, d)
+        first_order = th.cat([*user_w, liked_w], dim=1)  # (B, 4)
+        return self.deepfm(fields, first_order)
+
+
+def _check_space(space: spaces.Space) -> tuple[int, int, tuple[int, ...]]:
+    """Validate the observation space; return ``(n_items, history_len, user cardinalities)``."""
+    if not isinstance(space, spaces.Dict) or any(k not in space.spaces for k in OBSERVATION_KEYS):
+        raise ValueError(
+            f"LongShortExtractor needs a Dict observation space with keys {OBSERVATION_KEYS} "
+            f"(the MovieLensRec-v0 observation), got {space}"
+        )
+    for key in OBSERVATION_KEYS:
+        if not isinstance(space[key], spaces.Box) or len(space[key].shape) != 1:
+            raise ValueError(f"observation '{key}' must be a 1-D Box, got {space[key]}")
+    n_items = int(np.max(space["history"].high))
+    history_len = int(space["history"].shape[0])
+    n_bytes = int(space["liked"].shape[0])
+    if n_bytes != (n_items + 7) // 8:
+        raise ValueError(
+            f"observation 'liked' has {n_bytes} bytes but 'history' tokens go up to n_items={n_items}, "
+            f"which needs ceil(n_items / 8) = {(n_items + 7) // 8} bytes of packed bits"
+        )
+    cardinalities = tuple(int(h) + 1 for h in np.asarray(space["user"].high).reshape(-1))
+    return n_items, history_len, cardinalities

@@ -1,0 +1,362 @@
+"""Training configuration: one typed dataclass, named presets, validation, CLI overrides.
+
+Every hyperparameter of a run lives in :class:`TrainConfig`; the run directory records it
+in ``config.json``. Presets:
+
+* ``"default"`` -- the tuned configuration ``make train`` uses (vectorised DQN, Huber loss,
+  lower learning rate, decaying exploration; see the README for the measured comparison).
+* ``"paper"`` -- the paper's settings (section 4): DQN, batch 128, gamma 0.9, learning rate
+  0.01, target network updated every 50 environment steps, greedy with probability 0.9
+  (epsilon fixed at 0.1), MSE loss (eq. 10), 1000 training episodes.
+
+A training *episode* is one simulated user session of ``MovieLensRec-v0`` (Gymnasium's
+meaning): from ``reset`` to termination (the user's targets are used up) or truncation
+(``max_steps`` recommendations), so it is at most ``max_steps`` environment steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Algorithms :mod:`agents.factory` can build around the extractor.
+ALGOS: tuple[str, ...] = ("dqn", "qrdqn", "ppo", "a2c", "maskable_ppo")
+#: Off-policy (replay-buffer) algorithms among :data:`ALGOS`.
+OFF_POLICY_ALGOS: tuple[str, ...] = ("dqn", "qrdqn")
+#: Datasets the environment can load.
+DATASETS: tuple[str, ...] = ("ml-100k", "ml-1m")
+SPLITS: tuple[str, ...] = ("temporal", "random")
+LOSSES: tuple[str, ...] = ("huber", "mse")
+
+
+@dataclass
+class TrainConfig:
+    """All settings of one training run (units in the comments; defaults = preset ``default``)."""
+
+    # --- run ---
+    name: str = "lsrwrl"  # run directory prefix: <runs_dir>/<name>-<timestamp>
+    preset: str = "default"  # preset the config started from (recorded, not used)
+    algo: str = "dqn"  # one of ALGOS
+    seed: int = 0  # seeds torch, numpy, the environments and SB3
+    device: str = "cpu"  # torch device: "cpu", "cuda" or "auto"
+    torch_threads: int = 2  # torch.set_num_threads during training (this machine has 2 cores)
+    runs_dir: str = "runs"  # parent folder of run directories
+
+    # --- data and environment (MovieLensRec-v0 arguments) ---
+    dataset: str = "ml-100k"  # "ml-100k" or "ml-1m"
+    data_dir: str | None = None  # root holding ml-100k/ and ml-1m/ (None: MOVIELENS_DATA, cache, download)
+    split: str = "temporal"  # "temporal" (chronological per user) or "random" per user
+    train_ratio: float = 0.8  # fraction of each user's ratings in the train part
+    split_seed: int = 0  # seed of the random split (unused by temporal)
+    history_len: int = 20  # short-term window n (paper: 20)
+    like_threshold: int = 4  # a rating >= this is a like
+    max_steps: int = 50  # recommendations per episode before truncation
+    n_envs: int = 8  # parallel training environments (SB3 DummyVecEnv)
+
+    # --- budget ---
+    total_timesteps: int = 300_000  # environment steps (transitions) to train for, upper bound
+    max_episodes: int | None = None  # stop after this many finished episodes, all envs together
+    max_train_seconds: float | None = 660.0  # wall-clock cap on model.learn (None: no cap)
+
+    # --- extractor (agents.extractor.LongShortExtractor) and heads ---
+    embed_dim: int = 64  # size d of item/user embeddings and of each interest vector
+    n_heads: int = 1  # self-attention heads (must divide embed_dim)
+    n_layers: int = 1  # stacked self-attention layers
+    dropout: float = 0.0  # dropout in attention and the DeepFM DNN
+    dnn_hidden: tuple[int, ...] = (128,)  # DeepFM DNN hidden sizes
+    share_item_embeddings: bool = True  # one item table for the short- and long-term parts
+    net_arch: tuple[int, ...] = (256,)  # hidden layers of the Q / policy / value heads
+
+    # --- optimisation (all algorithms) ---
+    learning_rate: float = 1e-3  # Adam step size (RMSprop for a2c, SB3's default)
+    batch_size: int = 256  # replay mini-batch (dqn/qrdqn) or PPO mini-batch
+    gamma: float = 0.9  # reward discount (paper: 0.9)
+    max_grad_norm: float = 10.0  # gradient clipping (global L2 norm)
+
+    # --- off-policy: dqn, qrdqn ---
+    buffer_size: int = 200_000  # replay capacity in transitions
+    learning_starts: int = 2_000  # random-policy transitions before the first update
+    train_freq: int = 1  # update every this many vector steps (each is n_envs transitions)
+    gradient_steps: int = 2  # gradient steps per update
+    target_update_interval: int = 2_000  # environment steps between target-network copies
+    exploration_fraction: float = 0.3  # fraction of total_timesteps over which epsilon decays
+    exploration_initial_eps: float = 1.0  # epsilon (random-action probability) at the start
+    exploration_final_eps: float = 0.05  # epsilon after the decay
+    loss: str = "huber"  # dqn TD loss: "huber" (SB3's smooth L1) or "mse" (paper eq. 10)
+    n_quantiles: int = 50  # qrdqn quantiles per action
+
+    # --- on-policy: ppo, a2c, maskable_ppo ---
+    n_steps: int = 128  # rollout length per environment between updates
+    n_epochs: int = 4  # PPO passes over each rollout
+    gae_lambda: float = 0.95  # GAE lambda
+    ent_coef: float = 0.01  # entropy bonus
+    vf_coef: float = 0.5  # value-loss weight
+    clip_range: float = 0.2  # PPO ratio clip
+
+    # --- evaluation, logging, checkpoints ---
+    eval_freq: int = 25_000  # environment steps between validation evaluations (0: never)
+    val_fraction: float = 0.2  # validation slice: last fraction of each user's train sequence
+    eval_k: int = 10  # cut-off k of the ranking metrics
+    checkpoint_freq: int = 50_000  # environment steps between checkpoints (0: only at the end)
+    tune: bool = False  # train on the validation split's train part only (honest tuning)
+
+    def validate(self) -> TrainConfig:
+        """Check every value; raise one ``ValueError`` listing all problems.
+
+        :return: ``self`` (for chaining)
+        """
+        problems: list[str] = []
+
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                problems.append(message)
+
+        for fname, choices in (("algo", ALGOS), ("dataset", DATASETS), ("split", SPLITS), ("loss", LOSSES)):
+            value = getattr(self, fname)
+            need(value in choices, f"{fname}={value!r} is unknown; choose one of {', '.join(choices)}")
+        need(self.device in ("cpu", "cuda", "auto") or self.device.startswith("cuda:"),
+             f"device={self.device!r}: use 'cpu', 'cuda', 'cuda:N' or 'auto'")
+        need(bool(self.name) and "/" not in self.name, f"name={self.name!r} must be a non-empty file name")
+        positive = (
+            "torch_threads", "history_len", "max_steps", "n_envs", "total_timesteps", "embed_dim",
+            "n_heads", "n_layers", "batch_size", "buffer_size", "train_freq", "target_update_interval",
+            "n_quantiles", "n_steps", "n_epochs", "eval_k",
+        )
+        for fname in positive:
+            value = getattr(self, fname)
+            need(isinstance(value, int) and not isinstance(value, bool) and value > 0,
+                 f"{fname} must be a positive integer, got {value!r}")
+        for fname in ("learning_starts", "eval_freq", "checkpoint_freq", "seed", "split_seed"):
+            value = getattr(self, fname)
+            need(isinstance(value, int) and value >= 0, f"{fname} must be an integer >= 0, got {value!r}")
+        need(self.gradient_steps == -1 or self.gradient_steps > 0,
+             f"gradient_steps must be > 0 (or -1: one per collected transition), got {self.gradient_steps}")
+        need(self.max_episodes is None or self.max_episodes > 0,
+             f"max_episodes must be a positive integer or None, got {self.max_episodes}")
+        need(self.max_train_seconds is None or self.max_train_seconds > 0,
+             f"max_train_seconds must be > 0 or None, got {self.max_train_seconds}")
+        need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        need(0.0 < self.gamma <= 1.0, f"gamma must be in (0, 1], got {self.gamma}")
+        need(0.0 < self.train_ratio < 1.0, f"train_ratio must be in (0, 1), got {self.train_ratio}")
+        need(0.0 < self.val_fraction < 1.0, f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
+        need(1 <= self.like_threshold <= 5, f"like_threshold must be a rating in 1..5, got {self.like_threshold}")
+        for fname in ("exploration_fraction", "exploration_initial_eps", "exploration_final_eps",
+                      "gae_lambda"):
+            value = getattr(self, fname)
+            need(0.0 <= value <= 1.0, f"{fname} must be in [0, 1], got {value}")
+        for fname in ("max_grad_norm", "clip_range"):
+            need(getattr(self, fname) > 0, f"{fname} must be > 0, got {getattr(self, fname)}")
+        for fname in ("ent_coef", "vf_coef"):
+            need(getattr(self, fname) >= 0, f"{fname} must be >= 0, got {getattr(self, fname)}")
+        for fname in ("dnn_hidden", "net_arch"):
+            value = getattr(self, fname)
+            need(all(isinstance(h, int) and h > 0 for h in value),
+                 f"{fname} sizes must be positive integers, got {value!r}")
+        if self.embed_dim > 0 and self.n_heads > 0:
+            need(self.embed_dim % self.n_heads == 0,
+                 f"embed_dim={self.embed_dim} must be divisible by n_heads={self.n_heads}")
+        if self.algo in OFF_POLICY_ALGOS:
+            need(self.batch_size <= self.buffer_size,
+                 f"batch_size={self.batch_size} exceeds buffer_size={self.buffer_size}")
+        elif self.algo in ("ppo", "maskable_ppo"):
+            rollout = self.n_steps * self.n_envs
+            need(rollout > 1, f"n_steps * n_envs must be > 1 for PPO advantage normalisation, got {rollout}")
+            need(self.batch_size <= rollout,
+                 f"batch_size={self.batch_size} exceeds the PPO rollout n_steps*n_envs={rollout}; "
+                 "lower batch_size or raise n_steps")
+        if self.algo != "dqn" and self.loss != "huber":
+            problems.append(f"loss={self.loss!r} is only configurable for algo='dqn' (qrdqn uses the "
+                            "quantile Huber loss, actor-critic algorithms their own losses)")
+        if problems:
+            raise ValueError("invalid training config:\n  - " + "\n  - ".join(problems))
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error.
+
+        :param values: field name -> value (lists accepted for tuple fields)
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(names)}")
+        hints = typing.get_type_hints(cls)
+        cast = {k: tuple(v) if _is_tuple(hints[k]) and v is not None else v for k, v in values.items()}
+        return cls(**cast)
+
+    @classmethod
+    def load(cls, path: str) -> TrainConfig:
+        """Read a ``config.json`` written by a run."""
+        with open(path, encoding="utf-8") as fh:
+            return cls.from_dict(json.load(fh))
+
+
+# Presets -----------------------------------------------------------------------------------
+
+#: Field overrides of each preset on top of the dataclass defaults.
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "paper": dict(
+        preset="paper",
+        name="lsrwrl-paper",
+        n_envs=1,  # the paper collects experience from one user at a time
+        batch_size=128,
+        gamma=0.9,
+        learning_rate=0.01,
+        target_update_interval=50,
+        # "epsilon-greedy parameter 0.9" = greedy with probability 0.9: a constant epsilon 0.1
+        exploration_initial_eps=0.1,
+        exploration_final_eps=0.1,
+        exploration_fraction=0.0,
+        loss="mse",  # eq. 10
+        max_episodes=1000,  # 1000 episodes of at most max_steps steps each
+        total_timesteps=1000 * 50,  # upper bound: 1000 episodes * max_steps
+        # Not given by the paper: SB3 defaults where they exist, else the project's choices.
+        train_freq=4,  # "every few steps" (SB3's default)
+        gradient_steps=1,
+        learning_starts=100,  # SB3's default
+        net_arch=(64, 64),  # SB3's default Q-network head
+        max_grad_norm=10.0,  # SB3's default for DQN
+        eval_freq=10_000,
+        checkpoint_freq=25_000,
+    ),
+}
+
+
+def make_config(preset: str = "default", **overrides: Any) -> TrainConfig:
+    """A validated config from a named preset plus field overrides.
+
+    :param preset: a key of :data:`PRESETS`
+    :param overrides: field name -> value, applied after the preset
+    :raises ValueError: unknown preset or field, or an invalid value
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    values = {**PRESETS[preset], **overrides}
+    if preset == "paper" and "max_steps" in overrides and "total_timesteps" not in overrides:
+        values["total_timesteps"] = 1000 * int(overrides["max_steps"])
+    return TrainConfig.from_dict(values).validate()
+
+
+# CLI --------------------------------------------------------------------------------------
+
+
+def _is_tuple(tp: Any) -> bool:
+    return typing.get_origin(tp) is tuple
+
+
+def _is_optional(tp: Any) -> bool:
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp)
+
+
+def _base_type(tp: Any) -> Any:
+    if _is_optional(tp):
+        return next(a for a in typing.get_args(tp) if a is not type(None))
+    return tp
+
+
+def parse_value(text: str, tp: Any, name: str) -> Any:
+    """Parse one CLI string into a config field's type.
+
+    ``none`` for optional fields; ``true/false/1/0/yes/no`` for booleans; comma-separated
+    integers for tuples (empty string = empty tuple); ``1e-3`` and ``200_000`` are accepted.
+
+    :param text: the command-line string
+    :param tp: the field's type annotation
+    :param name: field name (for the error message)
+    :raises ValueError: the text does not parse
+    """
+    if _is_optional(tp) and text.strip().lower() in ("none", "null", ""):
+        return None
+    base = _base_type(tp)
+    try:
+        if base is bool:
+            low = text.strip().lower()
+            if low in ("true", "1", "yes", "on"):
+                return True
+            if low in ("false", "0", "no", "off"):
+                return False
+            raise ValueError(text)
+        if _is_tuple(base):
+            return tuple(int(part) for part in text.replace(" ", "").split(",") if part)
+        if base is int:
+            number = float(text.replace("_", ""))
+            if number != int(number):
+                raise ValueError(text)
+            return int(number)
+        if base is float:
+            return float(text.replace("_", ""))
+        return text
+    except ValueError:
+        raise ValueError(f"--{name.replace('_', '-')}: cannot parse {text!r} as {base}") from None
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--preset`` and one ``--field-name VALUE`` option per :class:`TrainConfig` field.
+
+    Options default to ``None`` (= keep the preset's value); see :func:`config_from_args`.
+    """
+    parser.add_argument("--preset", default="default", choices=sorted(PRESETS),
+                        help="named starting configuration (default: %(default)s)")
+    hints = typing.get_type_hints(TrainConfig)
+    comments = _field_comments()
+    defaults = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "preset":
+            continue
+        shown = getattr(defaults, f.name)
+        if isinstance(shown, tuple):
+            shown = ",".join(map(str, shown))
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            dest=f.name,
+            default=None,
+            metavar=_metavar(hints[f.name]),
+            help=f"{comments.get(f.name, '')} (default preset: {shown})".replace("%", "%%"),
+        )
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Build the validated config from parsed :func:`add_config_arguments` options.
+
+    :raises ValueError: a value does not parse or the resulting config is invalid
+    """
+    hints = typing.get_type_hints(TrainConfig)
+    overrides = {}
+    for f in dataclasses.fields(TrainConfig):
+        text = getattr(args, f.name, None)
+        if f.name != "preset" and text is not None:
+            overrides[f.name] = parse_value(text, hints[f.name], f.name)
+    return make_config(args.preset, **overrides)
+
+
+def _metavar(tp: Any) -> str:
+    base = _base_type(tp)
+    if _is_tuple(base):
+        return "INTS"
+    return {int: "INT", float: "FLOAT", bool: "BOOL"}.get(base, "STR")
+
+
+def _field_comments() -> dict[str, str]:
+    """The one-line ``# comment`` after each field in this file's source (for ``--help``)."""
+    import inspect
+
+    comments: dict[str, str] = {}
+    for line in inspect.getsource(TrainConfig).splitlines():
+        stripped = line.strip()
+        if ":" in stripped and "  # " in stripped and not stripped.startswith(("#", "def", '"')):
+            name = stripped.split(":", 1)[0].strip()
+            if name.isidentifier():
+                comments[name] = stripped.split("  # ", 1)[1].strip()
+    return comments

@@ -1,0 +1,685 @@
+"""Loading MovieLens 100K and 1M: finding the files, parsing them, caching the parsed arrays.
+
+:func:`load_movielens` is the entry point. Where the files come from, in this order:
+
+1. the ``data_dir`` argument: a root holding ``ml-100k/`` and/or ``ml-1m/``, or the dataset
+   folder itself;
+2. the environment variable ``MOVIELENS_DATA`` (same layout);
+3. the per-user cache directory (:func:`recsim_env.download.cache_root`);
+4. a download of the official GroupLens zip into that cache, MD5-verified.
+
+A folder that is found but lacks a required file is an error (:class:`MissingFileError`), never
+a reason to look elsewhere. Parsed arrays are cached as ``.npz`` under ``<cache>/parsed/``, keyed
+by the source files' path, size and modification time; the data folder itself is only read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from recsim_env.dataset import AGE_GROUP_LOWER_BOUNDS, USER_FEATURE_CARDINALITIES, MovieLensData
+from recsim_env.download import (
+    ChecksumError,
+    DownloadError,
+    cache_root,
+    dataset_source,
+    download_dataset,
+)
+
+__all__ = [
+    "DATA_ENV_VAR",
+    "GENRES_ML100K",
+    "GENRES_ML1M",
+    "ChecksumError",
+    "DataFormatError",
+    "DatasetNotFoundError",
+    "DownloadError",
+    "MissingFileError",
+    "load_movielens",
+    "locate_movielens",
+    "parse_movielens",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Environment variable naming a data root that holds ``ml-100k/`` and/or ``ml-1m/``.
+DATA_ENV_VAR = "MOVIELENS_DATA"
+#: Bumped whenever parsing changes, so that old ``.npz`` caches are rebuilt.
+CACHE_FORMAT_VERSION = 1
+
+#: Genre columns of ML-100K, in ``u.item`` / ``u.genre`` order.
+GENRES_ML100K: tuple[str, ...] = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
+    "Sci-Fi", "Thriller", "War", "Western",
+)  # fmt: skip
+#: Genre columns of ML-1M, in the order of its README.
+GENRES_ML1M: tuple[str, ...] = GENRES_ML100K[1:]
+
+_N_OCCUPATIONS = USER_FEATURE_CARDINALITIES[2]
+_INT = re.compile(r"[+-]?\d+")
+_YEAR_IN_TITLE = re.compile(r"\((\d{4})\)")
+_RELEASE_DATE = re.compile(r"\d{1,2}-[A-Za-z]{3}-(\d{4})")
+# Control characters never occur in MovieLens text; they mean UTF-16 or a re-encoding accident.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset is in none of the places looked at and could not be downloaded."""
+
+
+class MissingFileError(FileNotFoundError):
+    """A dataset folder was found but lacks a file the loader needs."""
+
+    def __init__(self, directory: Path, missing: list[str], name: str) -> None:
+        self.directory = Path(directory)
+        self.missing = list(missing)
+        needed = ", ".join(dataset_source(name).files)
+        super().__init__(
+            f"{', '.join(missing)} missing in {directory}. The {name} loader needs {needed} "
+            f"there: copy the missing file(s) into that folder (from the official "
+            f"{dataset_source(name).url}), or point data_dir / ${DATA_ENV_VAR} at a complete copy."
+        )
+
+
+class DataFormatError(ValueError):
+    """A MovieLens file does not have the expected format.
+
+    :param path: the offending file
+    :param line: 1-based line number, or ``None`` when the problem is not on one line
+    :param problem: what is wrong
+    """
+
+    def __init__(self, path: Path, line: int | None, problem: str) -> None:
+        self.path = Path(path)
+        self.line = line
+        where = f"{path}, line {line}" if line is not None else f"{path}"
+        super().__init__(f"{where}: {problem}")
+
+
+# --------------------------------------------------------------------------------------------
+# Locating the files
+# --------------------------------------------------------------------------------------------
+
+
+def _dataset_folder(root: Path, name: str, accept_root: bool) -> Path | None:
+    """``root/name``, or ``root`` itself if it looks like the dataset folder."""
+    if (root / name).is_dir():
+        return root / name
+    if accept_root and root.is_dir():
+        if root.name == name or any((root / f).exists() for f in dataset_source(name).files):
+            return root
+    return None
+
+
+def locate_movielens(
+    name: str = "ml-100k",
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    download: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Find (or download) the folder holding the raw files of a MovieLens dataset.
+
+    :param name: ``"ml-100k"`` or ``"ml-1m"``
+    :param data_dir: a root holding ``<name>/``, or the dataset folder itself; default none
+    :param download: download the official zip into the cache when no copy is found
+    :param cache_dir: per-user cache directory, see :func:`recsim_env.download.cache_root`
+    :return: the dataset folder, holding every required file
+    :raises MissingFileError: a dataset folder exists but lacks a required file
+    :raises DatasetNotFoundError: not found anywhere and not downloadable (lists every place)
+    :raises ChecksumError: the download does not match the published checksum
+    """
+    source = dataset_source(name)
+    env = os.environ.get(DATA_ENV_VAR)
+    cache = cache_root(cache_dir)
+    # (label, root or None, may the root itself be the dataset folder, note when None)
+    roots: list[tuple[str, Path | None, bool, str]] = [
+        ("data_dir argument", Path(data_dir).expanduser() if data_dir else None, True, "not given"),
+        (f"${DATA_ENV_VAR}", Path(env).expanduser() if env else None, True, "not set"),
+        ("per-user cache", cache, False, ""),
+    ]
+    looked: list[str] = []
+    for label, root, accept_root, unset in roots:
+        if root is None:
+            looked.append(f"{label}: {unset}")
+            continue
+        folder = _dataset_folder(root, name, accept_root)
+        if folder is None:
+            alt = f" (nor {root} itself)" if accept_root else ""
+            looked.append(f"{label}: no folder {root / name}{alt}")
+            continue
+        missing = [f for f in source.files if not (folder / f).is_file()]
+        if missing:
+            raise MissingFileError(folder, missing, name)
+        return folder
+
+    if not download:
+        looked.append("download: disabled (download=False)")
+        raise DatasetNotFoundError(_not_found_message(name, looked, cache))
+    try:
+        return download_dataset(name, cache_dir)
+    except ChecksumError:
+        raise
+    except DownloadError as exc:
+        looked.append(f"download: {exc}")
+        raise DatasetNotFoundError(_not_found_message(name, looked, cache)) from exc
+
+
+def _not_found_message(name: str, looked: list[str], cache: Path) -> str:
+    source = dataset_source(name)
+    places = "\n".join(f"  - {place}" for place in looked)
+    files = ", ".join(f"ROOT/{name}/{f}" for f in source.files)
+    return (
+        f"MovieLens dataset {name!r} not found. Looked in:\n{places}\n"
+        f"To supply the files, either\n"
+        f"  - download {source.url}, unzip it into a folder ROOT (giving {files}) and pass "
+        f"data_dir=ROOT or set {DATA_ENV_VAR}=ROOT, or\n"
+        f"  - let load_movielens download it (download=True, the default) on a machine that "
+        f"can reach {source.url}; the files go to {cache / name}."
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------------------------
+
+
+class _Ratings(NamedTuple):
+    path: Path
+    raw: bytes
+    values: np.ndarray  # int64 (n, 4): user id, movie id, rating, timestamp
+
+    def line_of(self, row: int) -> int:
+        """1-based line number of the ``row``-th rating (blank lines are skipped)."""
+        seen = -1
+        for lineno, line in enumerate(self.raw.split(b"\n"), 1):
+            if line.rstrip(b"\r"):
+                seen += 1
+                if seen == row:
+                    return lineno
+        return row + 1
+
+
+class _Users(NamedTuple):
+    path: Path
+    raw_ids: np.ndarray  # int64 (n,)
+    features: np.ndarray  # int32 (n, 3)
+
+
+class _Items(NamedTuple):
+    path: Path
+    raw_ids: np.ndarray  # int64 (n,)
+    titles: list[str]
+    years: np.ndarray  # int32 (n,)
+    genres: np.ndarray  # bool (n, n_genres)
+
+
+_RATING_FIELDS = ("user id", "movie id", "rating", "timestamp")
+
+
+def _read_ratings(path: Path, sep: bytes) -> _Ratings:
+    """Vectorised parse of a ratings file (``u.data`` or ``ratings.dat``)."""
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DataFormatError(path, None, "the file is empty; expected one rating per line")
+    # '::' becomes one tab so that pandas' C parser splits it; a stray ':' then fails to parse.
+    text = raw if sep == b"\t" else raw.replace(sep, b"\t")
+    try:
+        table = pd.read_csv(
+            io.BytesIO(text), sep="\t", header=None, dtype=np.int64, engine="c", na_filter=False
+        )
+        values = table.to_numpy()
+        if values.shape[1] != len(_RATING_FIELDS):
+            raise ValueError(f"{values.shape[1]} columns")
+    except (ValueError, OverflowError) as exc:
+        raise _diagnose_ratings(path, raw, sep, exc) from None
+    return _Ratings(path, raw, values)
+
+
+def _diagnose_ratings(path: Path, raw: bytes, sep: bytes, exc: Exception) -> DataFormatError:
+    """Find the first bad line of a ratings file (slow; only runs after a parse failure)."""
+    sep_text = sep.decode()
+    for lineno, line in enumerate(raw.split(b"\n"), 1):
+        line = line.rstrip(b"\r")
+        if not line:
+            continue
+        problem = _encoding_problem(line, "ascii")
+        if problem:
+            return DataFormatError(path, lineno, problem)
+        fields = line.decode("ascii").split(sep_text)
+        if len(fields) != len(_RATING_FIELDS):
+            return DataFormatError(
+                path,
+                lineno,
+                f"expected {len(_RATING_FIELDS)} fields ({', '.join(_RATING_FIELDS)}) separated "
+                f"by {sep_text!r}, found {len(fields)}: {line.decode()!r}",
+            )
+        for field_name, value in zip(_RATING_FIELDS, fields, strict=True):
+            if not _INT.fullmatch(value.strip()):
+                return DataFormatError(path, lineno, f"{field_name} {value!r} is not an integer")
+            if abs(int(value)) >= 2**63:
+                return DataFormatError(path, lineno, f"{field_name} {value!r} is out of range")
+    return DataFormatError(path, None, f"cannot be parsed as ratings: {exc}")
+
+
+def _encoding_problem(line: bytes, encoding: str) -> str | None:
+    """Why ``line`` is not text in ``encoding`` (``None`` if it is)."""
+    try:
+        text = line.decode(encoding)
+    except UnicodeDecodeError as exc:
+        return (
+            f"byte 0x{line[exc.start]:02x} at column {exc.start + 1} is not valid {encoding}: "
+            f"wrong encoding (this file must be {encoding}, as in the GroupLens release)"
+        )
+    bad = _CONTROL.search(text)
+    if bad:
+        return (
+            f"control character {bad.group()!r} at column {bad.start() + 1}: wrong encoding "
+            f"(UTF-16 or a damaged file? this file must be {encoding}, as in the GroupLens release)"
+        )
+    return None
+
+
+def _text_lines(path: Path, encoding: str) -> list[tuple[int, str]]:
+    """Non-blank lines of a small text file as ``(line number, text)``, encoding-checked.
+
+    ``encoding="latin-1"`` also accepts a copy re-encoded to UTF-8 (detected when the whole file
+    is valid UTF-8 with non-ASCII characters; the original latin-1 files are not).
+    """
+    raw = path.read_bytes()
+    if encoding == "latin-1" and not raw.isascii():
+        try:
+            raw.decode("utf-8")
+            encoding = "utf-8-sig"
+        except UnicodeDecodeError:
+            pass
+    lines = []
+    for lineno, line in enumerate(raw.split(b"\n"), 1):
+        line = line.rstrip(b"\r")
+        if not line.strip():
+            continue
+        problem = _encoding_problem(line, encoding)
+        if problem:
+            raise DataFormatError(path, lineno, problem)
+        lines.append((lineno, line.decode(encoding)))
+    if not lines:
+        raise DataFormatError(path, None, "the file is empty")
+    return lines
+
+
+def _fields(
+    path: Path, lineno: int, text: str, sep: str, names: tuple[str, ...], describe: str = ""
+) -> list[str]:
+    fields = text.split(sep)
+    if len(fields) != len(names):
+        raise DataFormatError(
+            path,
+            lineno,
+            f"expected {len(names)} fields ({describe or ', '.join(names)}) separated by "
+            f"{sep!r}, found {len(fields)}: {text!r}",
+        )
+    return fields
+
+
+def _int(path: Path, lineno: int, what: str, value: str) -> int:
+    if not _INT.fullmatch(value.strip()):
+        raise DataFormatError(path, lineno, f"{what} {value!r} is not an integer")
+    return int(value)
+
+
+def _check_unique(path: Path, what: str, ids: list[int], lines: list[int]) -> None:
+    first: dict[int, int] = {}
+    for raw_id, lineno in zip(ids, lines, strict=True):
+        if raw_id in first:
+            raise DataFormatError(
+                path, lineno, f"{what} {raw_id} is listed again (first at line {first[raw_id]})"
+            )
+        first[raw_id] = lineno
+
+
+def _age_group(path: Path, lineno: int, age: int) -> int:
+    if age < 0:
+        raise DataFormatError(path, lineno, f"age {age} is negative")
+    return int(np.searchsorted(AGE_GROUP_LOWER_BOUNDS[1:], age, side="right"))
+
+
+def _gender(path: Path, lineno: int, value: str) -> int:
+    if value not in ("F", "M"):
+        raise DataFormatError(path, lineno, f"gender {value!r} is neither 'F' nor 'M'")
+    return 0 if value == "F" else 1
+
+
+def _users(path: Path, ids: list[int], features: list[tuple[int, int, int]], lines: list[int]) -> _Users:
+    _check_unique(path, "user id", ids, lines)
+    return _Users(
+        path, np.asarray(ids, dtype=np.int64), np.asarray(features, dtype=np.int32).reshape(-1, 3)
+    )
+
+
+def _read_occupations(path: Path) -> dict[str, int]:
+    names = [text.strip() for _, text in _text_lines(path, "ascii")]
+    if len(names) > _N_OCCUPATIONS or len(set(names)) != len(names):
+        raise DataFormatError(
+            path, None, f"expected at most {_N_OCCUPATIONS} distinct occupation names, "
+            f"found {len(names)} ({len(set(names))} distinct)"
+        )
+    return {occupation: code for code, occupation in enumerate(names)}
+
+
+def _read_users_ml100k(path: Path, occupations: dict[str, int]) -> _Users:
+    ids, features, lines = [], [], []
+    for lineno, text in _text_lines(path, "ascii"):
+        uid, age, gender, occupation, _zip = _fields(
+            path, lineno, text, "|", ("user id", "age", "gender", "occupation", "zip code")
+        )
+        if occupation not in occupations:
+            raise DataFormatError(
+                path, lineno, f"occupation {occupation!r} is not listed in u.occupation"
+            )
+        ids.append(_int(path, lineno, "user id", uid))
+        age_group = _age_group(path, lineno, _int(path, lineno, "age", age))
+        features.append((_gender(path, lineno, gender), age_group, occupations[occupation]))
+        lines.append(lineno)
+    return _users(path, ids, features, lines)
+
+
+def _read_users_ml1m(path: Path) -> _Users:
+    ids, features, lines = [], [], []
+    for lineno, text in _text_lines(path, "ascii"):
+        uid, gender, age, occupation, _zip = _fields(
+            path, lineno, text, "::", ("UserID", "Gender", "Age", "Occupation", "Zip-code")
+        )
+        age_value = _int(path, lineno, "age", age)
+        if age_value not in AGE_GROUP_LOWER_BOUNDS:
+            raise DataFormatError(
+                path, lineno, f"age {age_value} is not an ML-1M age code {AGE_GROUP_LOWER_BOUNDS}"
+            )
+        code = _int(path, lineno, "occupation", occupation)
+        if not 0 <= code < _N_OCCUPATIONS:
+            raise DataFormatError(
+                path, lineno, f"occupation {code} is outside 0..{_N_OCCUPATIONS - 1}"
+            )
+        ids.append(_int(path, lineno, "user id", uid))
+        features.append(
+            (_gender(path, lineno, gender), AGE_GROUP_LOWER_BOUNDS.index(age_value), code)
+        )
+        lines.append(lineno)
+    return _users(path, ids, features, lines)
+
+
+def _year(title: str, release_date: str = "") -> int:
+    """Year in the title's last ``(YYYY)``, else of an ML-100K release date, else -1."""
+    years = _YEAR_IN_TITLE.findall(title)
+    if years:
+        return int(years[-1])
+    date = _RELEASE_DATE.fullmatch(release_date.strip())
+    return int(date.group(1)) if date else -1
+
+
+def _read_items_ml100k(path: Path) -> _Items:
+    names = ("movie id", "title", "release date", "video release date", "IMDb URL")
+    describe = ", ".join(names) + f", {len(GENRES_ML100K)} genre flags"
+    names += GENRES_ML100K
+    ids, titles, years, genres, lines = [], [], [], [], []
+    for lineno, text in _text_lines(path, "latin-1"):
+        fields = _fields(path, lineno, text, "|", names, describe)
+        flags = fields[5:]
+        for genre, flag in zip(GENRES_ML100K, flags, strict=True):
+            if flag not in ("0", "1"):
+                raise DataFormatError(path, lineno, f"genre flag {genre!r} is {flag!r}, not 0 or 1")
+        ids.append(_int(path, lineno, "movie id", fields[0]))
+        titles.append(fields[1].strip())
+        years.append(_year(fields[1], fields[2]))
+        genres.append([flag == "1" for flag in flags])
+        lines.append(lineno)
+    _check_unique(path, "movie id", ids, lines)
+    return _Items(
+        path,
+        np.asarray(ids, dtype=np.int64),
+        titles,
+        np.asarray(years, dtype=np.int32),
+        np.asarray(genres, dtype=bool).reshape(-1, len(GENRES_ML100K)),
+    )
+
+
+def _read_items_ml1m(path: Path) -> _Items:
+    genre_code = {g: j for j, g in enumerate(GENRES_ML1M)}
+    ids, titles, years, lines = [], [], [], []
+    genres = []
+    for lineno, text in _text_lines(path, "latin-1"):
+        movie_id, title, genre_field = _fields(
+            path, lineno, text, "::", ("MovieID", "Title", "Genres")
+        )
+        row = np.zeros(len(GENRES_ML1M), dtype=bool)
+        for genre in filter(None, genre_field.strip().split("|")):
+            if genre not in genre_code:
+                raise DataFormatError(
+                    path, lineno, f"unknown genre {genre!r}; ML-1M genres are {', '.join(GENRES_ML1M)}"
+                )
+            row[genre_code[genre]] = True
+        ids.append(_int(path, lineno, "movie id", movie_id))
+        titles.append(title.strip())
+        years.append(_year(title))
+        genres.append(row)
+        lines.append(lineno)
+    _check_unique(path, "movie id", ids, lines)
+    return _Items(
+        path,
+        np.asarray(ids, dtype=np.int64),
+        titles,
+        np.asarray(years, dtype=np.int32),
+        np.asarray(genres, dtype=bool).reshape(-1, len(GENRES_ML1M)),
+    )
+
+
+def _index_into(
+    known_ids: np.ndarray, wanted: np.ndarray, ratings: _Ratings, what: str, listing: Path
+) -> np.ndarray:
+    """Row of each ``wanted`` id in ``known_ids``; an error at the first unknown one."""
+    order = np.argsort(known_ids, kind="stable")
+    sorted_ids = known_ids[order]
+    pos = np.minimum(np.searchsorted(sorted_ids, wanted), max(len(sorted_ids) - 1, 0))
+    found = sorted_ids[pos] == wanted if len(sorted_ids) else np.zeros(len(wanted), dtype=bool)
+    if not found.all():
+        row = int(np.flatnonzero(~found)[0])
+        raise DataFormatError(
+            ratings.path,
+            ratings.line_of(row),
+            f"{what} {int(wanted[row])} is not listed in {listing}",
+        )
+    return order[pos]
+
+
+def _assemble(
+    name: str, ratings: _Ratings, users: _Users, items: _Items, genre_names: tuple[str, ...]
+) -> MovieLensData:
+    """Check ratings against the user/item tables and remap everything to contiguous ids."""
+    user_raw, item_raw, rating, timestamp = (np.ascontiguousarray(c) for c in ratings.values.T)
+    bad = np.flatnonzero((rating < 1) | (rating > 5))
+    if bad.size:
+        row = int(bad[0])
+        raise DataFormatError(
+            ratings.path, ratings.line_of(row), f"rating {int(rating[row])} is outside 1..5"
+        )
+    _index_into(users.raw_ids, user_raw, ratings, "user id", users.path)
+    _index_into(items.raw_ids, item_raw, ratings, "movie id", items.path)
+
+    # Only users and items that have ratings get an index, sorted by original id.
+    user_raw_ids, user = np.unique(user_raw, return_inverse=True)
+    item_raw_ids, item = np.unique(item_raw, return_inverse=True)
+    n_items = len(item_raw_ids)
+
+    key = user.astype(np.int64) * n_items + item
+    order = np.argsort(key, kind="stable")
+    repeated = np.flatnonzero(key[order][1:] == key[order][:-1])
+    if repeated.size:
+        j = int(np.argmin(order[repeated + 1]))
+        first, again = int(order[repeated[j]]), int(order[repeated[j] + 1])
+        raise DataFormatError(
+            ratings.path,
+            ratings.line_of(again),
+            f"user {int(user_raw[again])} rated movie {int(item_raw[again])} again (first at "
+            f"line {ratings.line_of(first)}); each (user, movie) pair may appear only once",
+        )
+
+    user_rows = _index_into(users.raw_ids, user_raw_ids, ratings, "user id", users.path)
+    item_rows = _index_into(items.raw_ids, item_raw_ids, ratings, "movie id", items.path)
+    return MovieLensData(
+        name=name,
+        user=user.astype(np.int32),
+        item=item.astype(np.int32),
+        rating=rating.astype(np.int8),
+        timestamp=timestamp.astype(np.int64),
+        user_features=users.features[user_rows],
+        user_raw_ids=user_raw_ids.astype(np.int64),
+        item_raw_ids=item_raw_ids.astype(np.int64),
+        item_titles=np.array([items.titles[r] for r in item_rows], dtype=object),
+        item_years=items.years[item_rows],
+        item_genres=items.genres[item_rows],
+        genre_names=tuple(genre_names),
+    )
+
+
+def parse_movielens(name: str, folder: str | os.PathLike[str]) -> MovieLensData:
+    """Parse the raw files in ``folder`` (no lookup, no cache).
+
+    :param name: ``"ml-100k"`` (``u.data``, ``u.user``, ``u.item``, ``u.occupation``) or
+        ``"ml-1m"`` (``ratings.dat``, ``users.dat``, ``movies.dat``)
+    :param folder: the dataset folder
+    :return: the parsed, remapped dataset
+    :raises MissingFileError: a required file is missing
+    :raises DataFormatError: a file is malformed (the message names file and line)
+    """
+    folder = Path(folder)
+    source = dataset_source(name)
+    missing = [f for f in source.files if not (folder / f).is_file()]
+    if missing:
+        raise MissingFileError(folder, missing, name)
+    if name == "ml-100k":
+        occupations = _read_occupations(folder / "u.occupation")
+        users = _read_users_ml100k(folder / "u.user", occupations)
+        items = _read_items_ml100k(folder / "u.item")
+        ratings = _read_ratings(folder / "u.data", b"\t")
+        return _assemble(name, ratings, users, items, GENRES_ML100K)
+    users = _read_users_ml1m(folder / "users.dat")
+    items = _read_items_ml1m(folder / "movies.dat")
+    ratings = _read_ratings(folder / "ratings.dat", b"::")
+    return _assemble(name, ratings, users, items, GENRES_ML1M)
+
+
+# --------------------------------------------------------------------------------------------
+# Parsed-array cache
+# --------------------------------------------------------------------------------------------
+
+_ARRAY_FIELDS = (
+    "user", "item", "rating", "timestamp", "user_features", "user_raw_ids", "item_raw_ids",
+    "item_years", "item_genres",
+)  # fmt: skip
+
+
+def _cache_file(root: Path, name: str, folder: Path) -> Path:
+    digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
+    return root / "parsed" / f"{name}-{digest}.npz"
+
+
+def _signature(name: str, folder: Path) -> str:
+    files = []
+    for f in dataset_source(name).files:
+        path = (folder / f).resolve()
+        stat = path.stat()
+        files.append([str(path), stat.st_size, stat.st_mtime_ns])
+    return json.dumps({"version": CACHE_FORMAT_VERSION, "name": name, "files": files})
+
+
+def _read_cache(path: Path, signature: str) -> MovieLensData | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if str(npz["signature"]) != signature:
+                return None
+            arrays = {f: npz[f] for f in _ARRAY_FIELDS}
+            data = MovieLensData(
+                name=str(npz["name"]),
+                item_titles=npz["item_titles"].astype(object),
+                genre_names=tuple(str(g) for g in npz["genre_names"]),
+                **arrays,
+            )
+        n = data.n_ratings
+        if not all(len(a) == n for a in (data.item, data.rating, data.timestamp)) or not (
+            len(data.item_titles) == data.n_items == len(data.item_genres)
+        ):
+            raise ValueError("inconsistent array lengths")
+        return data
+    except Exception as exc:  # any unreadable cache is rebuilt, never fatal
+        logger.warning("Ignoring unreadable cache file %s (%s); re-parsing", path, exc)
+        return None
+
+
+def _write_cache(path: Path, signature: str, data: MovieLensData) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                np.savez(
+                    out,
+                    signature=np.array(signature),
+                    name=np.array(data.name),
+                    item_titles=np.array([str(t) for t in data.item_titles], dtype=str),
+                    genre_names=np.array(data.genre_names, dtype=str),
+                    **{f: getattr(data, f) for f in _ARRAY_FIELDS},
+                )
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        logger.warning("Could not write the parsed-data cache %s (%s)", path, exc)
+
+
+def load_movielens(
+    name: str = "ml-100k",
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    download: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> MovieLensData:
+    """Load a MovieLens dataset as a :class:`~recsim_env.dataset.MovieLensData`.
+
+    The files are looked up as :func:`locate_movielens` describes (``data_dir``, then
+    ``$MOVIELENS_DATA``, then the cache, then a download). The parsed arrays are cached in
+    ``<cache>/parsed/`` and reused while the source files keep their path, size and mtime.
+
+    :param name: ``"ml-100k"`` or ``"ml-1m"``
+    :param data_dir: a root holding ``<name>/``, or the dataset folder itself; default none
+    :param download: download the official zip when no copy is found (default ``True``)
+    :param cache_dir: cache directory; default ``$RECSIM_ENV_CACHE``, else
+        ``$XDG_CACHE_HOME/recsim_env``, else ``~/.cache/recsim_env``
+    :return: the dataset: users and items remapped to contiguous indices sorted by original id
+        (only those with ratings), ratings in file order
+    :raises DatasetNotFoundError: not found anywhere and not downloadable (lists every place)
+    :raises MissingFileError: a dataset folder exists but lacks a required file
+    :raises DataFormatError: a file is malformed (the message names file and line)
+    :raises ChecksumError: the download does not match the published checksum
+    """
+    folder = locate_movielens(name, data_dir, download=download, cache_dir=cache_dir)
+    signature = _signature(name, folder)
+    cache_file = _cache_file(cache_root(cache_dir), name, folder)
+    data = _read_cache(cache_file, signature)
+    if data is None:
+        data = parse_movielens(name, folder)
+        _write_cache(cache_file, signature, data)
+    return data

@@ -1,0 +1,247 @@
+"""LongShortExtractor and its parts: shapes, masking, the FM identity, gradients, SB3 use."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+
+from agents.attention import MaskedSelfAttention, ShortTermEncoder, sinusoidal_positions
+from agents.deepfm import DeepFM, bi_interaction
+from agents.extractor import LongShortExtractor, unpack_liked_bits
+
+th.set_num_threads(1)
+N_ITEMS = 37  # deliberately not a multiple of 8
+HISTORY = 6
+
+
+def make_space(n_items: int = N_ITEMS, history_len: int = HISTORY) -> spaces.Dict:
+    """The MovieLensRec-v0 observation space as COMMON.md specifies it."""
+    return spaces.Dict(
+        {
+            "user": spaces.Box(0, np.array([1, 6, 20]), shape=(3,), dtype=np.int32),
+            "history": spaces.Box(0, n_items, shape=(history_len,), dtype=np.int32),
+            "liked": spaces.Box(0, 255, shape=((n_items + 7) // 8,), dtype=np.uint8),
+        }
+    )
+
+
+def make_obs(rng: np.random.Generator, batch: int, n_items: int = N_ITEMS, history_len: int = HISTORY):
+    """Random valid observations as SB3 hands them to forward(): float32 tensors."""
+    user = np.stack([rng.integers(0, 2, batch), rng.integers(0, 7, batch), rng.integers(0, 21, batch)], 1)
+    history = rng.integers(1, n_items + 1, size=(batch, history_len))
+    n_pad = rng.integers(0, history_len + 1, size=batch)
+    n_pad[0] = history_len  # an empty history
+    n_pad[1] = 0  # a full one
+    for b in range(batch):
+        history[b, : n_pad[b]] = 0  # front padding
+    liked_mask = rng.random((batch, n_items)) < 0.2
+    liked_mask[0] = False  # nothing liked yet
+    liked = np.packbits(liked_mask, axis=1, bitorder="little")
+    obs = {"user": user, "history": history, "liked": liked}
+    return {k: th.as_tensor(v, dtype=th.float32) for k, v in obs.items()}, liked_mask
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"embed_dim": 8, "n_heads": 2, "n_layers": 2, "share_item_embeddings": False, "dnn_hidden": ()}],
+)
+def test_output_shape_and_finite(kwargs):
+    th.manual_seed(0)
+    ex = LongShortExtractor(make_space(), **kwargs)
+    obs, _ = make_obs(np.random.default_rng(0), batch=9)
+    out = ex(obs)
+    d = kwargs.get("embed_dim", 64)
+    assert ex.features_dim == 2 * d
+    assert out.shape == (9, 2 * d)
+    assert th.isfinite(out).all()  # the all-padding / nothing-liked row must not give NaN
+
+
+def test_unpack_liked_bits_matches_numpy_packbits():
+    rng = np.random.default_rng(1)
+    mask = rng.random((4, N_ITEMS)) < 0.5
+    packed = np.packbits(mask, axis=1, bitorder="little")
+    got = unpack_liked_bits(th.as_tensor(packed, dtype=th.float32), N_ITEMS)
+    np.testing.assert_array_equal(got.numpy().astype(bool), mask)
+    # item i is bit i % 8 of byte i // 8
+    one = np.zeros((1, 2), dtype=np.uint8)
+    one[0, 1] = 1 << 3
+    assert unpack_liked_bits(th.as_tensor(one), 16)[0].nonzero().flatten().tolist() == [11]
+
+
+def test_padding_is_ignored():
+    """Changing what sits in padded slots (the padding vector) never changes the output."""
+    th.manual_seed(0)
+    ex = LongShortExtractor(make_space(), embed_dim=8, n_heads=2, n_layers=2).eval()
+    obs, _ = make_obs(np.random.default_rng(2), batch=16)
+    before = ex(obs)
+    with th.no_grad():
+        ex.item_embedding.weight[0] = th.randn(8) * 100.0
+        ex.item_first_order.weight[0] = 50.0
+    after = ex(obs)
+    th.testing.assert_close(after, before)
+    # The short-term part of an empty history is exactly zero.
+    assert th.count_nonzero(after[0, 8:]) == 0
+
+
+def test_short_term_depends_on_real_items_only_and_on_their_order():
+    th.manual_seed(0)
+    emb = th.nn.Embedding(N_ITEMS + 1, 8, padding_idx=0)
+    enc = ShortTermEncoder(emb, HISTORY, n_heads=1, n_layers=1).eval()
+    a = th.tensor([[0, 0, 0, 5, 9, 12]])
+    b = th.tensor([[0, 0, 0, 9, 5, 12]])  # same items, different order -> different positions
+    assert not th.allclose(enc(a), enc(b))
+    # A sequence whose real items are changed does change the output.
+    assert not th.allclose(enc(a), enc(th.tensor([[0, 0, 0, 5, 9, 13]])))
+
+
+def test_masked_attention_hand_computed():
+    """d=2, one head, identity projections, last of three slots padded."""
+    att = MaskedSelfAttention(2, n_heads=1)
+    with th.no_grad():
+        for lin in (att.w_q, att.w_k, att.w_v):
+            lin.weight.copy_(th.eye(2))
+    x = th.tensor([[[1.0, 0.0], [0.0, 2.0], [7.0, 7.0]]])
+    mask = th.tensor([[True, True, False]])
+    with th.no_grad():
+        out = att(x, mask)
+    # Query 0: scores with keys 0, 1 = [1, 0] / sqrt(2); query 1: [0, 4] / sqrt(2).
+    s = 1.0 / math.sqrt(2.0)
+    w0 = np.exp([1 * s, 0]) / np.exp([1 * s, 0]).sum()
+    w1 = np.exp([0, 4 * s]) / np.exp([0, 4 * s]).sum()
+    v = np.array([[1.0, 0.0], [0.0, 2.0]])
+    np.testing.assert_allclose(out[0, 0].numpy(), w0 @ v, rtol=1e-6)
+    np.testing.assert_allclose(out[0, 1].numpy(), w1 @ v, rtol=1e-6)
+    # All-padding sequence: zeros, not NaN.
+    empty = att(x, th.zeros(1, 3, dtype=th.bool))
+    assert th.equal(empty, th.zeros_like(empty))
+
+
+def test_multi_head_attention_equals_per_head_computation():
+    th.manual_seed(0)
+    att = MaskedSelfAttention(4, n_heads=2)
+    x = th.randn(1, 3, 4)
+    mask = th.tensor([[False, True, True]])
+    out = att(x, mask)
+    q, k, v = att.w_q(x)[0], att.w_k(x)[0], att.w_v(x)[0]
+    for h in range(2):
+        sl = slice(2 * h, 2 * h + 2)
+        scores = q[:, sl] @ k[1:, sl].T / math.sqrt(2.0)  # keys 1, 2 only
+        expected = th.softmax(scores, dim=-1) @ v[1:, sl]
+        th.testing.assert_close(out[0, :, sl], expected)
+
+
+def test_sinusoidal_positions_formula():
+    p = sinusoidal_positions(5, 6)
+    assert p.shape == (5, 6)
+    pos, i = 3, 1
+    assert p[pos, 2 * i].item() == pytest.approx(math.sin(pos / 10000 ** (2 * i / 6)))
+    assert p[pos, 2 * i + 1].item() == pytest.approx(math.cos(pos / 10000 ** (2 * i / 6)))
+
+
+def test_fm_second_order_equals_explicit_pairwise_sum():
+    g = th.Generator().manual_seed(0)
+    fields = th.randn(7, 4, 5, generator=g, dtype=th.float64)
+    explicit = th.zeros(7, 5, dtype=th.float64)
+    for i, j in itertools.combinations(range(4), 2):
+        explicit += fields[:, i] * fields[:, j]
+    th.testing.assert_close(bi_interaction(fields), explicit)
+    # Summed over dimensions it is eq. 6's sum_{i<j} <v_i, v_j>.
+    scalar = sum((fields[:, i] * fields[:, j]).sum(-1) for i, j in itertools.combinations(range(4), 2))
+    th.testing.assert_close(bi_interaction(fields).sum(-1), scalar)
+
+
+def test_deepfm_is_fm_plus_dnn():
+    th.manual_seed(0)
+    fm = DeepFM(4, 5, hidden=(8,))
+    fields, first = th.randn(3, 4, 5), th.randn(3, 4)
+    expected = fm.bias + first.sum(1, keepdim=True) + bi_interaction(fields) + fm.dnn(fields.flatten(1))
+    th.testing.assert_close(fm(fields, first), expected)
+
+
+def test_long_term_mean_pools_liked_items():
+    th.manual_seed(0)
+    ex = LongShortExtractor(make_space(), embed_dim=4, share_item_embeddings=False)
+    obs, mask = make_obs(np.random.default_rng(3), batch=4)
+    # Setting DeepFM's DNN to zero and user embeddings to zero leaves first order + FM terms;
+    # with only the liked field non-zero the bi-interaction vanishes and y = w0 + mean w_item.
+    with th.no_grad():
+        for p in ex.deepfm.dnn.parameters():
+            p.zero_()
+        for t in ex.user_embeddings:
+            t.weight.zero_()
+        ex.item_first_order.weight.copy_(th.randn(N_ITEMS + 1, 1))
+    long = ex.long_term(obs)
+    w = ex.item_first_order.weight[1:, 0].detach().numpy()
+    for b in range(4):
+        expected = w[mask[b]].mean() if mask[b].any() else 0.0
+        np.testing.assert_allclose(long[b].detach().numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_gradients_reach_every_parameter():
+    th.manual_seed(0)
+    ex = LongShortExtractor(make_space(), embed_dim=8, n_heads=2, n_layers=2, share_item_embeddings=False)
+    obs, _ = make_obs(np.random.default_rng(4), batch=32)
+    (ex(obs) ** 2).sum().backward()
+    for name, p in ex.named_parameters():
+        assert p.grad is not None, name
+        assert th.count_nonzero(p.grad) > 0, name
+    # The padding rows stay untouched.
+    assert th.count_nonzero(ex.item_embedding.weight.grad[0]) == 0
+
+
+def test_bad_spaces_and_options_raise():
+    with pytest.raises(ValueError, match="Dict observation space"):
+        LongShortExtractor(spaces.Box(0, 1, shape=(3,)))
+    bad = make_space()
+    bad.spaces["liked"] = spaces.Box(0, 255, shape=(2,), dtype=np.uint8)
+    with pytest.raises(ValueError, match="packed bits"):
+        LongShortExtractor(bad)
+    with pytest.raises(ValueError, match="divisible by n_heads"):
+        LongShortExtractor(make_space(), embed_dim=6, n_heads=4)
+
+
+class _TinyRecEnv(gym.Env):
+    """A random environment with the MovieLensRec-v0 spaces, only to host SB3 policies."""
+
+    def __init__(self) -> None:
+        self.observation_space = make_space()
+        self.action_space = spaces.Discrete(N_ITEMS)
+        self._t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.observation_space.seed(seed)
+        self._t = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        self._t += 1
+        reward = float(int(action) % 5 == 0)
+        return self.observation_space.sample(), reward, False, self._t >= 10, {}
+
+
+@pytest.mark.parametrize("algo", ["dqn", "ppo"])
+def test_works_inside_sb3_policies(algo):
+    from stable_baselines3 import DQN, PPO
+
+    kwargs = dict(features_extractor_class=LongShortExtractor, features_extractor_kwargs=dict(embed_dim=8))
+    env = _TinyRecEnv()
+    if algo == "dqn":
+        model = DQN("MultiInputPolicy", env, policy_kwargs=kwargs, learning_starts=16, batch_size=8,
+                    buffer_size=100, seed=0, device="cpu")
+    else:
+        model = PPO("MultiInputPolicy", env, policy_kwargs=kwargs, n_steps=16, batch_size=8, n_epochs=1,
+                    seed=0, device="cpu")
+    net = model.policy.q_net if algo == "dqn" else model.policy
+    before = [p.detach().clone() for p in net.features_extractor.parameters()]
+    model.learn(48)
+    after = list(net.features_extractor.parameters())
+    assert any(not th.equal(a, b) for a, b in zip(before, after))  # the extractor is trained
+    action, _ = model.predict(env.observation_space.sample(), deterministic=True)
+    assert 0 <= int(action) < N_ITEMS

@@ -1,0 +1,329 @@
+"""Loading MovieLens: real ML-100K, ML-1M format, lookup order, bad input, the parsed cache."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import recsim_env.movielens as movielens
+from recsim_env.dataset import USER_FEATURE_CARDINALITIES, MovieLensData
+from recsim_env.movielens import (
+    DataFormatError,
+    DatasetNotFoundError,
+    MissingFileError,
+    load_movielens,
+)
+
+ML100K_FILES = ("u.data", "u.user", "u.item", "u.occupation")
+
+# Hand-made ratings in the exact ML-1M format (UserID::MovieID::Rating::Timestamp), over real
+# users.dat / movies.dat ids; movie 73 has a latin-1 title, movie 3952 is the largest id.
+ML1M_RATINGS = [
+    (10, 3952, 4, 978300760),
+    (1, 1, 5, 978300760),
+    (1, 73, 3, 978302109),
+    (2, 570, 4, 978298413),
+    (6040, 1, 1, 956703932),
+    (1, 3952, 2, 978300760),
+    (2, 1, 5, 978299026),
+]
+
+
+def _ratings_dat(rows: list[tuple[int, int, int, int]]) -> bytes:
+    return "".join(f"{u}::{i}::{r}::{t}\n" for u, i, r, t in rows).encode("ascii")
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every path under ``root`` with its size and mtime."""
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+    }
+
+
+@pytest.fixture(scope="session")
+def ml1m_meta_dir(ml100k_dir: Path) -> Path:
+    """The real ML-1M folder (users.dat, movies.dat, no ratings.dat)."""
+    folder = ml100k_dir / "ml-1m"
+    if not (folder / "users.dat").is_file() or not (folder / "movies.dat").is_file():
+        pytest.skip(f"real ML-1M metadata not found in {folder}")
+    return folder
+
+
+@pytest.fixture
+def ml1m_root(ml1m_meta_dir: Path, tmp_path: Path) -> Path:
+    """A data root whose ``ml-1m/`` holds a small ratings.dat beside the real metadata."""
+    folder = tmp_path / "data" / "ml-1m"
+    folder.mkdir(parents=True)
+    for name in ("users.dat", "movies.dat"):
+        shutil.copy(ml1m_meta_dir / name, folder / name)
+    (folder / "ratings.dat").write_bytes(_ratings_dat(ML1M_RATINGS))
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def ml100k_copy(ml100k_dir: Path, tmp_path: Path) -> Path:
+    """A writable copy of the real ML-100K folder."""
+    folder = tmp_path / "copy" / "ml-100k"
+    folder.mkdir(parents=True)
+    for name in ML100K_FILES:
+        shutil.copy(ml100k_dir / "ml-100k" / name, folder / name)
+    return folder
+
+
+# ------------------------------------------------------------------------------ real ML-100K
+
+
+def test_ml100k_sizes_and_ids(ml100k: MovieLensData) -> None:
+    assert ml100k.name == "ml-100k"
+    assert (ml100k.n_users, ml100k.n_items, ml100k.n_ratings) == (943, 1682, 100_000)
+    np.testing.assert_array_equal(ml100k.user_raw_ids, np.arange(1, 944))
+    np.testing.assert_array_equal(ml100k.item_raw_ids, np.arange(1, 1683))
+    assert ml100k.user.dtype == np.int32 and ml100k.item.dtype == np.int32
+    assert ml100k.rating.dtype == np.int8 and ml100k.timestamp.dtype == np.int64
+    assert ml100k.user.min() == 0 and ml100k.user.max() == 942
+    assert ml100k.item.min() == 0 and ml100k.item.max() == 1681
+    # Rating histogram of the GroupLens release (see shared/data/SOURCES.md).
+    np.testing.assert_array_equal(
+        np.bincount(ml100k.rating, minlength=6)[1:], [6110, 11370, 27145, 34174, 21201]
+    )
+
+
+def test_ml100k_ratings_keep_file_order(ml100k: MovieLensData, ml100k_dir: Path) -> None:
+    first = (ml100k_dir / "ml-100k" / "u.data").read_text().splitlines()[:3]
+    for row, line in enumerate(first):
+        user, item, rating, timestamp = map(int, line.split("\t"))
+        assert ml100k.user_raw_ids[ml100k.user[row]] == user
+        assert ml100k.item_raw_ids[ml100k.item[row]] == item
+        assert (ml100k.rating[row], ml100k.timestamp[row]) == (rating, timestamp)
+
+
+def test_ml100k_user_features(ml100k: MovieLensData, ml100k_dir: Path) -> None:
+    features = ml100k.user_features
+    assert features.shape == (943, 3) and features.dtype == np.int32
+    assert (features >= 0).all() and (features < np.array(USER_FEATURE_CARDINALITIES)).all()
+    occupations = (ml100k_dir / "ml-100k" / "u.occupation").read_text().split()
+    # 1|24|M|technician, 2|53|F|other, 5|33|F|other: age groups 18-24 -> 1, 50-55 -> 5, 25-34 -> 2
+    assert features[0].tolist() == [1, 1, occupations.index("technician")]
+    assert features[1].tolist() == [0, 5, occupations.index("other")]
+    assert features[4].tolist() == [0, 2, occupations.index("other")]
+    lines = (ml100k_dir / "ml-100k" / "u.user").read_text().splitlines()
+    n_female = sum(line.split("|")[2] == "F" for line in lines)
+    assert (features[:, 0] == 0).sum() == n_female
+    minors = sum(int(line.split("|")[1]) < 18 for line in lines)
+    assert (features[:, 1] == 0).sum() == minors
+
+
+def test_ml100k_items(ml100k: MovieLensData, ml100k_dir: Path) -> None:
+    genre_file = (ml100k_dir / "ml-100k" / "u.genre").read_text().split()
+    assert list(ml100k.genre_names) == [line.split("|")[0] for line in genre_file]
+    assert ml100k.item_genres.shape == (1682, 19) and ml100k.item_genres.dtype == bool
+    assert ml100k.item_titles[0] == "Toy Story (1995)" and ml100k.item_years[0] == 1995
+    toy_story = {g for g, on in zip(ml100k.genre_names, ml100k.item_genres[0]) if on}
+    assert toy_story == {"Animation", "Children's", "Comedy"}
+    assert ml100k.item_titles[1632] == "Á köldum klaka (Cold Fever) (1994)"  # latin-1 decoded
+    assert ml100k.item_titles[266] == "unknown" and ml100k.item_years[266] == -1
+    known = ml100k.item_years[ml100k.item_years != -1]
+    assert known.min() >= 1900 and known.max() <= 1998
+
+
+def test_data_dir_may_be_the_dataset_folder(ml100k: MovieLensData, ml100k_dir: Path) -> None:
+    direct = load_movielens("ml-100k", ml100k_dir / "ml-100k", download=False)
+    for field in ("user", "item", "rating", "timestamp", "user_features", "item_genres"):
+        np.testing.assert_array_equal(getattr(direct, field), getattr(ml100k, field))
+
+
+def test_env_var_is_used_without_data_dir(
+    ml100k_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MOVIELENS_DATA", str(ml100k_dir))
+    data = load_movielens("ml-100k", download=False, cache_dir=tmp_path)
+    assert data.n_ratings == 100_000
+
+
+def test_data_dir_is_never_modified(ml100k_dir: Path, tmp_path: Path) -> None:
+    before = _snapshot(ml100k_dir)
+    load_movielens("ml-100k", ml100k_dir, download=False, cache_dir=tmp_path / "fresh")
+    load_movielens("ml-100k", ml100k_dir, download=False, cache_dir=tmp_path / "fresh")
+    assert _snapshot(ml100k_dir) == before
+    assert list((tmp_path / "fresh" / "parsed").glob("ml-100k-*.npz"))  # the cache went here
+
+
+def test_unknown_dataset_name() -> None:
+    with pytest.raises(ValueError, match="ml-100k"):
+        load_movielens("ml-20m", download=False)
+
+
+# ------------------------------------------------------------------------------ ML-1M format
+
+
+def test_ml1m_format(ml1m_root: Path, ml1m_meta_dir: Path) -> None:
+    data = load_movielens("ml-1m", ml1m_root, download=False)
+    assert data.name == "ml-1m"
+    assert data.n_ratings == len(ML1M_RATINGS)
+    np.testing.assert_array_equal(data.user_raw_ids, [1, 2, 10, 6040])  # only users with ratings
+    np.testing.assert_array_equal(data.item_raw_ids, [1, 73, 570, 3952])  # rated items, sorted
+    for row, (user, item, rating, timestamp) in enumerate(ML1M_RATINGS):  # file order
+        assert data.user_raw_ids[data.user[row]] == user
+        assert data.item_raw_ids[data.item[row]] == item
+        assert (data.rating[row], data.timestamp[row]) == (rating, timestamp)
+    # users.dat: 1::F::1::10, 2::M::56::16, 10::F::35::1, 6040::M::25::6
+    assert data.user_features.tolist() == [[0, 0, 10], [1, 6, 16], [0, 3, 1], [1, 2, 6]]
+    assert len(data.genre_names) == 18 and data.item_genres.shape == (4, 18)
+    assert data.item_titles[1] == "Misérables, Les (1995)"  # latin-1 decoded
+    assert data.item_years.tolist() == [1995, 1995, 1993, 2000]
+    assert {g for g, on in zip(data.genre_names, data.item_genres[0]) if on} == {
+        "Animation", "Children's", "Comedy"
+    }
+    assert "ratings.dat" not in os.listdir(ml1m_meta_dir)
+
+
+def test_real_ml1m_folder_reports_missing_ratings(
+    ml100k_dir: Path, ml1m_meta_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_download(*args: object, **kwargs: object) -> Path:
+        raise AssertionError("must not download when a folder exists")
+
+    monkeypatch.setattr(movielens, "download_dataset", no_download)
+    for data_dir in (ml100k_dir, ml1m_meta_dir):
+        with pytest.raises(MissingFileError, match=r"ratings\.dat missing in .*ml-1m") as info:
+            load_movielens("ml-1m", data_dir)
+        assert isinstance(info.value, FileNotFoundError)
+        assert info.value.missing == ["ratings.dat"]
+    monkeypatch.setenv("MOVIELENS_DATA", str(ml100k_dir))
+    with pytest.raises(MissingFileError, match=r"ratings\.dat missing"):
+        load_movielens("ml-1m")
+
+
+def test_missing_file_in_copy(ml100k_copy: Path) -> None:
+    (ml100k_copy / "u.item").unlink()
+    with pytest.raises(MissingFileError, match=r"u\.item missing in"):
+        load_movielens("ml-100k", ml100k_copy.parent, download=False)
+
+
+# ------------------------------------------------------------------------------ bad input
+
+ok = ML1M_RATINGS
+
+
+@pytest.mark.parametrize(
+    ("ratings", "line", "message"),
+    [
+        (_ratings_dat(ok[:2]) + b"1::73::3\n", 3, "expected 4 fields"),
+        (_ratings_dat(ok[:3]) + b"2::570:4::978298413\n", 4, "expected 4 fields"),
+        (_ratings_dat(ok[:1]) + b"1::1::4.5::978300760\n", 2, "rating '4.5' is not an integer"),
+        (_ratings_dat(ok[:4]) + b"2::1::6::978299026\n", 5, "rating 6 is outside 1..5"),
+        (_ratings_dat(ok[:4]) + b"2::1::0::978299026\n", 5, "rating 0 is outside 1..5"),
+        (_ratings_dat(ok[:2]) + b"6041::1::3::978299026\n", 3, "user id 6041 is not listed"),
+        (_ratings_dat(ok[:2]) + b"1::3953::3::978299026\n", 3, "movie id 3953 is not listed"),
+        (_ratings_dat(ok) + b"1::73::4::978302200\n", 8, r"again \(first at line 3\)"),
+        (_ratings_dat(ok[:3]) + b"2::5\xe970::4::978298413\n", 4, "wrong encoding"),
+        (b"\n" + _ratings_dat(ok[:2]) + b"\n2::1::9::978299026\n", 5, "outside 1..5"),
+    ],
+    ids=["too-few", "single-colon", "non-integer", "rating-6", "rating-0", "unknown-user",
+         "unknown-item", "duplicate", "encoding", "blank-lines"],  # fmt: skip
+)
+def test_bad_ratings_name_file_and_line(
+    ml1m_root: Path, ratings: bytes, line: int, message: str
+) -> None:
+    path = ml1m_root / "ml-1m" / "ratings.dat"
+    path.write_bytes(ratings)
+    with pytest.raises(DataFormatError, match=message) as info:
+        load_movielens("ml-1m", ml1m_root, download=False)
+    assert info.value.path == path and info.value.line == line
+    assert str(info.value).startswith(f"{path}, line {line}: ")
+
+
+def test_bad_metadata_name_file_and_line(ml1m_root: Path) -> None:
+    users = ml1m_root / "ml-1m" / "users.dat"
+    users.write_bytes(users.read_text("ascii").encode("utf-16"))
+    with pytest.raises(DataFormatError, match="wrong encoding") as info:
+        load_movielens("ml-1m", ml1m_root, download=False)
+    assert (info.value.path, info.value.line) == (users, 1)
+
+    users.write_text("1::F::1::10::48067\n2::M::57::16::70072\n", encoding="ascii")
+    with pytest.raises(DataFormatError, match=r"line 2: age 57 is not an ML-1M age code"):
+        load_movielens("ml-1m", ml1m_root, download=False)
+
+    movies = ml1m_root / "ml-1m" / "movies.dat"
+    movies.write_bytes(movies.read_bytes().replace(b"Comedy|Romance", b"Comedy|Romcom", 1))
+    users.write_text("1::F::1::10::48067\n", encoding="ascii")
+    with pytest.raises(DataFormatError, match=r"movies\.dat, line 3: unknown genre 'Romcom'"):
+        load_movielens("ml-1m", ml1m_root, download=False)
+
+
+def test_bad_ml100k_files(ml100k_copy: Path) -> None:
+    data = ml100k_copy / "u.data"
+    lines = data.read_bytes().split(b"\n")
+    lines[41] = b"196\t242\tthree\t881250949"
+    data.write_bytes(b"\n".join(lines))
+    with pytest.raises(DataFormatError, match=r"u\.data, line 42: rating 'three' is not"):
+        load_movielens("ml-100k", ml100k_copy, download=False)
+
+    users = ml100k_copy / "u.user"
+    users.write_bytes(users.read_bytes().replace(b"|writer|", b"|astronaut|", 1))
+    with pytest.raises(DataFormatError, match=r"u\.user, line 3: occupation 'astronaut'"):
+        load_movielens("ml-100k", ml100k_copy, download=False)
+
+
+def test_utf8_reencoded_item_file_is_read(ml100k_copy: Path) -> None:
+    items = ml100k_copy / "u.item"
+    items.write_bytes(items.read_bytes().decode("latin-1").encode("utf-8"))
+    data = load_movielens("ml-100k", ml100k_copy, download=False)
+    assert data.item_titles[1632] == "Á köldum klaka (Cold Fever) (1994)"
+
+
+# ------------------------------------------------------------------------------ parsed cache
+
+
+def _count_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real = movielens.parse_movielens
+
+    def spy(name: str, folder: Path) -> MovieLensData:
+        calls.append(name)
+        return real(name, folder)
+
+    monkeypatch.setattr(movielens, "parse_movielens", spy)
+    return calls
+
+
+def test_second_load_uses_the_cache(
+    ml1m_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _count_parses(monkeypatch)
+    cache = tmp_path / "cache"
+    first = load_movielens("ml-1m", ml1m_root, download=False, cache_dir=cache)
+    second = load_movielens("ml-1m", ml1m_root, download=False, cache_dir=cache)
+    assert calls == ["ml-1m"]
+    for field in ("user", "item", "rating", "timestamp", "user_features", "user_raw_ids",
+                  "item_raw_ids", "item_titles", "item_years", "item_genres"):  # fmt: skip
+        np.testing.assert_array_equal(getattr(second, field), getattr(first, field))
+        assert getattr(second, field).dtype == getattr(first, field).dtype
+    assert second.genre_names == first.genre_names and second.name == "ml-1m"
+    assert not list((ml1m_root / "ml-1m").glob("*.npz"))
+
+    # Editing a source file (new size and mtime) invalidates the cache.
+    ratings = ml1m_root / "ml-1m" / "ratings.dat"
+    ratings.write_bytes(_ratings_dat(ML1M_RATINGS[:-1]))
+    third = load_movielens("ml-1m", ml1m_root, download=False, cache_dir=cache)
+    assert calls == ["ml-1m", "ml-1m"] and third.n_ratings == len(ML1M_RATINGS) - 1
+
+
+def test_corrupt_cache_is_rebuilt(
+    ml1m_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    load_movielens("ml-1m", ml1m_root, download=False, cache_dir=cache)
+    (cache_file,) = (cache / "parsed").glob("ml-1m-*.npz")
+    cache_file.write_bytes(cache_file.read_bytes()[:100])
+    calls = _count_parses(monkeypatch)
+    data = load_movielens("ml-1m", ml1m_root, download=False, cache_dir=cache)
+    assert calls == ["ml-1m"] and data.n_ratings == len(ML1M_RATINGS)
+    load_movielens("ml-1m", ml1m_root, download=False, cache_dir=cache)
+    assert calls == ["ml-1m"]  # the rebuilt cache file is valid again
+    assert sorted(p.name for p in (cache / "parsed").iterdir()) == [cache_file.name]
