@@ -9,7 +9,7 @@ export MOVIELENS_DATA
 DATASET ?= ml-100k
 ARGS ?=
 
-.PHONY: install test train evaluate table bench bench-env bench-agent clean
+.PHONY: install test train evaluate table bench bench-data bench-env bench-agent clean
 
 install: $(VENV)/.installed
 
@@ -31,7 +31,7 @@ evaluate: install
 table: install
 	$(PY) -m experiments.table1 $(ARGS)
 
-bench: bench-env bench-agent
+bench: bench-data bench-env bench-agent
 
 bench-env: install
 	$(PY) -m experiments.bench_env $(ARGS)
@@ -41,3 +41,6 @@ bench-agent: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+bench-data: install
+	$(PY) -m experiments.bench_data $(ARGS)

@@ -12,7 +12,6 @@ In every case ``argmax_a score(s, a)`` is the model's own deterministic action.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 
 import gymnasium as gym
@@ -78,59 +77,52 @@ def make_score_fn(model: BaseAlgorithm, env: gym.Env, batch_size: int = 1024) ->
 
 def greedy_return(
     model: BaseAlgorithm,
-    make_env: Callable[[], gym.Env],
+    vec_env: gym.vector.VectorEnv,
     users: np.ndarray | None = None,
-    n_parallel: int = 64,
     use_masks: bool = True,
 ) -> dict[str, float]:
-    """Simulated return of the greedy policy: one episode per user, ``reset(options={"user": u})``.
+    """Simulated return of the greedy policy: one episode per user, all users in batches.
 
-    The action is ``argmax`` of the item scores, over the items ``action_masks()`` allows when
+    Runs ``MovieLensRecVectorEnv`` (normally test mode) on ``num_envs`` users at a time,
+    started with ``reset(options={"user": batch})``; each step takes ``argmax`` of the item
+    scores (:func:`score_observations`), over the items ``action_masks()`` allows when
     ``use_masks`` (no repeats, nothing already in the history), over all items otherwise.
-    ``n_parallel`` environments step in lockstep so that one forward pass serves them all.
+    A sub-environment's first episode is the only one counted (later autoresets are ignored).
 
     :param model: trained model
-    :param make_env: builds one environment (normally test mode; it must accept
-        ``reset(options={"user": u})``)
-    :param users: users to simulate (default: ``env.unwrapped.users``)
-    :param n_parallel: environments stepped together
-    :param use_masks: restrict the argmax to ``env.action_masks()``
-    :return: ``{"mean_return", "mean_length", "mean_likes", "n_episodes"}`` (likes = positive
-        rewards per episode)
+    :param vec_env: a ``MovieLensRecVectorEnv`` (e.g. ``gym.make_vec("MovieLensRec-v0",
+        num_envs=64, vectorization_mode="vector_entry_point", mode="test")``)
+    :param users: users to simulate (default: ``vec_env.unwrapped.users``, every user that can
+        start an episode in this mode)
+    :param use_masks: restrict the argmax to ``action_masks()``
+    :return: ``{"mean_return", "mean_length", "mean_likes", "n_episodes"}`` (likes = steps
+        with a positive reward)
     """
-    envs = [make_env() for _ in range(max(1, n_parallel))]
-    queue = deque(np.asarray(envs[0].unwrapped.users if users is None else users, dtype=np.int64))
+    base = vec_env.unwrapped
+    n = base.num_envs
+    users = np.asarray(base.users if users is None else users, dtype=np.int64)
     returns, lengths, likes = [], [], []
-    active: dict[int, list] = {}  # env slot -> [obs, return, length, likes]
-
-    def start(slot: int) -> None:
-        if queue:
-            obs, _ = envs[slot].reset(options={"user": int(queue.popleft())})
-            active[slot] = [obs, 0.0, 0, 0]
-
-    for slot in range(len(envs)):
-        start(slot)
-    while active:
-        slots = sorted(active)
-        batch = {k: np.stack([active[s][0][k] for s in slots]) for k in active[slots[0]][0]}
-        scores = score_observations(model, batch)
-        if use_masks:
-            masks = np.stack([envs[s].unwrapped.action_masks() for s in slots])
-            scores = np.where(masks, scores, -np.inf)
-        actions = scores.argmax(axis=1)
-        for s, action in zip(slots, actions):
-            obs, reward, terminated, truncated, _ = envs[s].step(int(action))
-            rec = active[s]
-            rec[0], rec[1], rec[2], rec[3] = obs, rec[1] + float(reward), rec[2] + 1, rec[3] + int(reward > 0)
-            if terminated or truncated:
-                returns.append(rec[1]), lengths.append(rec[2]), likes.append(rec[3])
-                del active[s]
-                start(s)
-    for env in envs:
-        env.close()
+    for start in range(0, users.size, n):
+        batch = users[start : start + n]
+        real = batch.size
+        batch = np.resize(batch, n)  # pad the last batch by repeating users (not counted)
+        obs, _ = vec_env.reset(options={"user": batch})
+        ret, length, liked = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.int64)
+        running = np.ones(n, dtype=bool)
+        while running[:real].any():
+            scores = score_observations(model, obs)
+            if use_masks:
+                scores = np.where(base.action_masks(), scores, -np.inf)
+            obs, reward, terminated, truncated, _ = vec_env.step(scores.argmax(axis=1))
+            ret += np.where(running, reward, 0.0)
+            length += running
+            liked += running & (np.asarray(reward) > 0)
+            running &= ~(np.asarray(terminated) | np.asarray(truncated))
+        returns.append(ret[:real]), lengths.append(length[:real]), likes.append(liked[:real])
+    returns, lengths, likes = (np.concatenate(x) if x else np.zeros(0) for x in (returns, lengths, likes))
     return {
-        "mean_return": float(np.mean(returns)) if returns else 0.0,
-        "mean_length": float(np.mean(lengths)) if lengths else 0.0,
-        "mean_likes": float(np.mean(likes)) if likes else 0.0,
-        "n_episodes": len(returns),
+        "mean_return": float(returns.mean()) if returns.size else 0.0,
+        "mean_length": float(lengths.mean()) if lengths.size else 0.0,
+        "mean_likes": float(likes.mean()) if likes.size else 0.0,
+        "n_episodes": int(returns.size),
     }

@@ -135,6 +135,22 @@ def make_env(config: TrainConfig, split, mode: str) -> gym.Env:
     )
 
 
+def make_test_vec_env(config: TrainConfig, split, num_envs: int = 64) -> gym.vector.VectorEnv:
+    """The native ``MovieLensRecVectorEnv`` in test mode (for the greedy-policy simulation)."""
+    import recsim_env  # noqa: F401  (registers the id)
+
+    return gym.make_vec(
+        "MovieLensRec-v0",
+        num_envs=num_envs,
+        vectorization_mode="vector_entry_point",
+        mode="test",
+        split_data=split,
+        history_len=config.history_len,
+        like_threshold=config.like_threshold,
+        max_steps=config.max_steps,
+    )
+
+
 def make_train_vec_env(config: TrainConfig, split):
     """``n_envs`` monitored training environments in an SB3 ``DummyVecEnv``.
 
@@ -183,7 +199,9 @@ def evaluate_model(model, config: TrainConfig, split, k: int = 10, greedy: bool 
     test_env = make_env(config, split, "test")
     metrics = evaluate_ranking(make_score_fn(model, test_env), split, k=k)
     if greedy:
-        sim = greedy_return(model, lambda: make_env(config, split, "test"))
+        vec = make_test_vec_env(config, split)
+        sim = greedy_return(model, vec)
+        vec.close()
         metrics.update({f"greedy_{key}": value for key, value in sim.items()})
     test_env.close()
     return metrics

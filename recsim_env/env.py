@@ -159,7 +159,8 @@ class _EpisodeTables:
             split_data = _load_split(dataset, data_dir, download, split, train_ratio, split_seed)
         elif not isinstance(split_data, Split):
             raise ValueError(
-                f"split_data must be a recsim_env.Split (from split_ratings), got {type(split_data)}"
+                f"split_data must be a recsim_env.Split (from split_ratings), "
+                f"got {type(split_data).__name__}"
             )
         self.split = split_data
         data = split_data.data
@@ -179,7 +180,9 @@ class _EpisodeTables:
         test_items = np.asarray(split_data.test_items, dtype=np.intp)
         train_ratings = np.asarray(split_data.train_ratings, dtype=np.int8)
         test_ratings = np.asarray(split_data.test_ratings, dtype=np.int8)
-        self._check_split(train_indptr, train_items, train_ratings, test_indptr, test_items, test_ratings)
+        self._check_split(
+            train_indptr, train_items, train_ratings, test_indptr, test_items, test_ratings
+        )
         train_liked = train_ratings >= thr
         test_liked = test_ratings >= thr
         n_train = np.diff(train_indptr)
@@ -194,9 +197,8 @@ class _EpisodeTables:
         hl = self.history_len
         self.padded_tokens = np.zeros(train_items.size + hl * self.n_users, dtype=np.int32)
         pad_lo = train_indptr[:-1] + hl * np.arange(self.n_users)
-        self.padded_tokens[np.repeat(pad_lo + hl - train_indptr[:-1], n_train) + np.arange(train_items.size)] = (
-            train_items + 1
-        )
+        shift = np.repeat(pad_lo + hl - train_indptr[:-1], n_train)
+        self.padded_tokens[shift + np.arange(train_items.size)] = train_items + 1
         self.pad_lo: list[int] = pad_lo.tolist()
         # The liked train items in order, so a prefix's liked set is one slice.
         self.liked_items = train_items[train_liked]
@@ -205,8 +207,9 @@ class _EpisodeTables:
             # Largest prefix that still leaves a liked target: the last liked position >= 1.
             user_of = np.repeat(np.arange(self.n_users), n_train)
             position = np.arange(train_items.size) - train_indptr[:-1][user_of]
-            last_liked = np.zeros(self.n_users, dtype=np.int64)
-            np.maximum.at(last_liked, user_of, np.where(train_liked & (position >= 1), position, 0))
+            candidates = np.append(np.where(train_liked & (position >= 1), position, 0), 0)
+            # The appended 0 keeps reduceat in range; empty segments are zeroed after.
+            last_liked = np.maximum.reduceat(candidates, train_indptr[:-1]) * (n_train > 0)
             self.max_prefix = last_liked
             self.eligible = last_liked >= 1
             self.tgt_items, self.tgt_ratings, tgt_liked = train_items, train_ratings, train_liked
@@ -214,9 +217,8 @@ class _EpisodeTables:
             self.tgt_hi: list[int] = train_indptr[1:].tolist()
             why = "a train sequence of >= 2 items with a liked item after the first"
         else:
-            n_liked_test = np.add.reduceat(
-                np.append(test_liked, False).astype(np.int64), test_indptr[:-1]
-            ) * (np.diff(test_indptr) > 0)
+            test_user_of = np.repeat(np.arange(self.n_users), np.diff(test_indptr))
+            n_liked_test = np.bincount(test_user_of, weights=test_liked, minlength=self.n_users)
             self.max_prefix = n_train
             self.eligible = n_liked_test >= 1
             self.tgt_items, self.tgt_ratings, tgt_liked = test_items, test_ratings, test_liked
@@ -248,17 +250,22 @@ class _EpisodeTables:
             if indptr.shape != (self.n_users + 1,) or indptr[0] != 0 or indptr[-1] != items.size:
                 raise ValueError(f"split.{part}_indptr is not a CSR index over {self.n_users} users")
             if items.size and (items.min() < 0 or items.max() >= self.n_items):
-                raise ValueError(f"split.{part}_items holds item indices outside [0, {self.n_items})")
-            if ratings.shape != items.shape or (ratings.size and (ratings.min() < 1 or ratings.max() > 5)):
+                raise ValueError(
+                    f"split.{part}_items holds item indices outside [0, {self.n_items})"
+                )
+            bad_rating = ratings.size and (ratings.min() < 1 or ratings.max() > 5)
+            if ratings.shape != items.shape or bad_rating:
                 raise ValueError(f"split.{part}_ratings must be ratings 1..5, one per item")
         # One rating per (user, item): a duplicate would make an item both history and target.
         users = np.concatenate(
             (np.repeat(np.arange(self.n_users), np.diff(train_indptr)),
              np.repeat(np.arange(self.n_users), np.diff(test_indptr)))
         )  # fmt: skip
-        keys = users * self.n_items + np.concatenate((train_items, test_items))
-        if np.unique(keys).size != keys.size:
-            raise ValueError("split has a user who rated the same item twice; expected one rating per (user, item)")
+        keys = np.sort(users * self.n_items + np.concatenate((train_items, test_items)))
+        if np.any(keys[1:] == keys[:-1]):
+            raise ValueError(
+                "split has a user who rated the same item twice; expected one rating per (user, item)"
+            )
 
     # ----------------------------------------------------------------- start states
     def draw_start(self, rng: np.random.Generator) -> tuple[int, int]:
@@ -272,7 +279,9 @@ class _EpisodeTables:
         """The ``(user, prefix)`` of ``reset(options={"user": u[, "prefix": p]})``."""
         user = options["user"]
         if isinstance(user, (bool, np.bool_)) or not isinstance(user, (int, np.integer)):
-            raise ValueError(f'options["user"] must be an integer user index or "next", got {user!r}')
+            raise ValueError(
+                f'options["user"] must be an integer user index or "next", got {user!r}'
+            )
         user = int(user)
         if not 0 <= user < self.n_users or not self.eligible[user]:
             raise ValueError(
@@ -295,12 +304,15 @@ class _EpisodeTables:
         user: int,
         prefix: int,
         history: np.ndarray,
-        in_history: np.ndarray,
+        blocked: np.ndarray,
         liked: np.ndarray,
         targets: np.ndarray,
         scratch: np.ndarray,
     ) -> tuple[int, int]:
         """Write user ``user``'s start state (first ``prefix`` train items) into the buffers.
+
+        ``blocked`` (the complement of the action mask) gets the history items; ``targets`` the
+        rating of each target item (0 elsewhere).
 
         :return: ``(n_targets, n_liked_targets)``
         """
@@ -308,8 +320,8 @@ class _EpisodeTables:
         hi = lo + prefix
         p_lo = self.pad_lo[user] + prefix
         history[:] = self.padded_tokens[p_lo : p_lo + self.history_len]
-        in_history.fill(False)
-        in_history[self.hist_items[lo:hi]] = True
+        blocked.fill(False)
+        blocked[self.hist_items[lo:hi]] = True
         scratch.fill(False)
         scratch[self.liked_items[self.liked_cum[lo] : self.liked_cum[hi]]] = True
         liked[:] = np.packbits(scratch, bitorder="little")
@@ -338,7 +350,8 @@ class _EpisodeTables:
             bad = users[~self.eligible[users]]
             if bad.size:
                 raise ValueError(
-                    f"users {bad[:5].tolist()} cannot start a train episode (they need {self.eligible_reason})"
+                    f"users {bad[:5].tolist()} cannot start a train episode "
+                    f"(they need {self.eligible_reason})"
                 )
             prefix = self.max_prefix[users]
         else:
@@ -347,7 +360,9 @@ class _EpisodeTables:
                 raise ValueError("prefixes must be an integer array shaped like users")
             prefix = prefix.astype(np.int64)
             if np.any(prefix < 1) or np.any(prefix > self.max_prefix[users]):
-                raise ValueError("each prefix must lie in [1, last liked train position] of its user")
+                raise ValueError(
+                    "each prefix must lie in [1, last liked train position] of its user"
+                )
         n = users.size
         lo = np.asarray(self.hist_lo, dtype=np.int64)[users]
         start = np.asarray(self.pad_lo, dtype=np.int64)[users] + prefix
@@ -371,7 +386,9 @@ class _EpisodeTables:
         return spaces.Dict(
             {
                 "user": spaces.Box(low=0, high=high_user, shape=(len(high_user),), dtype=np.int32),
-                "history": spaces.Box(low=0, high=self.n_items, shape=(self.history_len,), dtype=np.int32),
+                "history": spaces.Box(
+                    low=0, high=self.n_items, shape=(self.history_len,), dtype=np.int32
+                ),
                 "liked": spaces.Box(low=0, high=255, shape=(self.n_bytes,), dtype=np.uint8),
             }
         )
@@ -408,7 +425,8 @@ class _EpisodeTables:
             if rating >= self.like_threshold:
                 outcome = f"LIKED (rating {rating}, reward {self.reward_list[rating]:g})"
             elif rating > 0:
-                outcome = f"watched, not liked (rating {rating}, reward {self.reward_list[rating]:g})"
+                reward = self.reward_list[rating]
+                outcome = f"watched, not liked (rating {rating}, reward {reward:g})"
             else:
                 outcome = "not a target (reward 0)"
             lines.append(
@@ -563,7 +581,10 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         split_data: Split | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+            raise ValueError(
+                f"render_mode must be None or one of {self.metadata['render_modes']}, "
+                f"got {render_mode!r}"
+            )
         self._tables = tables = _EpisodeTables(
             dataset=dataset, mode=mode, data_dir=data_dir, download=download, split=split,
             train_ratio=train_ratio, split_seed=split_seed, history_len=history_len,
@@ -585,10 +606,11 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
 
         # Episode state, preallocated once.
         self._history = np.zeros(self.history_len, dtype=np.int32)
-        self._in_history = np.zeros(self.n_items, dtype=bool)
-        self._recommended = np.zeros(self.n_items, dtype=bool)
+        # Items in the history or recommended this episode: the complement of action_masks().
+        self._blocked = np.zeros(self.n_items, dtype=bool)
         self._liked = np.zeros(tables.n_bytes, dtype=np.uint8)
-        self._targets = np.zeros(self.n_items, dtype=np.int8)  # rating of each remaining target, else 0
+        # Rating of each remaining target item, 0 elsewhere.
+        self._targets = np.zeros(self.n_items, dtype=np.int8)
         self._scratch = np.zeros(self.n_items, dtype=bool)
         self._user_obs = np.zeros(3, dtype=np.int32)
         self._user = -1  # -1: not reset yet
@@ -618,7 +640,9 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         if options is not None and options.get("user") is not None:
             if isinstance(options["user"], str):
                 if options["user"] != "next":
-                    raise ValueError(f'options["user"] must be a user index or "next", got {options["user"]!r}')
+                    raise ValueError(
+                        f'options["user"] must be a user index or "next", got {options["user"]!r}'
+                    )
                 options = {**options, "user": int(self.users[self._next_user % self.users.size])}
                 self._next_user = (self._next_user + 1) % self.users.size
             user, prefix = tables.check_start(options, self.np_random)
@@ -627,9 +651,8 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
                 raise ValueError('options["prefix"] needs options["user"]')
             user, prefix = tables.draw_start(self.np_random)
         self._n_targets_left, self._n_liked_left = tables.write_start(
-            user, prefix, self._history, self._in_history, self._liked, self._targets, self._scratch
+            user, prefix, self._history, self._blocked, self._liked, self._targets, self._scratch
         )
-        self._recommended.fill(False)
         self._user_obs[:] = tables.user_features[user]
         self._user = user
         self._prefix = prefix
@@ -641,7 +664,9 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
             self.render()
         return self._obs(), self._info(0, False)
 
-    def step(self, action: int | np.integer | np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+    def step(
+        self, action: int | np.integer | np.ndarray
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """Recommend item ``action`` to the current user.
 
         :param action: item index in ``[0, n_items)`` (int, numpy integer or 0-d integer array)
@@ -650,11 +675,13 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         if type(action) is not int:
             action = self._check_action(action)
         elif not 0 <= action < self.n_items:
-            raise ValueError(f"action must be an item index in [0, {self.n_items - 1}], got {action}")
+            raise ValueError(
+                f"action must be an item index in [0, {self.n_items - 1}], got {action}"
+            )
         if self._user < 0:
             raise ResetNeeded("Call reset() before step(): the episode has no user yet")
         rating = int(self._targets[action])
-        self._recommended[action] = True
+        self._blocked[action] = True
         liked = False
         reward = 0.0
         if rating:
@@ -666,7 +693,6 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
                 history = self._history
                 history[:-1] = history[1:]
                 history[-1] = action + 1
-                self._in_history[action] = True
                 self._liked[action >> 3] |= 1 << (action & 7)
                 self._history_size += 1
                 self._n_liked_left -= 1
@@ -680,13 +706,13 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         return self._obs(), reward, terminated, truncated, self._info(rating, liked)
 
     def action_masks(self) -> np.ndarray:
-        """bool ``(n_items,)``: ``True`` for items not in the history and not yet recommended this episode.
+        """bool ``(n_items,)``: ``True`` for items not in the history and not recommended yet.
 
         Never depends on the targets. For sb3-contrib ``MaskablePPO``.
         """
         if self._user < 0:
             raise ResetNeeded("Call reset() before action_masks()")
-        return ~(self._in_history | self._recommended)
+        return ~self._blocked
 
     def render(self) -> str | None:
         """The user, the recent history and the last recommendation with movie titles, as text.
@@ -695,7 +721,8 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         """
         if self.render_mode is None:
             gym.logger.warn(
-                'You are calling render without a render mode; use gym.make("MovieLensRec-v0", render_mode="ansi")'
+                "You are calling render without a render mode; "
+                'use gym.make("MovieLensRec-v0", render_mode="ansi")'
             )
             return None
         if self._user < 0:
@@ -734,13 +761,21 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         elif isinstance(action, np.integer):
             action = int(action)
         if isinstance(action, bool) or not isinstance(action, int):
-            raise ValueError(f"action must be an integer item index in [0, {self.n_items - 1}], got {action!r}")
+            raise ValueError(
+                f"action must be an integer item index in [0, {self.n_items - 1}], got {action!r}"
+            )
         if not 0 <= action < self.n_items:
-            raise ValueError(f"action must be an item index in [0, {self.n_items - 1}], got {action}")
+            raise ValueError(
+                f"action must be an item index in [0, {self.n_items - 1}], got {action}"
+            )
         return action
 
     def _obs(self) -> dict[str, np.ndarray]:
-        return {"user": self._user_obs.copy(), "history": self._history.copy(), "liked": self._liked.copy()}
+        return {
+            "user": self._user_obs.copy(),
+            "history": self._history.copy(),
+            "liked": self._liked.copy(),
+        }
 
     def _info(self, rating: int, liked: bool) -> dict[str, Any]:
         return {

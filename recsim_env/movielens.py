@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import re
-import tempfile
+import secrets
 from pathlib import Path
 from typing import NamedTuple
 
@@ -82,14 +82,17 @@ class DatasetNotFoundError(FileNotFoundError):
 class MissingFileError(FileNotFoundError):
     """A dataset folder was found but lacks a file the loader needs."""
 
-    def __init__(self, directory: Path, missing: list[str], name: str) -> None:
+    def __init__(self, directory: Path, missing: list[str], name: str, fix: str = "") -> None:
         self.directory = Path(directory)
         self.missing = list(missing)
         needed = ", ".join(dataset_source(name).files)
+        fix = fix or (
+            f"copy the missing file(s) into that folder (from the official "
+            f"{dataset_source(name).url}), or point data_dir / ${DATA_ENV_VAR} at a complete copy"
+        )
         super().__init__(
             f"{', '.join(missing)} missing in {directory}. The {name} loader needs {needed} "
-            f"there: copy the missing file(s) into that folder (from the official "
-            f"{dataset_source(name).url}), or point data_dir / ${DATA_ENV_VAR} at a complete copy."
+            f"there: {fix}."
         )
 
 
@@ -162,7 +165,8 @@ def locate_movielens(
             continue
         missing = [f for f in source.files if not (folder / f).is_file()]
         if missing:
-            raise MissingFileError(folder, missing, name)
+            fix = "" if accept_root else f"delete {folder} to download it again"
+            raise MissingFileError(folder, missing, name, fix)
         return folder
 
     if not download:
@@ -361,7 +365,9 @@ def _gender(path: Path, lineno: int, value: str) -> int:
     return 0 if value == "F" else 1
 
 
-def _users(path: Path, ids: list[int], features: list[tuple[int, int, int]], lines: list[int]) -> _Users:
+def _users(
+    path: Path, ids: list[int], features: list[tuple[int, int, int]], lines: list[int]
+) -> _Users:
     _check_unique(path, "user id", ids, lines)
     return _Users(
         path, np.asarray(ids, dtype=np.int64), np.asarray(features, dtype=np.int32).reshape(-1, 3)
@@ -465,8 +471,9 @@ def _read_items_ml1m(path: Path) -> _Items:
         row = np.zeros(len(GENRES_ML1M), dtype=bool)
         for genre in filter(None, genre_field.strip().split("|")):
             if genre not in genre_code:
+                known = ", ".join(GENRES_ML1M)
                 raise DataFormatError(
-                    path, lineno, f"unknown genre {genre!r}; ML-1M genres are {', '.join(GENRES_ML1M)}"
+                    path, lineno, f"unknown genre {genre!r}; ML-1M genres are {known}"
                 )
             row[genre_code[genre]] = True
         ids.append(_int(path, lineno, "movie id", movie_id))
@@ -607,7 +614,8 @@ def _read_cache(path: Path, signature: str) -> MovieLensData | None:
     if not path.is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # Our own handle, so that it is closed even when numpy rejects a damaged file.
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as npz:
             if str(npz["signature"]) != signature:
                 return None
             arrays = {f: npz[f] for f in _ARRAY_FIELDS}
@@ -631,7 +639,9 @@ def _read_cache(path: Path, signature: str) -> MovieLensData | None:
 def _write_cache(path: Path, signature: str, data: MovieLensData) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+        # O_EXCL like mkstemp, but with the umask's permissions (mkstemp would make it 0600).
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             with os.fdopen(fd, "wb") as out:
                 np.savez(
@@ -644,7 +654,7 @@ def _write_cache(path: Path, signature: str, data: MovieLensData) -> None:
                 )
             os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
     except OSError as exc:
         logger.warning("Could not write the parsed-data cache %s (%s)", path, exc)

@@ -88,7 +88,7 @@ def split_ratings(
         in_train = rank < n_train[users[chrono]]
     else:
         rng = np.random.default_rng(int(seed))
-        shuffled = np.lexsort((rng.random(n), users))  # per-user random order
+        shuffled = np.argsort(users + rng.random(n))  # user-major, random order inside
         rank = np.arange(n) - indptr[users[shuffled]]
         is_train = np.empty(n, dtype=bool)
         is_train[shuffled] = rank < n_train[users[shuffled]]

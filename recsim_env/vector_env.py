@@ -1,4 +1,4 @@
-"""``MovieLensRecVectorEnv``: ``num_envs`` copies of ``MovieLensRec-v0`` stepped together with numpy."""
+"""``MovieLensRecVectorEnv``: ``num_envs`` users of ``MovieLensRec-v0`` stepped as one numpy batch."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
 
     Same rules, spaces and arguments as :class:`recsim_env.MovieLensRecEnv` (see its docstring),
     plus ``num_envs``. Per-environment state lives in 2-D arrays (remaining-target ratings
-    ``(num_envs, n_items)`` int8, recommended and history masks, history tokens, packed liked
-    bits), so a step costs a few dozen numpy calls whatever ``num_envs`` is.
+    ``(num_envs, n_items)`` int8, blocked items = history or recommended, history tokens, packed
+    liked bits), so a step costs a few dozen numpy calls whatever ``num_envs`` is.
 
     * Autoreset: ``AutoresetMode.NEXT_STEP`` (Gymnasium's default). The step after a sub-env
       terminates or truncates resets it and ignores its action: it returns the new user's start
@@ -50,7 +50,11 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
     :param num_envs: number of simulated users stepped together (default 1)
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4, "autoreset_mode": AutoresetMode.NEXT_STEP}
+    metadata = {
+        "render_modes": ["ansi"],
+        "render_fps": 4,
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+    }
 
     def __init__(
         self,
@@ -69,10 +73,14 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         render_mode: str | None = None,
         split_data: Split | None = None,
     ) -> None:
-        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+        integer = isinstance(num_envs, (int, np.integer)) and not isinstance(num_envs, bool)
+        if not integer or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+            raise ValueError(
+                f"render_mode must be None or one of {self.metadata['render_modes']}, "
+                f"got {render_mode!r}"
+            )
         self._tables = tables = _EpisodeTables(
             dataset=dataset, mode=mode, data_dir=data_dir, download=download, split=split,
             train_ratio=train_ratio, split_seed=split_seed, history_len=history_len,
@@ -100,8 +108,8 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         self._row_offset = self._rows * m  # flat index of (row, item 0)
         self._byte_offset = self._rows * tables.n_bytes
         self._targets = np.zeros((n, m), dtype=np.int8)  # rating of each remaining target, else 0
-        self._in_history = np.zeros((n, m), dtype=bool)
-        self._recommended = np.zeros((n, m), dtype=bool)
+        # Items in the history or recommended this episode: ~action_masks().
+        self._blocked = np.zeros((n, m), dtype=bool)
         self._history = np.zeros((n, self.history_len), dtype=np.int32)
         self._liked = np.zeros((n, tables.n_bytes), dtype=np.uint8)
         self._user_obs = np.zeros((n, 3), dtype=np.int32)
@@ -116,12 +124,13 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         self._last_rating = np.zeros(n, dtype=np.int64)
         # Flat views, so a step indexes (row, item) pairs with one integer array.
         self._targets_flat = self._targets.reshape(-1)
-        self._recommended_flat = self._recommended.reshape(-1)
-        self._in_history_flat = self._in_history.reshape(-1)
+        self._blocked_flat = self._blocked.reshape(-1)
         self._liked_flat = self._liked.reshape(-1)
         self._bits = (1 << np.arange(8)).astype(np.uint8)
+        self._row_views = [
+            (self._history[i], self._blocked[i], self._liked[i], self._targets[i]) for i in range(n)
+        ]
         self._n_items_u64 = np.uint64(self.n_items)
-        self._all_true = np.ones(n, dtype=bool)
         self._prev_done = np.zeros(n, dtype=bool)
         self._like_table = np.arange(len(tables.reward_table)) >= self.like_threshold
         self._reward_table = tables.reward_table
@@ -145,22 +154,30 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         n = self.num_envs
         if seed is None or isinstance(seed, (int, np.integer)):
             super().reset(seed=None if seed is None else int(seed))
-            seeds: Sequence[int | None] = [None if seed is None else int(seed) + i for i in range(n)]
+            seeds: Sequence[int | None] = [
+                None if seed is None else int(seed) + i for i in range(n)
+            ]
         else:
             seeds = list(seed)
             if len(seeds) != n:
-                raise ValueError(f"seed must be an int, None or a list of {n} seeds, got {len(seeds)}")
+                raise ValueError(
+                    f"seed must be an int, None or a list of {n} seeds, got {len(seeds)}"
+                )
             super().reset(seed=None)
         if self._rngs is None:
             self._rngs = [seeding.np_random(s)[0] for s in seeds]
         else:
-            self._rngs = [rng if s is None else seeding.np_random(s)[0] for rng, s in zip(self._rngs, seeds)]
+            self._rngs = [
+                rng if s is None else seeding.np_random(s)[0] for rng, s in zip(self._rngs, seeds)
+            ]
 
         users = prefixes = None
         if options is not None:
             unknown = set(options) - {"user", "prefix"}
             if unknown:
-                raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'user' and 'prefix'")
+                raise ValueError(
+                    f"unknown reset options {sorted(unknown)}; expected 'user' and 'prefix'"
+                )
             if options.get("user") is not None:
                 users = self._per_env_option(options["user"], "user")
             if options.get("prefix") is not None:
@@ -170,9 +187,10 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         for i in range(n):
             if users is None:
                 self._reset_row(i, None)
+            elif prefixes is None:
+                self._reset_row(i, {"user": users[i]})
             else:
-                opt = {"user": users[i]} if prefixes is None else {"user": users[i], "prefix": prefixes[i]}
-                self._reset_row(i, opt)
+                self._reset_row(i, {"user": users[i], "prefix": prefixes[i]})
         self._prev_done[:] = False
         self._has_reset = True
         return self._obs(), self._info(np.zeros(n, np.int64), np.zeros(n, bool))
@@ -195,7 +213,10 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
             a = a.astype(np.int64)
         # One comparison catches both ends: negatives wrap to huge unsigned values.
         if np.count_nonzero(a.view(np.uint64) >= self._n_items_u64):
-            raise ValueError(f"actions must be item indices in [0, {self.n_items - 1}], got {a.min()}..{a.max()}")
+            raise ValueError(
+                f"actions must be item indices in [0, {self.n_items - 1}], "
+                f"got values from {a.min()} to {a.max()}"
+            )
         if not self._has_reset:
             raise ResetNeeded("Call reset() before step()")
         flat = self._row_offset + a
@@ -203,7 +224,7 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         reward = self._reward_table[rating]
         liked = self._like_table[rating]
         self._targets_flat[flat] = 0
-        self._recommended_flat[flat] = True
+        self._blocked_flat[flat] = True
         self._n_targets_left -= rating > 0
         self._n_liked_left -= liked
         if np.count_nonzero(liked):
@@ -212,7 +233,6 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
             history = self._history
             history[rows, :-1] = history[rows, 1:]
             history[rows, -1] = item + 1
-            self._in_history_flat[flat[rows]] = True
             self._liked_flat[self._byte_offset[rows] + (item >> 3)] |= self._bits[item & 7]
             self._history_size[rows] += 1
         self._steps += 1
@@ -235,15 +255,15 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         return self._obs(), reward, terminated, truncated, self._info(rating, liked)
 
     def action_masks(self) -> np.ndarray:
-        """bool ``(num_envs, n_items)``: items not in each history and not yet recommended this episode."""
+        """bool ``(num_envs, n_items)``: items not in each history and not recommended yet."""
         if not self._has_reset:
             raise ResetNeeded("Call reset() before action_masks()")
-        return ~(self._in_history | self._recommended)
+        return ~self._blocked
 
     def start_observations(
         self, users: np.ndarray, prefixes: np.ndarray | None = None
     ) -> dict[str, np.ndarray]:
-        """Batched start observations of many users; see :meth:`MovieLensRecEnv.start_observations`."""
+        """Batched start observations; see :meth:`MovieLensRecEnv.start_observations`."""
         return self._tables.start_observations(users, prefixes)
 
     def render(self) -> tuple[str, ...] | None:
@@ -254,7 +274,8 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
             raise ResetNeeded("Call reset() before render()")
         return tuple(
             self._tables.render_text(
-                int(self._user[i]), self._history[i], int(self._history_size[i]), int(self._steps[i]),
+                int(self._user[i]), self._history[i],
+                int(self._history_size[i]), int(self._steps[i]),
                 int(self._last_flat[i] - self._row_offset[i]) if self._steps[i] else -1,
                 int(self._last_rating[i]), int(self._n_liked_left[i]),
             )  # fmt: skip
@@ -265,7 +286,10 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
     def _per_env_option(self, value: Any, name: str) -> list[Any]:
         values = np.asarray(value)
         if values.shape != (self.num_envs,):
-            raise ValueError(f'options["{name}"] must hold one value per sub-env, shape ({self.num_envs},), got {values.shape}')
+            raise ValueError(
+                f'options["{name}"] must hold one value per sub-env, shape ({self.num_envs},), '
+                f"got {values.shape}"
+            )
         return values.tolist()
 
     def _reset_row(self, i: int, options: dict[str, Any] | None) -> None:
@@ -277,9 +301,8 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         else:
             user, prefix = tables.check_start(options, rng)
         self._n_targets_left[i], self._n_liked_left[i] = tables.write_start(
-            user, prefix, self._history[i], self._in_history[i], self._liked[i], self._targets[i], self._scratch
+            user, prefix, *self._row_views[i], self._scratch
         )
-        self._recommended[i] = False
         self._user_obs[i] = tables.user_features[user]
         self._user[i] = user
         self._prefix[i] = prefix
@@ -287,15 +310,20 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         self._steps[i] = 0
 
     def _obs(self) -> dict[str, np.ndarray]:
-        return {"user": self._user_obs.copy(), "history": self._history.copy(), "liked": self._liked.copy()}
+        return {
+            "user": self._user_obs.copy(),
+            "history": self._history.copy(),
+            "liked": self._liked.copy(),
+        }
 
     def _info(self, rating: np.ndarray, liked: np.ndarray) -> dict[str, Any]:
-        mask = self._all_true.copy()
+        # Every sub-env reports every key: all-True "_key" masks, one fresh row each.
+        masks = np.ones((6, self.num_envs), dtype=bool)
         return {
-            "user": self._user.copy(), "_user": mask,
-            "prefix": self._prefix.copy(), "_prefix": mask.copy(),
-            "rating": rating, "_rating": mask.copy(),
-            "liked": liked, "_liked": mask.copy(),
-            "n_targets_left": self._n_targets_left.copy(), "_n_targets_left": mask.copy(),
-            "n_liked_left": self._n_liked_left.copy(), "_n_liked_left": mask.copy(),
+            "user": self._user.copy(), "_user": masks[0],
+            "prefix": self._prefix.copy(), "_prefix": masks[1],
+            "rating": rating, "_rating": masks[2],
+            "liked": liked, "_liked": masks[3],
+            "n_targets_left": self._n_targets_left.copy(), "_n_targets_left": masks[4],
+            "n_liked_left": self._n_liked_left.copy(), "_n_liked_left": masks[5],
         }  # fmt: skip

@@ -45,7 +45,7 @@ def served(tmp_path: Path, ml100k_dir: Path) -> Iterator[tuple[str, Path]]:
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), partial(_QuietHandler, directory=str(folder))
     )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", folder
@@ -185,7 +185,9 @@ def test_injected_opener(ml100k_dir: Path, tmp_path: Path, monkeypatch: pytest.M
     assert requested == ["mirror://ml-100k.zip"]  # a complete copy is not fetched again
 
 
-def test_zip_without_required_file_is_rejected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_zip_without_required_file_is_rejected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("ml-100k/u.data", "1\t1\t5\t0\n")

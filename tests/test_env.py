@@ -107,7 +107,9 @@ def test_observation_layout(tiny: Split) -> None:
     assert obs["liked"].shape == (1,)
     assert liked_items(obs) == {0, 2}  # ratings 5 and 4 in the prefix; 1 and 3 are not liked
     assert obs["user"].tolist() == tiny.data.user_features[0].tolist()
-    assert info == {"user": 0, "prefix": 4, "rating": 0, "liked": False, "n_targets_left": 1, "n_liked_left": 1}
+    assert info == {
+        "user": 0, "prefix": 4, "rating": 0, "liked": False, "n_targets_left": 1, "n_liked_left": 1
+    }
 
     obs, _ = env.reset(options={"user": 0, "prefix": 1})
     assert obs["history"].tolist() == [0, 0, 1]  # front-padded
@@ -149,7 +151,9 @@ def test_like_nonlike_and_nontarget_semantics(tiny: Split) -> None:
 
     obs, reward, terminated, truncated, info = env.step(2)
     assert reward == pytest.approx(0.8)
-    assert info == {"user": 0, "prefix": 2, "rating": 4, "liked": True, "n_targets_left": 2, "n_liked_left": 1}
+    assert info == {
+        "user": 0, "prefix": 2, "rating": 4, "liked": True, "n_targets_left": 2, "n_liked_left": 1
+    }
     assert tokens(obs) == [0, 1, 2] and obs["history"][-1] == 3
     assert liked_items(obs) == {0, 2}
     assert not terminated and not truncated
@@ -262,7 +266,8 @@ def test_action_masks_exclude_history_and_recommended(tiny: Split) -> None:
 
 def test_action_masks_do_not_reveal_targets() -> None:
     # Users 0 and 1 share a train history but have different test items.
-    split = make_split({0: [(0, 5), (1, 4)], 1: [(0, 5), (1, 4)]}, {0: [(2, 5)], 1: [(3, 5), (4, 2)]}, 6)
+    train = {0: [(0, 5), (1, 4)], 1: [(0, 5), (1, 4)]}
+    split = make_split(train, {0: [(2, 5)], 1: [(3, 5), (4, 2)]}, 6)
     env = MovieLensRecEnv(split_data=split, mode="test")
     masks = []
     for user in (0, 1):
@@ -317,7 +322,9 @@ def test_step_before_reset(tiny: Split) -> None:
         env.action_masks()
 
 
-@pytest.mark.parametrize("action", [-1, TINY_ITEMS, 1.0, "3", True, np.array([1]), np.array(2.0), None])
+@pytest.mark.parametrize(
+    "action", [-1, TINY_ITEMS, 1.0, "3", True, np.array([1]), np.array(2.0), None]
+)
 def test_bad_actions(tiny: Split, action: object) -> None:
     env = MovieLensRecEnv(split_data=tiny)
     env.reset(seed=0)
@@ -410,7 +417,10 @@ def test_import_registers_without_torch_or_side_effects() -> None:
         "assert 'MovieLensRec-v0' in gymnasium.registry; "
         "assert 'recsim_env.env' not in sys.modules and 'pandas' not in sys.modules"
     )
-    _python("import sys, recsim_env; recsim_env.MovieLensRecEnv; recsim_env.load_movielens; assert 'torch' not in sys.modules")
+    _python(
+        "import sys, recsim_env; recsim_env.MovieLensRecEnv; recsim_env.load_movielens; "
+        "assert 'torch' not in sys.modules"
+    )
 
 
 def test_gym_make_with_module_prefix_in_fresh_interpreter(tiny: Split, ml100k_dir: Path) -> None:

@@ -1,0 +1,152 @@
+"""Steps per second of MovieLensRec-v0 (single and vector) against Gymnasium's CartPole-v1.
+
+Each environment gets random in-range actions drawn with numpy before the clock starts and is
+reset whenever an episode ends; the vector environment (``NEXT_STEP`` autoreset) counts
+``num_envs`` steps per call. The three are measured in alternating rounds and each figure is the
+median over rounds (each ratio: the median of the per-round ratios), so that load from other
+processes hits all three alike. Targets: single MovieLensRec-v0 >= CartPole-v1 (ratio >= 1) and
+the vector environment >= 10x CartPole-v1.
+
+Usage::
+
+    MOVIELENS_DATA=../shared/data python -m experiments.bench_env [--seconds 3] [--rounds 5] [--num-envs 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+import recsim_env  # noqa: F401  (registers MovieLensRec-v0)
+
+
+@dataclass
+class BenchConfig:
+    """What to measure."""
+
+    seconds: float = 3.0  # wall-clock seconds per environment, over all rounds
+    rounds: int = 5  # alternating measurement rounds
+    num_envs: int = 64  # sub-environments of the vector environment
+    dataset: str = "ml-100k"  # MovieLens dataset of MovieLensRec-v0
+    data_dir: str | None = None  # data root (default: $MOVIELENS_DATA, cache, download)
+    seed: int = 0  # seed of the environments and of the action draws
+
+
+def bench_single(
+    env: gym.Env, seconds: float, rng: np.random.Generator, chunk: int = 5_000
+) -> float:
+    """Steps per second of ``env`` with random actions and reset on episode end.
+
+    :param env: a ``Discrete``-action environment (from ``gym.make``), already reset
+    :param seconds: minimum wall-clock seconds to run
+    :param rng: draws the actions
+    :param chunk: steps between clock checks (a chunk's actions are drawn before timing it)
+    """
+    n_actions = int(env.action_space.n)
+    steps, elapsed = 0, 0.0
+    while elapsed < seconds:
+        actions = rng.integers(0, n_actions, size=chunk).tolist()
+        start = time.perf_counter()
+        for action in actions:
+            _, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                env.reset()
+        elapsed += time.perf_counter() - start
+        steps += chunk
+    return steps / elapsed
+
+
+def bench_vector(
+    envs: gym.vector.VectorEnv, seconds: float, rng: np.random.Generator, chunk: int = 200
+) -> float:
+    """Sub-environment steps per second (``num_envs`` per call) of a vector environment.
+
+    :param envs: a vector environment with a ``Discrete`` single action space, already reset
+        (it autoresets itself)
+    :param seconds: minimum wall-clock seconds to run
+    :param rng: draws the actions
+    :param chunk: vector steps between clock checks
+    """
+    n_actions = int(envs.single_action_space.n)
+    calls, elapsed = 0, 0.0
+    while elapsed < seconds:
+        actions = rng.integers(0, n_actions, size=(chunk, envs.num_envs))
+        start = time.perf_counter()
+        for batch in actions:
+            envs.step(batch)
+        elapsed += time.perf_counter() - start
+        calls += chunk
+    return calls * envs.num_envs / elapsed
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Run the three measurements, print them and the two ratios, and return them."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--seconds", type=float, default=BenchConfig.seconds, help="seconds per environment"
+    )
+    parser.add_argument("--rounds", type=int, default=BenchConfig.rounds, help="alternating rounds")
+    parser.add_argument(
+        "--num-envs", type=int, default=BenchConfig.num_envs, help="vector sub-environments"
+    )
+    parser.add_argument("--dataset", default=BenchConfig.dataset, choices=["ml-100k", "ml-1m"])
+    parser.add_argument(
+        "--data-dir", default=os.environ.get("MOVIELENS_DATA"), help="MovieLens data root"
+    )
+    parser.add_argument("--seed", type=int, default=BenchConfig.seed)
+    args = parser.parse_args(argv)
+    if args.seconds <= 0 or args.rounds < 1 or args.num_envs < 1:
+        parser.error("--seconds must be > 0, --rounds and --num-envs >= 1")
+    config = BenchConfig(
+        args.seconds, args.rounds, args.num_envs, args.dataset, args.data_dir, args.seed
+    )
+
+    data_kwargs = {"dataset": config.dataset, "data_dir": config.data_dir}
+    rec_env = gym.make("MovieLensRec-v0", **data_kwargs)
+    cartpole_env = gym.make("CartPole-v1")
+    envs = gym.make_vec(
+        "MovieLensRec-v0", num_envs=config.num_envs, vectorization_mode="vector_entry_point",
+        **data_kwargs,
+    )
+    for env in (rec_env, cartpole_env, envs):
+        env.reset(seed=config.seed)
+    rng = np.random.default_rng(config.seed)
+    per_round = config.seconds / config.rounds
+    rounds = np.array(
+        [
+            (
+                bench_single(rec_env, per_round, rng),
+                bench_single(cartpole_env, per_round, rng),
+                bench_vector(envs, per_round, rng),
+            )
+            for _ in range(config.rounds)
+        ]
+    )
+    rec, cartpole, vec = np.median(rounds, axis=0)
+    results = {
+        "movielens_single_steps_per_s": float(rec),
+        "cartpole_steps_per_s": float(cartpole),
+        "movielens_vector_steps_per_s": float(vec),
+        "single_ratio": float(np.median(rounds[:, 0] / rounds[:, 1])),
+        "vector_ratio": float(np.median(rounds[:, 2] / rounds[:, 1])),
+    }
+    rows = [
+        (f"MovieLensRec-v0 ({config.dataset}, gym.make)", f"{rec:12,.0f} steps/s"),
+        ("CartPole-v1 (gym.make)", f"{cartpole:12,.0f} steps/s"),
+        (f"MovieLensRecVectorEnv ({config.num_envs} envs)", f"{vec:12,.0f} steps/s"),
+        ("single ratio (MovieLensRec-v0 / CartPole-v1)", f"{results['single_ratio']:12.2f}  target >= 1"),
+        ("vector ratio (vector env / CartPole-v1)", f"{results['vector_ratio']:12.2f}  target >= 10"),
+    ]
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        print(f"{label:<{width}}  {value}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
