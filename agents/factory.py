@@ -14,9 +14,12 @@ from typing import Any
 import numpy as np
 import torch as th
 import torch.nn.functional as F
+from torch import nn
 from sb3_contrib import QRDQN, MaskablePPO
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.torch_layers import create_mlp
+from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from stable_baselines3.common.type_aliases import GymEnv
 
 from agents.extractor import LongShortExtractor
@@ -25,38 +28,117 @@ from agents.extractor import LongShortExtractor
 TD_LOSSES: tuple[str, ...] = ("huber", "mse")
 
 
-class LSRDQN(DQN):
-    """SB3 :class:`~stable_baselines3.DQN` with a selectable TD loss.
+class MaskedEpsilonGreedyMixin:
+    """Epsilon-greedy data collection restricted to the environment's ``action_masks()``.
 
-    SB3's DQN always uses the Huber (smooth L1) loss; the paper's eq. 10 is the mean squared
-    error. Everything else (replay, target network, epsilon-greedy, ``_on_step``) is SB3's.
+    For the off-policy algorithms (mixed into :class:`LSRDQN` and :class:`LSRQRDQN`). With
+    ``mask_actions=True`` the behaviour policy, per environment, takes a uniformly random
+    *allowed* item with probability epsilon (always during the ``learning_starts`` warm-up) and
+    otherwise the allowed item with the highest Q-value (mean quantile for QR-DQN). Allowed =
+    ``action_masks()``: not in the history, not yet recommended this episode; the masks never
+    reveal targets. SB3's own collection (``mask_actions=False``) draws over all items and
+    flips one coin for all environments, so a greedy policy may recommend the same unwanted
+    item until the episode is truncated. Training targets and evaluation are unchanged.
+    """
 
-    :param td_loss: ``"huber"`` (SB3's default, gradient clipped at |TD error| = 1) or
+    mask_actions: bool
+
+    def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1):
+        if not self.mask_actions:
+            return super()._sample_action(learning_starts, action_noise, n_envs)  # type: ignore[misc]
+        from sb3_contrib.common.maskable.utils import get_action_masks
+
+        from agents.scoring import score_observations
+
+        masks = np.asarray(get_action_masks(self.env), dtype=bool).reshape(n_envs, -1)
+        eps = 1.0 if self.num_timesteps < learning_starts else self.exploration_rate
+        explore = np.random.rand(n_envs) < eps
+        actions = np.zeros(n_envs, dtype=np.int64)
+        if not explore.all():
+            scores = score_observations(self, self._last_obs)  # (n_envs, n_items)
+            actions = np.where(masks, scores, -np.inf).argmax(axis=1)
+        for i in np.flatnonzero(explore):
+            allowed = np.flatnonzero(masks[i])
+            actions[i] = np.random.choice(allowed) if allowed.size else np.random.randint(masks.shape[1])
+        return actions, actions
+
+
+class DuelingQNetwork(QNetwork):
+    """Dueling Q-network head (Wang et al., 2016): ``Q(s, a) = V(s) + A(s, a) - mean_a A(s, a)``.
+
+    Both streams are MLPs with the same hidden sizes over the extractor's features. In this
+    environment a missed recommendation leaves the state unchanged, so every item's Q-value
+    carries a large shared term ``gamma * V(s)``; with a plain head each item's output row
+    must learn that term on its own from the rare samples of that item, whereas the value
+    stream learns it from every sample and the advantages only rank the items.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # self.q_net is the advantage stream
+        self.value_net = nn.Sequential(*create_mlp(self.features_dim, 1, self.net_arch, self.activation_fn))
+
+    def forward(self, obs: Any) -> th.Tensor:
+        """:return: Q-values ``(B, n_items)``"""
+        features = self.extract_features(obs, self.features_extractor)
+        advantage = self.q_net(features)
+        return self.value_net(features) + advantage - advantage.mean(dim=1, keepdim=True)
+
+
+class DuelingDQNPolicy(DQNPolicy):
+    """SB3's DQN policy (Dict observations) with :class:`DuelingQNetwork` as online and target net."""
+
+    def make_q_net(self) -> DuelingQNetwork:
+        net_args = self._update_features_extractor(self.net_args, features_extractor=None)
+        return DuelingQNetwork(**net_args).to(self.device)
+
+
+class LSRDQN(MaskedEpsilonGreedyMixin, DQN):
+    """SB3 :class:`~stable_baselines3.DQN` with a selectable TD loss, optional double Q-learning
+    and masked exploration.
+
+    The update is SB3's ``DQN.train`` (same replay sampling, target network, gradient
+    clipping) with two options: the loss (SB3 always uses Huber; the paper's eq. 10 is the mean
+    squared error) and the next-state value (eq. 9 takes ``max_a Q_target(s', a)``; double
+    Q-learning evaluates the online network's argmax with the target network instead, which
+    curbs the upward bias of a max over thousands of noisy item values).
+
+    :param td_loss: ``"huber"`` (SB3's smooth L1, gradient clipped at |TD error| = 1) or
         ``"mse"`` (paper eq. 10); both average over the mini-batch
+    :param double_q: use the double Q-learning target (default False: eq. 9)
+    :param mask_actions: collect experience with :class:`MaskedEpsilonGreedyMixin`
+        (default False: SB3's epsilon-greedy over all items)
     :param kwargs: :class:`~stable_baselines3.DQN` arguments
     """
 
-    def __init__(self, *args: Any, td_loss: str = "huber", **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, td_loss: str = "huber", double_q: bool = False, mask_actions: bool = False, **kwargs: Any
+    ) -> None:
         if td_loss not in TD_LOSSES:
             raise ValueError(f"td_loss={td_loss!r} is unknown; choose one of {TD_LOSSES}")
         self.td_loss = td_loss
+        self.double_q = bool(double_q)
+        self.mask_actions = bool(mask_actions)
         super().__init__(*args, **kwargs)
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
-        """SB3's ``DQN.train`` with the loss chosen by ``td_loss``."""
-        if self.td_loss == "huber":
-            return super().train(gradient_steps, batch_size)
+        """SB3's ``DQN.train`` with the configured loss and target."""
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
+        loss_fn = F.mse_loss if self.td_loss == "mse" else F.smooth_l1_loss
         losses = []
         for _ in range(gradient_steps):
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
             discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
             with th.no_grad():
-                next_q = self.q_net_target(replay_data.next_observations).max(dim=1).values.reshape(-1, 1)
+                next_q_all = self.q_net_target(replay_data.next_observations)
+                if self.double_q:
+                    next_action = self.q_net(replay_data.next_observations).argmax(dim=1, keepdim=True)
+                    next_q = th.gather(next_q_all, dim=1, index=next_action)
+                else:
+                    next_q = next_q_all.max(dim=1).values.reshape(-1, 1)
                 target_q = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q  # eq. 9
             current_q = th.gather(self.q_net(replay_data.observations), dim=1, index=replay_data.actions.long())
-            loss = F.mse_loss(current_q, target_q)  # eq. 10
+            loss = loss_fn(current_q, target_q)
             losses.append(loss.item())
             self.policy.optimizer.zero_grad()
             loss.backward()
@@ -67,10 +149,22 @@ class LSRDQN(DQN):
         self.logger.record("train/loss", np.mean(losses))
 
 
+class LSRQRDQN(MaskedEpsilonGreedyMixin, QRDQN):
+    """sb3-contrib :class:`~sb3_contrib.QRDQN` with optional masked exploration.
+
+    :param mask_actions: collect experience with :class:`MaskedEpsilonGreedyMixin` (default False)
+    :param kwargs: :class:`~sb3_contrib.QRDQN` arguments
+    """
+
+    def __init__(self, *args: Any, mask_actions: bool = False, **kwargs: Any) -> None:
+        self.mask_actions = bool(mask_actions)
+        super().__init__(*args, **kwargs)
+
+
 #: Algorithm name -> class (all accept ``"MultiInputPolicy"`` and Dict observations).
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     "dqn": LSRDQN,
-    "qrdqn": QRDQN,
+    "qrdqn": LSRQRDQN,
     "ppo": PPO,
     "a2c": A2C,
     "maskable_ppo": MaskablePPO,
@@ -80,10 +174,11 @@ ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
 ALGO_HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
     "dqn": ("learning_rate", "buffer_size", "learning_starts", "batch_size", "gamma", "train_freq",
             "gradient_steps", "target_update_interval", "exploration_fraction",
-            "exploration_initial_eps", "exploration_final_eps", "max_grad_norm", "td_loss"),
+            "exploration_initial_eps", "exploration_final_eps", "max_grad_norm", "td_loss", "double_q",
+            "mask_actions"),
     "qrdqn": ("learning_rate", "buffer_size", "learning_starts", "batch_size", "gamma", "train_freq",
               "gradient_steps", "target_update_interval", "exploration_fraction",
-              "exploration_initial_eps", "exploration_final_eps", "max_grad_norm"),
+              "exploration_initial_eps", "exploration_final_eps", "max_grad_norm", "mask_actions"),
     "ppo": ("learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "clip_range",
             "ent_coef", "vf_coef", "max_grad_norm"),
     "maskable_ppo": ("learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda",
@@ -140,6 +235,7 @@ def build_model(
     extractor_kwargs: dict[str, Any] | None = None,
     net_arch: Sequence[int] = (256,),
     n_quantiles: int = 50,
+    dueling: bool = False,
     seed: int | None = None,
     device: str = "cpu",
     tensorboard_log: str | None = None,
@@ -154,6 +250,7 @@ def build_model(
     :param extractor_kwargs: :class:`LongShortExtractor` options
     :param net_arch: head hidden sizes (see :func:`make_policy_kwargs`)
     :param n_quantiles: QR-DQN quantiles per action
+    :param dueling: ``dqn`` only: :class:`DuelingDQNPolicy` instead of SB3's Q-network
     :param seed: seed of SB3's random generators
     :param device: torch device (default ``"cpu"``)
     :param tensorboard_log: TensorBoard folder (None: no TensorBoard)
@@ -163,8 +260,10 @@ def build_model(
     """
     cls = algorithm_class(algo)
     accepted = {k: v for k, v in hyperparameters.items() if k in ALGO_HYPERPARAMETERS[algo]}
+    if dueling and algo != "dqn":
+        raise ValueError(f"dueling=True is only available for algo='dqn', not {algo!r}")
     return cls(
-        "MultiInputPolicy",
+        DuelingDQNPolicy if dueling else "MultiInputPolicy",
         env,
         policy_kwargs=make_policy_kwargs(algo, extractor_kwargs, net_arch, n_quantiles),
         seed=seed,

@@ -18,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 import torch as th
 from sb3_contrib import QRDQN
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3 import DQN
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
@@ -41,7 +42,7 @@ def score_observations(model: BaseAlgorithm, observations: dict[str, np.ndarray]
             scores = model.q_net(obs_tensor)
         elif isinstance(model, QRDQN):
             scores = model.quantile_net(obs_tensor).mean(dim=1)  # (B, n_quantiles, n) -> (B, n)
-        elif isinstance(policy, ActorCriticPolicy):  # PPO, A2C, MaskablePPO
+        elif isinstance(policy, (ActorCriticPolicy, MaskableActorCriticPolicy)):  # PPO, A2C, MaskablePPO
             scores = policy.get_distribution(obs_tensor).distribution.logits
         else:
             raise TypeError(f"cannot score items with a {type(model).__name__} model")

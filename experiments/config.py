@@ -21,7 +21,7 @@ import dataclasses
 import json
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 #: Algorithms :mod:`agents.factory` can build around the extractor.
@@ -87,7 +87,10 @@ class TrainConfig:
     exploration_fraction: float = 0.3  # fraction of total_timesteps over which epsilon decays
     exploration_initial_eps: float = 1.0  # epsilon (random-action probability) at the start
     exploration_final_eps: float = 0.05  # epsilon after the decay
-    loss: str = "huber"  # dqn TD loss: "huber" (SB3's smooth L1) or "mse" (paper eq. 10)
+    dueling: bool = True  # dqn only: dueling Q-network head, V(s) + A(s, a) - mean_a A(s, a)
+    double_q: bool = True  # dqn only: double Q-learning target instead of eq. 9's max
+    mask_actions: bool = True  # dqn/qrdqn: epsilon-greedy over action_masks() items only
+    loss: str = "huber"  # dqn only: TD loss "huber" (SB3's smooth L1) or "mse" (paper eq. 10)
     n_quantiles: int = 50  # qrdqn quantiles per action
 
     # --- on-policy: ppo, a2c, maskable_ppo ---
@@ -170,9 +173,6 @@ class TrainConfig:
             need(self.batch_size <= rollout,
                  f"batch_size={self.batch_size} exceeds the PPO rollout n_steps*n_envs={rollout}; "
                  "lower batch_size or raise n_steps")
-        if self.algo != "dqn" and self.loss != "huber":
-            problems.append(f"loss={self.loss!r} is only configurable for algo='dqn' (qrdqn uses the "
-                            "quantile Huber loss, actor-critic algorithms their own losses)")
         if problems:
             raise ValueError("invalid training config:\n  - " + "\n  - ".join(problems))
         return self
@@ -220,6 +220,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         exploration_final_eps=0.1,
         exploration_fraction=0.0,
         loss="mse",  # eq. 10
+        mask_actions=False,  # plain SB3 epsilon-greedy over all items
+        dueling=False,  # one Q-value per item straight from the head (section 3.3)
+        double_q=False,  # eq. 9
         max_episodes=1000,  # 1000 episodes of at most max_steps steps each
         total_timesteps=1000 * 50,  # upper bound: 1000 episodes * max_steps
         # Not given by the paper: SB3 defaults where they exist, else the project's choices.

@@ -348,6 +348,8 @@ def _algo_kwargs(config: TrainConfig) -> dict[str, Any]:
             "ent_coef", "vf_coef")
     kwargs = {k: getattr(config, k) for k in keys}
     kwargs["td_loss"] = config.loss
+    kwargs["mask_actions"] = config.mask_actions
+    kwargs["double_q"] = config.double_q
     return kwargs
 
 
@@ -425,7 +427,7 @@ def train(
         else:
             model = build_model(
                 config.algo, vec_env, extractor_kwargs=extractor_kwargs(config), net_arch=config.net_arch,
-                n_quantiles=config.n_quantiles, seed=config.seed, device=config.device, **_algo_kwargs(config),
+                n_quantiles=config.n_quantiles, dueling=config.dueling and config.algo == "dqn", seed=config.seed, device=config.device, **_algo_kwargs(config),
             )  # fmt: skip
         model.set_logger(configure(str(run_dir / "tensorboard"), ["tensorboard"]))
         runner.curve["validation_popularity"] = popularity_metrics(val_split, config.eval_k)

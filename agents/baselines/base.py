@@ -66,15 +66,7 @@ class Recommender(abc.ABC):
 
     def get_params(self) -> dict[str, Any]:
         """Hyperparameters of the model (the keyword arguments of ``__init__``)."""
-        names: list[str] = []
-        for cls in type(self).__mro__:  # subclass arguments first, then inherited ones
-            if "__init__" not in vars(cls) or cls is object:
-                continue
-            for p in inspect.signature(cls.__init__).parameters.values():
-                named = p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-                if named and p.name != "self" and p.name not in names:
-                    names.append(p.name)
-        return {n: getattr(self, n) for n in names if hasattr(self, n)}
+        return {n: getattr(self, n) for n in init_param_names(type(self)) if hasattr(self, n)}
 
     def _fitted_split(self) -> Split:
         if self.split_ is None:
@@ -84,6 +76,23 @@ class Recommender(abc.ABC):
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"
+
+
+def init_param_names(cls: type[Recommender]) -> list[str]:
+    """Names of the keyword arguments a recommender class accepts, its own first, then those
+    its ``**kwargs`` pass on to base classes.
+
+    :param cls: a :class:`Recommender` subclass
+    """
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if klass is object or "__init__" not in vars(klass):
+            continue
+        for p in inspect.signature(klass.__init__).parameters.values():
+            named = p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+            if named and p.name != "self" and p.name not in names:
+                names.append(p.name)
+    return names
 
 
 def interaction_matrix(split: Split) -> sp.csr_matrix:

@@ -40,6 +40,7 @@ class GRU4RecRecommender(SequentialRecommender):
     Loss: full softmax cross-entropy at every position (``loss="ce"``, the cross-entropy
     variant of the paper's ranking losses), or ``loss="bce"`` with one sampled negative.
     Leading padding is fed as zero embeddings, so the state before the first item is learned.
+    Adam's learning rate defaults to 5e-3 here (1e-3 for the other neural baselines).
 
     :param n_layers: stacked GRU layers (default 1, as in the paper)
     :param kwargs: training settings of :class:`~agents.baselines.sequential.SequentialRecommender`
@@ -49,6 +50,7 @@ class GRU4RecRecommender(SequentialRecommender):
     name = "gru4rec"
 
     def __init__(self, n_layers: int = 1, **kwargs) -> None:
+        kwargs.setdefault("lr", 5e-3)  # at 1e-3 it lingers for ~10 epochs near popularity
         super().__init__(**kwargs)
         self.n_layers = n_layers
 

@@ -69,8 +69,9 @@ class SASRecRecommender(SequentialRecommender):
 
     Loss: full softmax cross-entropy by default (``loss="ce"``; converges in far fewer epochs
     than the paper's one-negative BCE, which is available as ``loss="bce"``). Other settings
-    follow the paper (2 blocks, 1 head, dropout 0.2, Adam 1e-3), with ``dim=64`` and
-    ``max_len=50`` for MovieLens-100K-sized data.
+    follow the paper (2 blocks, 1 head, dropout 0.2, Adam), with ``dim=64``, ``max_len=50``
+    for MovieLens-100K-sized data and a learning rate of 2e-3 (the paper's 1e-3 reaches the
+    same validation NDCG@10 on ML-100K in about 1.5x the epochs).
 
     :param n_blocks: number of self-attention blocks (default 2)
     :param n_heads: attention heads per block (default 1)
@@ -81,6 +82,7 @@ class SASRecRecommender(SequentialRecommender):
     name = "sasrec"
 
     def __init__(self, n_blocks: int = 2, n_heads: int = 1, **kwargs) -> None:
+        kwargs.setdefault("lr", 2e-3)
         super().__init__(**kwargs)
         self.n_blocks = n_blocks
         self.n_heads = n_heads

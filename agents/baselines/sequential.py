@@ -116,12 +116,12 @@ class SequentialRecommender(Recommender):
     :param max_len: input sequence length ``L`` (default 50)
     :param dropout: dropout rate (default 0.2)
     :param loss: ``"ce"`` full softmax cross-entropy (default) or ``"bce"`` one sampled negative
-    :param epochs: training epochs; with a monitor, the maximum (default 30)
+    :param epochs: training epochs; with a monitor, the maximum (default 50)
     :param batch_size: windows per gradient step (default 128)
     :param lr: Adam learning rate (default 1e-3)
     :param weight_decay: Adam L2 penalty (default 0.0)
     :param patience: with a monitor, stop after this many evaluations without improvement
-        (default 3)
+        (default 4)
     :param num_threads: ``torch.set_num_threads`` during fit/score (default 2; None = unchanged)
     :param seed: seed of initialisation, shuffling, dropout and negative sampling (default 0)
     """
@@ -133,11 +133,11 @@ class SequentialRecommender(Recommender):
         max_len: int = 50,
         dropout: float = 0.2,
         loss: str = "ce",
-        epochs: int = 30,
+        epochs: int = 50,
         batch_size: int = 128,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
-        patience: int = 3,
+        patience: int = 4,
         num_threads: int | None = 2,
         seed: int = 0,
     ) -> None:

@@ -1,0 +1,561 @@
+"""Reproduce the paper's Table 1: every baseline and LSRWRL, one split, one evaluator.
+
+For each dataset and seed the per-user split is drawn once (:func:`recsim_env.splits.split_ratings`);
+every model is fitted on its train part and scored by the shared
+:func:`recsim_env.evaluation.evaluate_ranking` (full ranking, train items excluded, all test
+items relevant). Baseline hyperparameters are chosen on the validation slice
+:func:`recsim_env.splits.holdout_last` of the train part (:mod:`agents.baselines.tuning`),
+never on the test part: once per dataset for the temporal split (identical for every seed),
+once per seed for the random split. LSRWRL is trained by :func:`experiments.train.train` with
+a named preset (``--lsrwrl-preset``) on the same split.
+
+Usage::
+
+    python -m experiments.table1                              # ML-100K (+ ML-1M if present), seeds 0 1 2
+    python -m experiments.table1 --models itemcf ease sasrec --seeds 0
+    python -m experiments.table1 --split random --out results/random
+    python -m experiments.table1 --quick --seeds 0            # smoke test, a minute or two
+
+Writes, atomically, per dataset: ``<out>/table1_<dataset>.md`` (the table, protocol, tuned
+values, failures), ``.csv`` (one row per model), ``_runs.json`` (every model x seed run) and
+``_p10_r10.png`` (bar chart of precision@10 and recall@10 with std error bars over seeds).
+A model that raises is reported as failed with its error; the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.baselines import available_recommenders, get_recommender_class, init_param_names
+from agents.baselines.tuning import DEFAULT_GRIDS, TuningResult, tune
+from recsim_env.dataset import MovieLensData, Split
+from recsim_env.evaluation import evaluate_ranking
+
+#: The paper's Table 1 as printed: dataset -> model -> (precision@10, recall@10).
+PAPER_TABLE1: dict[str, dict[str, tuple[float, float]]] = {
+    "ml-1m": {
+        "itemcf": (0.176, 0.098), "usercf": (0.167, 0.108), "sasrec": (0.226, 0.125),
+        "stamp": (0.220, 0.116), "gru4rec": (0.214, 0.121), "lsrwrl": (0.243, 0.136),
+    },
+    "ml-100k": {
+        "itemcf": (0.131, 0.072), "usercf": (0.142, 0.087), "sasrec": (0.203, 0.119),
+        "stamp": (0.191, 0.110), "gru4rec": (0.178, 0.115), "lsrwrl": (0.207, 0.121),
+    },
+}  # fmt: skip
+#: Display names; also the default model order (the paper's, with the extra references first).
+LABELS: dict[str, str] = {
+    "popularity": "Popularity", "itemcf": "ItemCF", "usercf": "UserCF", "ease": "EASE",
+    "sasrec": "SASRec", "stamp": "STAMP", "gru4rec": "GRU4Rec", "lsrwrl": "LSRWRL",
+}  # fmt: skip
+METRICS: tuple[str, ...] = ("precision@10", "recall@10", "ndcg@10", "hit_rate@10")
+SHORT = {"precision@10": "P@10", "recall@10": "R@10", "ndcg@10": "NDCG@10", "hit_rate@10": "HR@10"}
+LSRWRL = "lsrwrl"
+#: LSRWRL overrides of ``--quick`` (a smoke-test budget, not a result).
+QUICK_LSRWRL: dict[str, Any] = dict(
+    total_timesteps=2_000, learning_starts=500, max_train_seconds=60.0, eval_freq=0, checkpoint_freq=0
+)
+
+
+@dataclass
+class Run:
+    """One model fitted and evaluated on one seed.
+
+    :param model: registry name (or ``"lsrwrl"``)
+    :param seed: seed of the model (and of the split when it is random)
+    :param metrics: test metrics from ``evaluate_ranking``; ``None`` if the run failed
+    :param params: the hyperparameters used (tuned ones included)
+    :param tuned: names and values chosen on the validation slice
+    :param tune_seconds: wall time of tuning charged to this run (0 when reused from a cache)
+    :param fit_seconds: wall time of the final fit (LSRWRL: the whole ``train`` call)
+    :param eval_seconds: wall time of the test evaluation
+    :param error: ``"Type: message"`` if the run raised
+    """
+
+    model: str
+    seed: int
+    metrics: dict[str, float] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    tuned: dict[str, Any] = field(default_factory=dict)
+    tune_seconds: float = 0.0
+    fit_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class TableOptions:
+    """Settings of one table run (the CLI maps one to one onto these).
+
+    :param seeds: seeds; each gives a model seed (and a split seed for ``split="random"``)
+    :param models: model names in table order (registry names and ``"lsrwrl"``)
+    :param split: ``"temporal"`` or ``"random"``
+    :param train_ratio: fraction of each user's ratings in train (default 0.8, the paper's)
+    :param val_fraction: held-out fraction of each train sequence for tuning (default 0.2)
+    :param tune_metric: validation metric that selects hyperparameters (default ``"ndcg@10"``)
+    :param max_epochs: cap on the neural baselines' epochs (early stopping picks the count)
+    :param threads: torch threads of the neural models and LSRWRL
+    :param quick: smoke-test budget: 2 epochs, two grid points, tiny LSRWRL run
+    :param lsrwrl_preset: :data:`experiments.config.PRESETS` name for LSRWRL
+    :param lsrwrl_overrides: extra :class:`~experiments.config.TrainConfig` field overrides
+    :param data_dir: root holding the dataset folders (default: the loader's search order)
+    :param download: allow downloading a dataset that is found nowhere
+    """
+
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    models: list[str] = field(default_factory=lambda: list(LABELS))
+    split: str = "temporal"
+    train_ratio: float = 0.8
+    val_fraction: float = 0.2
+    tune_metric: str = "ndcg@10"
+    max_epochs: int = 50
+    threads: int = 2
+    quick: bool = False
+    lsrwrl_preset: str = "default"
+    lsrwrl_overrides: dict[str, Any] = field(default_factory=dict)
+    data_dir: str | None = None
+    download: bool = True
+
+
+# Atomic files --------------------------------------------------------------------------------
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> Path:
+    """Write ``payload`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(payload)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """UTF-8 text version of :func:`atomic_write_bytes`."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# Running the models --------------------------------------------------------------------------
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".strip().replace("\n", " ")
+
+
+def _fixed_params(name: str, seed: int, opts: TableOptions) -> dict[str, Any]:
+    """Settings the table imposes (seed, threads, epoch cap), for classes that accept them."""
+    accepted = set(init_param_names(get_recommender_class(name)))
+    wanted = {"seed": seed, "num_threads": opts.threads, "epochs": 2 if opts.quick else opts.max_epochs}
+    if opts.quick:
+        wanted["patience"] = 1
+    return {k: v for k, v in wanted.items() if k in accepted}
+
+
+def run_baseline(
+    name: str, split: Split, seed: int, opts: TableOptions, cache: dict[tuple, TuningResult]
+) -> Run:
+    """Tune (or reuse the tuning of) a baseline on the validation slice, refit, evaluate.
+
+    :param name: registry name of the baseline
+    :param split: the split of this seed
+    :param seed: model seed
+    :param opts: table settings
+    :param cache: tuning results by (model, split identity), shared across seeds
+    :return: the :class:`Run` (``error`` set, ``metrics`` None if anything raised)
+    """
+    run = Run(model=name, seed=seed)
+    try:
+        fixed = _fixed_params(name, seed, opts)
+        key = (name, split.method, split.train_ratio, split.seed if split.method == "random" else None)
+        if key not in cache:
+            grid = DEFAULT_GRIDS.get(name, [{}])
+            cache[key] = tune(
+                name, split, grid=grid[:2] if opts.quick else grid, fixed=fixed,
+                metric=opts.tune_metric, fraction=opts.val_fraction,
+            )  # fmt: skip
+            run.tune_seconds = cache[key].seconds
+        run.tuned = dict(cache[key].params)
+        model = get_recommender_class(name)(**{**fixed, **run.tuned})
+        run.params = model.get_params()
+        t0 = time.perf_counter()
+        model.fit(split)
+        run.fit_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        run.metrics = evaluate_ranking(model.score, split)
+        run.eval_seconds = time.perf_counter() - t0
+    except Exception as exc:  # reported in the table; the other models still run
+        run.error = _error_text(exc)
+        traceback.print_exc(file=sys.stderr)
+    return run
+
+
+def run_lsrwrl(dataset: str, seed: int, opts: TableOptions, out: Path) -> Run:
+    """Train and evaluate LSRWRL through :func:`experiments.train.train` on the table's split.
+
+    :param dataset: dataset name
+    :param seed: seed of the agent (and of the split when it is random)
+    :param opts: table settings (preset, overrides, threads, split)
+    :param out: results folder; the run directory goes to ``<out>/runs/``
+    :return: the :class:`Run`
+    """
+    run = Run(model=LSRWRL, seed=seed)
+    try:
+        from experiments.config import make_config
+        from experiments.train import train
+
+        overrides = dict(
+            dataset=dataset, seed=seed, split=opts.split, split_seed=seed,
+            train_ratio=opts.train_ratio, val_fraction=opts.val_fraction,
+            torch_threads=opts.threads, data_dir=opts.data_dir, runs_dir=str(out / "runs"),
+            name=f"table1-{LSRWRL}-{dataset}-seed{seed}",
+        )  # fmt: skip
+        if opts.quick:
+            overrides.update(QUICK_LSRWRL)
+        overrides.update(opts.lsrwrl_overrides)
+        config = make_config(opts.lsrwrl_preset, **overrides)
+        t0 = time.perf_counter()
+        result = train(config, progress=False)
+        run.fit_seconds = time.perf_counter() - t0
+        run.metrics = {k: float(result.metrics[k]) for k in METRICS}
+        run.metrics["n_users"] = int(result.metrics.get("n_users", 0))
+        training = {k: v for k, v in (result.training or {}).items() if isinstance(v, (int, float, str))}
+        run.params = {"preset": opts.lsrwrl_preset, **opts.lsrwrl_overrides, **training,
+                      "run_dir": str(result.run_dir)}  # fmt: skip
+        run.tuned = {"preset": opts.lsrwrl_preset, **(QUICK_LSRWRL if opts.quick else {}), **opts.lsrwrl_overrides}
+    except Exception as exc:
+        run.error = _error_text(exc)
+        traceback.print_exc(file=sys.stderr)
+    return run
+
+
+# Summaries and files -------------------------------------------------------------------------
+
+
+def summarize(runs: list[Run], dataset: str, opts: TableOptions) -> list[dict[str, Any]]:
+    """One row per model: mean and std (ddof=1; 0 for one seed) of each metric over the seeds
+    that succeeded, the paper's figures, times and the tuned values.
+
+    :param runs: every run of one dataset
+    :param dataset: dataset name (selects the paper's column)
+    :param opts: table settings (model order)
+    :return: rows in ``opts.models`` order
+    """
+    rows = []
+    for name in opts.models:
+        mine = [r for r in runs if r.model == name]
+        ok = [r for r in mine if r.metrics is not None]
+        paper = PAPER_TABLE1.get(dataset, {}).get(name)
+        row: dict[str, Any] = {
+            "dataset": dataset,
+            "model": LABELS.get(name, name),
+            "status": "ok" if len(ok) == len(mine) else ("failed" if not ok else "partial"),
+            "seeds_ok": f"{len(ok)}/{len(mine)}",
+        }
+        for metric in METRICS:
+            values = np.array([r.metrics[metric] for r in ok], dtype=float)
+            row[f"{metric}_mean"] = float(values.mean()) if len(values) else math.nan
+            row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else (0.0 if len(values) else math.nan)
+        row["paper_precision@10"] = paper[0] if paper else math.nan
+        row["paper_recall@10"] = paper[1] if paper else math.nan
+        row["tune_seconds"] = float(sum(r.tune_seconds for r in mine))
+        row["fit_eval_seconds_per_seed"] = float(np.mean([r.fit_seconds + r.eval_seconds for r in mine])) if mine else 0.0
+        row["total_seconds"] = float(sum(r.tune_seconds + r.fit_seconds + r.eval_seconds for r in mine))
+        row["tuned"] = json.dumps(ok[0].tuned if ok else (mine[0].tuned if mine else {}), default=str)
+        row["split"] = opts.split
+        row["train_ratio"] = opts.train_ratio
+        row["seeds"] = " ".join(str(r.seed) for r in mine)
+        row["error"] = next((r.error for r in mine if r.error), "")
+        rows.append(row)
+    return rows
+
+
+def _fmt(mean: float, std: float) -> str:
+    return "–" if math.isnan(mean) else f"{mean:.4f} ± {std:.4f}"
+
+
+def _paper(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:.3f}"
+
+
+def render_markdown(rows: list[dict[str, Any]], data: MovieLensData, opts: TableOptions, command: str) -> str:
+    """The ``table1_<dataset>.md`` text: protocol, the table, tuned values, failures."""
+    name = data.name
+    lines = [
+        f"# Table 1 on {name}",
+        "",
+        f"- Split: **{opts.split}** per user, {opts.train_ratio:.0%} train / {1 - opts.train_ratio:.0%} test"
+        + (" (chronological: earliest ratings train)" if opts.split == "temporal" else " (seeded random per user)")
+        + f"; {data.n_users} users, {data.n_items} items, {data.n_ratings} ratings.",
+        "- Metrics: recsim_env.evaluation.evaluate_ranking, full ranking over all items, each user's train "
+        "items excluded, relevant = all of the user's test items; mean ± std (ddof=1) over seeds "
+        f"{' '.join(map(str, opts.seeds))}.",
+        f"- Baseline hyperparameters tuned on holdout_last(train, {opts.val_fraction}) by {opts.tune_metric} "
+        f"({'once, the temporal split is the same for every seed' if opts.split == 'temporal' else 'per seed'}); "
+        "neural baselines: epochs by early stopping on that slice, then refit on the full train part.",
+        f"- LSRWRL: experiments.train.train with preset `{opts.lsrwrl_preset}`"
+        + (f" and overrides {json.dumps(opts.lsrwrl_overrides)}" if opts.lsrwrl_overrides else "")
+        + (" (quick smoke-test budget)" if opts.quick else "") + ".",
+        "- Paper columns: the figures printed in the paper's Table 1 (its own, unspecified split).",
+        f"- Command: `{command}`; generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}.",
+        "",
+        "| Model | P@10 | paper P@10 | R@10 | paper R@10 | NDCG@10 | HR@10 | tune s | fit+eval s / seed | seeds ok |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r["status"] == "failed":
+            cells = ["**failed**", _paper(r["paper_precision@10"]), "–", _paper(r["paper_recall@10"]), "–", "–"]
+        else:
+            cells = [
+                _fmt(r["precision@10_mean"], r["precision@10_std"]), _paper(r["paper_precision@10"]),
+                _fmt(r["recall@10_mean"], r["recall@10_std"]), _paper(r["paper_recall@10"]),
+                _fmt(r["ndcg@10_mean"], r["ndcg@10_std"]), _fmt(r["hit_rate@10_mean"], r["hit_rate@10_std"]),
+            ]  # fmt: skip
+        lines.append(
+            f"| {r['model']} | " + " | ".join(cells)
+            + f" | {r['tune_seconds']:.1f} | {r['fit_eval_seconds_per_seed']:.1f} | {r['seeds_ok']} |"
+        )
+    total = sum(r["total_seconds"] for r in rows)
+    lines += ["", f"Total model time: {total:.0f} s.", "", "## Tuned hyperparameters", ""]
+    lines += [f"- {r['model']}: `{r['tuned']}`" for r in rows]
+    failures = [r for r in rows if r["error"]]
+    if failures:
+        lines += ["", "## Failures", ""]
+        lines += [f"- {r['model']} ({r['seeds_ok']} seeds ok): {r['error']}" for r in failures]
+    return "\n".join(lines) + "\n"
+
+
+def render_csv(rows: list[dict[str, Any]]) -> str:
+    """The ``table1_<dataset>.csv`` text (one row per model, floats unrounded)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def plot_png(rows: list[dict[str, Any]], title: str) -> bytes:
+    """Bar chart of precision@10 and recall@10 per model (std error bars; paper figures as x)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [r for r in rows if r["status"] != "failed"]
+    x = np.arange(len(shown))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(shown) + 2), 4.0))
+    for offset, metric, colour in ((-0.2, "precision@10", "tab:blue"), (0.2, "recall@10", "tab:orange")):
+        ax.bar(x + offset, [r[f"{metric}_mean"] for r in shown], width=0.4, color=colour,
+               yerr=[r[f"{metric}_std"] for r in shown], capsize=3, label=SHORT[metric])  # fmt: skip
+        paper = [r[f"paper_{metric}"] for r in shown]
+        ax.scatter(x + offset, paper, marker="x", color="black", zorder=3,
+                   label="paper" if metric == "precision@10" else None)  # fmt: skip
+    ax.set_xticks(x, [r["model"] for r in shown])
+    ax.set_ylabel("metric value")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+@dataclass
+class TableResult:
+    """What :func:`run_table` produced for one dataset.
+
+    :param runs: every model x seed run
+    :param rows: the summary rows (see :func:`summarize`)
+    :param paths: files written, by kind (``md``, ``csv``, ``runs``, ``png``)
+    """
+
+    runs: list[Run]
+    rows: list[dict[str, Any]]
+    paths: dict[str, Path]
+
+
+def write_outputs(
+    runs: list[Run], data: MovieLensData, opts: TableOptions, out: Path, command: str
+) -> TableResult:
+    """Write the table files of one dataset, each atomically."""
+    rows = summarize(runs, data.name, opts)
+    stem = out / f"table1_{data.name}"
+    paths = {
+        "md": atomic_write_text(stem.with_suffix(".md"), render_markdown(rows, data, opts, command)),
+        "csv": atomic_write_text(stem.with_suffix(".csv"), render_csv(rows)),
+        "runs": atomic_write_text(
+            out / f"table1_{data.name}_runs.json",
+            json.dumps({"options": asdict(opts), "runs": [asdict(r) for r in runs]}, indent=2, default=str) + "\n",
+        ),
+    }
+    try:
+        title = f"{data.name}, {opts.split} split, seeds {' '.join(map(str, opts.seeds))}"
+        paths["png"] = atomic_write_bytes(out / f"table1_{data.name}_p10_r10.png", plot_png(rows, title))
+    except Exception as exc:  # a plotting problem must not lose the table
+        print(f"warning: bar chart not written: {_error_text(exc)}", file=sys.stderr)
+    return TableResult(runs, rows, paths)
+
+
+# Driver --------------------------------------------------------------------------------------
+
+
+def load_dataset(name: str, opts: TableOptions) -> MovieLensData:
+    """Load a dataset through :func:`recsim_env.movielens.load_movielens`."""
+    from recsim_env.movielens import load_movielens
+
+    return load_movielens(name, opts.data_dir, download=opts.download)
+
+
+def run_table(
+    data: MovieLensData,
+    opts: TableOptions,
+    out: str | os.PathLike,
+    command: str = "",
+    log: Callable[[str], None] = print,
+) -> TableResult:
+    """Fit and evaluate every model of ``opts`` on every seed of one dataset; write the files.
+
+    :param data: the dataset
+    :param opts: table settings
+    :param out: results folder (created if needed)
+    :param command: the command line recorded in the markdown
+    :param log: progress printer (``print`` by default)
+    :return: the :class:`TableResult` (the files are rewritten after every run, so an
+        interrupted table keeps what it has)
+    """
+    from recsim_env.splits import split_ratings
+
+    out = Path(out)
+    cache: dict[tuple, TuningResult] = {}
+    runs: list[Run] = []
+    splits: dict[int | None, Split] = {}
+    for seed in opts.seeds:
+        split_key = seed if opts.split == "random" else None
+        if split_key not in splits:
+            splits[split_key] = split_ratings(data, opts.split, opts.train_ratio, seed=seed)
+        split = splits[split_key]
+        for name in opts.models:
+            log(f"[{data.name} seed {seed}] {LABELS.get(name, name)} ...")
+            if name == LSRWRL:
+                run = run_lsrwrl(data.name, seed, opts, out)
+            else:
+                run = run_baseline(name, split, seed, opts, cache)
+            runs.append(run)
+            if run.error:
+                log(f"    FAILED: {run.error}")
+            else:
+                m = run.metrics
+                log(f"    P@10 {m['precision@10']:.4f}  R@10 {m['recall@10']:.4f}  NDCG@10 {m['ndcg@10']:.4f}  "
+                    f"HR@10 {m['hit_rate@10']:.4f}  tune {run.tune_seconds:.1f}s  fit {run.fit_seconds:.1f}s  "
+                    f"eval {run.eval_seconds:.1f}s  tuned {run.tuned}")  # fmt: skip
+            result = write_outputs(runs, data, opts, out, command)
+    return result
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    models = [*available_recommenders(), LSRWRL]
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.table1",
+        description="Reproduce Table 1: every baseline and LSRWRL on one split with one evaluator.",
+    )
+    parser.add_argument("--datasets", nargs="+", default=None, metavar="NAME",
+                        help="datasets (default: ml-100k, plus ml-1m when its files are present)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (default: 0 1 2)")
+    parser.add_argument("--models", nargs="+", default=None, metavar="MODEL",
+                        help=f"subset of models, in table order (default: all of {', '.join(models)})")
+    parser.add_argument("--split", choices=("temporal", "random"), default="temporal",
+                        help="per-user split protocol (default: %(default)s)")
+    parser.add_argument("--train-ratio", type=float, default=0.8, help="train fraction per user (default: 0.8)")
+    parser.add_argument("--val-fraction", type=float, default=0.2,
+                        help="held-out fraction of each train sequence for tuning (default: 0.2)")
+    parser.add_argument("--tune-metric", default="ndcg@10", choices=METRICS,
+                        help="validation metric that picks hyperparameters (default: %(default)s)")
+    parser.add_argument("--max-epochs", type=int, default=50,
+                        help="epoch cap of the neural baselines; early stopping picks the count (default: 50)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    parser.add_argument("--quick", "--budget-quick", dest="quick", action="store_true",
+                        help="smoke-test budget: 2 epochs, 2 grid points, a 2k-step LSRWRL (not a result)")
+    parser.add_argument("--lsrwrl-preset", default="default", help="experiments.config preset for LSRWRL (default: default)")
+    parser.add_argument("--lsrwrl-seconds", type=float, default=None,
+                        help="LSRWRL training wall-clock cap per seed (max_train_seconds; default: the preset's)")
+    parser.add_argument("--lsrwrl-set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="extra TrainConfig override for LSRWRL, repeatable (e.g. total_timesteps=200000)")
+    parser.add_argument("--data-dir", default=None, help="root holding ml-100k/ and ml-1m/ (default: $MOVIELENS_DATA, cache)")
+    parser.add_argument("--no-download", action="store_true", help="never download a missing dataset")
+    parser.add_argument("--out", default="results", help="output folder (default: results/)")
+    args = parser.parse_args(argv)
+    unknown = [m for m in (args.models or []) if m not in models]
+    if unknown:
+        parser.error(f"unknown model(s) {unknown}; choose from {models}")
+    if args.threads < 1 or args.max_epochs < 1:
+        parser.error("--threads and --max-epochs must be >= 1")
+    return args
+
+
+def lsrwrl_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``--lsrwrl-seconds`` and ``--lsrwrl-set`` as TrainConfig overrides (typed by the config)."""
+    overrides: dict[str, Any] = {}
+    if args.lsrwrl_seconds is not None:
+        overrides["max_train_seconds"] = args.lsrwrl_seconds
+    if args.lsrwrl_set:
+        import typing
+
+        from experiments.config import TrainConfig, parse_value
+
+        hints = typing.get_type_hints(TrainConfig)
+        for item in args.lsrwrl_set:
+            key, sep, value = item.partition("=")
+            if not sep or key not in hints:
+                raise SystemExit(f"--lsrwrl-set {item!r}: expected FIELD=VALUE with a TrainConfig field name")
+            overrides[key] = parse_value(value, hints[key], key)
+    return overrides
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the exit status (1 if any model failed on every seed)."""
+    args = parse_args(argv)
+    opts = TableOptions(
+        seeds=list(args.seeds), models=list(args.models or LABELS), split=args.split,
+        train_ratio=args.train_ratio, val_fraction=args.val_fraction, tune_metric=args.tune_metric,
+        max_epochs=args.max_epochs, threads=args.threads, quick=args.quick,
+        lsrwrl_preset=args.lsrwrl_preset, lsrwrl_overrides=lsrwrl_overrides(args),
+        data_dir=args.data_dir, download=not args.no_download,
+    )  # fmt: skip
+    command = "python -m experiments.table1 " + " ".join(sys.argv[1:] if argv is None else argv)
+    datasets: list[tuple[str, MovieLensData]] = []
+    for name in args.datasets or ["ml-100k"]:
+        datasets.append((name, load_dataset(name, opts)))
+    if args.datasets is None:  # ML-1M joins the default only when its files are already here
+        try:
+            datasets.append(("ml-1m", load_dataset("ml-1m", TableOptions(data_dir=opts.data_dir, download=False))))
+        except Exception as exc:
+            print(f"ml-1m skipped (files not present: {_error_text(exc)[:200]})")
+    failed = False
+    for name, data in datasets:
+        t0 = time.perf_counter()
+        result = run_table(data, opts, args.out, command)
+        print(f"{name}: {time.perf_counter() - t0:.0f} s; wrote " + ", ".join(map(str, result.paths.values())))
+        failed |= any(r["status"] == "failed" for r in result.rows)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

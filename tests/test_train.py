@@ -1,0 +1,210 @@
+"""Training entry point: configs, presets, CLI, every algorithm end to end, resume, run files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+
+import recsim_env  # noqa: F401  (registers MovieLensRec-v0)
+from experiments.config import ALGOS, PRESETS, TrainConfig, make_config, parse_value
+from experiments.train import atomic_write, atomic_write_json, main, replay_bytes_per_transition, train
+
+th.set_num_threads(1)
+
+
+def tiny(tmp_path: Path, algo: str = "dqn", **overrides) -> TrainConfig:
+    """A config that trains for a few hundred steps with tiny networks on real ML-100K."""
+    values = dict(
+        algo=algo, runs_dir=str(tmp_path / "runs"), torch_threads=1, n_envs=2, max_steps=5,
+        total_timesteps=240, learning_starts=40, batch_size=16, buffer_size=1_000, gradient_steps=1,
+        target_update_interval=50, n_steps=16, n_epochs=1, embed_dim=8, dnn_hidden=(8,), net_arch=(16,),
+        n_quantiles=5, eval_freq=120, checkpoint_freq=120, max_train_seconds=None,
+    )
+    values.update(overrides)
+    return make_config("default", **values)
+
+
+# Config -------------------------------------------------------------------------------------
+
+
+def test_presets_are_valid_and_paper_preset_has_the_papers_settings():
+    for name in PRESETS:
+        make_config(name)
+    paper = make_config("paper")
+    assert (paper.batch_size, paper.gamma, paper.learning_rate, paper.target_update_interval) == (128, 0.9, 0.01, 50)
+    # Greedy with probability 0.9: epsilon is 0.1 for the whole run.
+    assert paper.exploration_initial_eps == paper.exploration_final_eps == pytest.approx(0.1)
+    assert paper.loss == "mse" and paper.max_episodes == 1000 and paper.algo == "dqn"
+    assert paper.total_timesteps == 1000 * paper.max_steps
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"algo": "sac"}, "algo='sac' is unknown"),
+        ({"dataset": "ml-20m"}, "dataset='ml-20m' is unknown"),
+        ({"learning_rate": 0.0}, "learning_rate must be > 0"),
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"embed_dim": -4}, "embed_dim must be a positive integer"),
+        ({"embed_dim": 30, "n_heads": 4}, "divisible by n_heads"),
+        ({"gamma": 1.5}, "gamma must be in"),
+        ({"exploration_final_eps": 2.0}, "exploration_final_eps must be in"),
+        ({"batch_size": 512, "buffer_size": 100}, "exceeds buffer_size"),
+        ({"algo": "ppo", "n_steps": 8, "n_envs": 2, "batch_size": 64}, "exceeds the PPO rollout"),
+        ({"net_arch": (64, 0)}, "net_arch sizes must be positive"),
+    ],
+)
+def test_bad_values_are_rejected_with_a_clear_message(overrides, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        make_config("default", **overrides)
+
+
+def test_config_round_trips_through_json_and_rejects_unknown_keys(tmp_path):
+    config = make_config("paper", seed=7, net_arch=(32, 16))
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config.to_dict()))
+    assert TrainConfig.load(str(path)) == config
+    with pytest.raises(ValueError, match="unknown config keys"):
+        TrainConfig.from_dict({"learning_rat": 0.1})
+    with pytest.raises(ValueError, match="unknown preset"):
+        make_config("fast")
+
+
+def test_cli_values_parse_into_the_field_types():
+    assert parse_value("1e-3", float, "learning_rate") == 0.001
+    assert parse_value("200_000", int, "buffer_size") == 200_000
+    assert parse_value("1e5", int, "total_timesteps") == 100_000
+    assert parse_value("128,64", tuple[int, ...], "net_arch") == (128, 64)
+    assert parse_value("", tuple[int, ...], "net_arch") == ()
+    assert parse_value("false", bool, "dueling") is False
+    assert parse_value("none", int | None, "max_episodes") is None
+    with pytest.raises(ValueError, match="--batch-size"):
+        parse_value("12.5", int, "batch_size")
+
+
+def test_cli_rejects_bad_values_before_training(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    for argv in (["--learning-rate", "0"], ["--algo", "nope"], ["--batch-size", "abc"]):
+        with pytest.raises(SystemExit) as exc:
+            main([*argv, "--runs-dir", str(runs), "--no-progress"])
+        assert exc.value.code == 2
+    assert "learning_rate must be > 0" in capsys.readouterr().err
+    assert not runs.exists()  # nothing was started
+
+
+# Replay memory ------------------------------------------------------------------------------
+
+
+def test_replay_bytes_formula_matches_sb3_buffer_and_ml1m_fits_2gib():
+    from stable_baselines3.common.buffers import DictReplayBuffer
+
+    n_items = 3706  # ML-1M
+    space = gym.spaces.Dict({
+        "user": gym.spaces.Box(0, np.array([1, 6, 20]), shape=(3,), dtype=np.int32),
+        "history": gym.spaces.Box(0, n_items, shape=(20,), dtype=np.int32),
+        "liked": gym.spaces.Box(0, 255, shape=((n_items + 7) // 8,), dtype=np.uint8),
+    })  # fmt: skip
+    action_space = gym.spaces.Discrete(n_items)
+    per = replay_bytes_per_transition(space, action_space)
+    buf = DictReplayBuffer(64, space, action_space, device="cpu", n_envs=1)
+    arrays = [*buf.observations.values(), *buf.next_observations.values(), buf.actions, buf.rewards,
+              buf.dones, buf.timeouts]
+    assert sum(a.nbytes for a in arrays) == per * 64
+    assert per == 2 * (12 + 80 + 464) + 8 + 12
+    assert per * make_config("default").buffer_size < 2 * 2**30
+    assert make_config("default").buffer_size >= 200_000
+
+
+# Atomic files -------------------------------------------------------------------------------
+
+
+def test_atomic_write_leaves_the_old_file_when_the_writer_fails(tmp_path):
+    path = tmp_path / "metrics.json"
+    atomic_write_json(path, {"a": 1})
+
+    def broken(tmp: Path) -> None:
+        tmp.write_text('{"half":')
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(path, broken)
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+# End to end ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_every_algorithm_trains_end_to_end(algo, tmp_path):
+    from experiments.evaluate import evaluate_run
+
+    result = train(tiny(tmp_path, algo), progress=False)
+    run = result.run_dir
+    for name in ("config.json", "versions.json", "metrics.json", "curve.json", "model.zip", "learning_curve.png",
+                 "checkpoints/latest.json"):
+        assert (run / name).is_file(), name
+    assert any((run / "tensorboard").iterdir())
+    assert result.model.num_timesteps >= 240
+    m = result.metrics
+    assert m["n_users"] == 943
+    assert set(m) >= {"precision@10", "recall@10", "ndcg@10", "hit_rate@10", "greedy_mean_return"}
+    assert 0 < m["greedy_mean_length"] <= 5
+    assert result.popularity_metrics["precision@10"] > 0.05  # the same evaluator, a real baseline
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["agent"]["precision@10"] == pytest.approx(m["precision@10"])
+    assert json.loads((run / "config.json").read_text())["algo"] == algo
+    assert {"python", "torch", "stable_baselines3", "gymnasium", "numpy"} <= set(
+        json.loads((run / "versions.json").read_text()))
+    assert len(result.curve["validation"]) >= 2
+    # The saved model reloads and evaluates to the same ranking metrics.
+    again = evaluate_run(run, greedy=False)
+    assert again["agent"]["precision@10"] == pytest.approx(m["precision@10"])
+
+
+def test_maskable_ppo_trains_on_the_environment_masks(tmp_path, monkeypatch):
+    from recsim_env.env import MovieLensRecEnv
+
+    calls = []
+    original = MovieLensRecEnv.action_masks
+
+    def counting(self):
+        calls.append(1)
+        return original(self)
+
+    monkeypatch.setattr(MovieLensRecEnv, "action_masks", counting)
+    train(tiny(tmp_path, "maskable_ppo", total_timesteps=64, eval_freq=0, checkpoint_freq=0), progress=False)
+    assert len(calls) >= 64  # one mask per environment step
+
+
+def test_seed_makes_training_reproducible(tmp_path):
+    a = train(tiny(tmp_path, seed=3, total_timesteps=120, eval_freq=0), run_dir=tmp_path / "a", progress=False)
+    b = train(tiny(tmp_path, seed=3, total_timesteps=120, eval_freq=0), run_dir=tmp_path / "b", progress=False)
+    assert a.metrics["precision@10"] == b.metrics["precision@10"]
+    assert a.curve["episodes"] == b.curve["episodes"]
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["seed"] == 3
+
+
+def test_resume_continues_from_the_last_checkpoint(tmp_path):
+    config = tiny(tmp_path, total_timesteps=160, checkpoint_freq=80)
+    first = train(config, run_dir=tmp_path / "run", progress=False)
+    episodes_before = list(first.curve["episodes"])
+    buffer_before = first.model.replay_buffer.pos
+    # Extend the budget as if the first session had been interrupted at step 160.
+    longer = TrainConfig.from_dict({**config.to_dict(), "total_timesteps": 320})
+    atomic_write_json(tmp_path / "run" / "config.json", longer.to_dict())
+    second = train(longer, run_dir=tmp_path / "run", progress=False, resume=True)
+    assert second.model.num_timesteps == 320
+    assert second.curve["episodes"][: len(episodes_before)] == episodes_before
+    assert len(second.curve["episodes"]) > len(episodes_before)
+    # The replay buffer came back with the checkpoint and kept filling.
+    assert second.model.replay_buffer.pos == buffer_before + (320 - 160) // config.n_envs
+    latest = json.loads((tmp_path / "run" / "checkpoints" / "latest.json").read_text())
+    assert latest["checkpoint"] == "step-320"
+    with pytest.raises(FileNotFoundError, match="latest.json"):
+        train(longer, run_dir=tmp_path / "missing", progress=False, resume=True)
