@@ -66,30 +66,64 @@ class MaskedEpsilonGreedyMixin:
 class DuelingQNetwork(QNetwork):
     """Dueling Q-network head (Wang et al., 2016): ``Q(s, a) = V(s) + A(s, a) - mean_a A(s, a)``.
 
-    Both streams are MLPs with the same hidden sizes over the extractor's features. In this
-    environment a missed recommendation leaves the state unchanged, so every item's Q-value
-    carries a large shared term ``gamma * V(s)``; with a plain head each item's output row
-    must learn that term on its own from the rare samples of that item, whereas the value
-    stream learns it from every sample and the advantages only rank the items.
+    In this environment a missed recommendation leaves the state unchanged, so every item's
+    Q-value carries a large shared term ``gamma * V(s)``; with a plain head each item's output
+    row must learn that term on its own from the rare samples of that item, whereas the value
+    stream ``V`` (an MLP with ``net_arch`` hidden layers) learns it from every sample and the
+    advantages only rank the items.
+
+    Advantage stream: an MLP over the features with ``n_items`` outputs, or, with
+    ``tied_item_embeddings``, ``A(s, a) = <u(s), E[a + 1]> + b_a`` where ``u`` is an MLP to size
+    ``d`` and ``E`` the extractor's item embedding table (``(n_items + 1, d)``, the one the
+    history tokens use): every item's score then moves whenever its embedding is trained, not
+    only when that item was the action.
+
+    :param tied_item_embeddings: score items through the extractor's item embeddings
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)  # self.q_net is the advantage stream
+    def __init__(self, *args: Any, tied_item_embeddings: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # self.q_net becomes the advantage stream
+        self.tied_item_embeddings = tied_item_embeddings
         self.value_net = nn.Sequential(*create_mlp(self.features_dim, 1, self.net_arch, self.activation_fn))
+        if tied_item_embeddings:
+            table = getattr(self.features_extractor, "item_embedding", None)
+            if not isinstance(table, nn.Embedding):
+                raise ValueError("tied_item_embeddings needs a features extractor with an item_embedding table")
+            dim = table.embedding_dim
+            self.q_net = nn.Sequential(*create_mlp(self.features_dim, dim, self.net_arch, self.activation_fn))
+            self.item_bias = nn.Parameter(th.zeros(int(self.action_space.n)))
 
     def forward(self, obs: Any) -> th.Tensor:
         """:return: Q-values ``(B, n_items)``"""
         features = self.extract_features(obs, self.features_extractor)
-        advantage = self.q_net(features)
+        if self.tied_item_embeddings:
+            items = self.features_extractor.item_embedding.weight[1:]  # (n_items, d), token = item + 1
+            advantage = self.q_net(features) @ items.T + self.item_bias
+        else:
+            advantage = self.q_net(features)
         return self.value_net(features) + advantage - advantage.mean(dim=1, keepdim=True)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "tied_item_embeddings": self.tied_item_embeddings}
 
 
 class DuelingDQNPolicy(DQNPolicy):
-    """SB3's DQN policy (Dict observations) with :class:`DuelingQNetwork` as online and target net."""
+    """SB3's DQN policy (Dict observations) with :class:`DuelingQNetwork` as online and target net.
+
+    :param tied_item_embeddings: see :class:`DuelingQNetwork` (default False)
+    :param kwargs: :class:`~stable_baselines3.dqn.policies.DQNPolicy` arguments
+    """
+
+    def __init__(self, *args: Any, tied_item_embeddings: bool = False, **kwargs: Any) -> None:
+        self._tied = bool(tied_item_embeddings)  # read by make_q_net during super().__init__
+        super().__init__(*args, **kwargs)
 
     def make_q_net(self) -> DuelingQNetwork:
         net_args = self._update_features_extractor(self.net_args, features_extractor=None)
-        return DuelingQNetwork(**net_args).to(self.device)
+        return DuelingQNetwork(**net_args, tied_item_embeddings=self._tied).to(self.device)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "tied_item_embeddings": self._tied}
 
 
 class LSRDQN(MaskedEpsilonGreedyMixin, DQN):
@@ -236,6 +270,7 @@ def build_model(
     net_arch: Sequence[int] = (256,),
     n_quantiles: int = 50,
     dueling: bool = False,
+    tied_item_embeddings: bool = False,
     seed: int | None = None,
     device: str = "cpu",
     tensorboard_log: str | None = None,
@@ -251,6 +286,8 @@ def build_model(
     :param net_arch: head hidden sizes (see :func:`make_policy_kwargs`)
     :param n_quantiles: QR-DQN quantiles per action
     :param dueling: ``dqn`` only: :class:`DuelingDQNPolicy` instead of SB3's Q-network
+    :param tied_item_embeddings: with ``dueling``: score items through the extractor's item
+        embeddings (see :class:`DuelingQNetwork`)
     :param seed: seed of SB3's random generators
     :param device: torch device (default ``"cpu"``)
     :param tensorboard_log: TensorBoard folder (None: no TensorBoard)
@@ -262,10 +299,15 @@ def build_model(
     accepted = {k: v for k, v in hyperparameters.items() if k in ALGO_HYPERPARAMETERS[algo]}
     if dueling and algo != "dqn":
         raise ValueError(f"dueling=True is only available for algo='dqn', not {algo!r}")
+    if tied_item_embeddings and not dueling:
+        raise ValueError("tied_item_embeddings=True needs dueling=True (it is a dueling-head option)")
+    policy_kwargs = make_policy_kwargs(algo, extractor_kwargs, net_arch, n_quantiles)
+    if dueling:
+        policy_kwargs["tied_item_embeddings"] = tied_item_embeddings
     return cls(
         DuelingDQNPolicy if dueling else "MultiInputPolicy",
         env,
-        policy_kwargs=make_policy_kwargs(algo, extractor_kwargs, net_arch, n_quantiles),
+        policy_kwargs=policy_kwargs,
         seed=seed,
         device=device,
         tensorboard_log=tensorboard_log,

@@ -88,6 +88,7 @@ class TrainConfig:
     exploration_initial_eps: float = 1.0  # epsilon (random-action probability) at the start
     exploration_final_eps: float = 0.05  # epsilon after the decay
     dueling: bool = True  # dqn only: dueling Q-network head, V(s) + A(s, a) - mean_a A(s, a)
+    tied_item_embeddings: bool = True  # dqn dueling head: A(s, a) = <u(s), item embedding of a> + b_a
     double_q: bool = True  # dqn only: double Q-learning target instead of eq. 9's max
     mask_actions: bool = True  # dqn/qrdqn: epsilon-greedy over action_masks() items only
     loss: str = "huber"  # dqn only: TD loss "huber" (SB3's smooth L1) or "mse" (paper eq. 10)
@@ -222,6 +223,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         loss="mse",  # eq. 10
         mask_actions=False,  # plain SB3 epsilon-greedy over all items
         dueling=False,  # one Q-value per item straight from the head (section 3.3)
+        tied_item_embeddings=False,
         double_q=False,  # eq. 9
         max_episodes=1000,  # 1000 episodes of at most max_steps steps each
         total_timesteps=1000 * 50,  # upper bound: 1000 episodes * max_steps

@@ -108,7 +108,7 @@ class TableOptions:
     :param val_fraction: held-out fraction of each train sequence for tuning (default 0.2)
     :param tune_metric: validation metric that selects hyperparameters (default ``"ndcg@10"``)
     :param max_epochs: cap on the neural baselines' epochs (early stopping picks the count)
-    :param threads: torch threads of the neural models and LSRWRL
+    :param threads: torch threads of the neural baselines (LSRWRL: its preset's ``torch_threads``)
     :param quick: smoke-test budget: 2 epochs, two grid points, tiny LSRWRL run
     :param lsrwrl_preset: :data:`experiments.config.PRESETS` name for LSRWRL
     :param lsrwrl_overrides: extra :class:`~experiments.config.TrainConfig` field overrides
@@ -123,7 +123,7 @@ class TableOptions:
     val_fraction: float = 0.2
     tune_metric: str = "ndcg@10"
     max_epochs: int = 50
-    threads: int = 2
+    threads: int = 1
     quick: bool = False
     lsrwrl_preset: str = "default"
     lsrwrl_overrides: dict[str, Any] = field(default_factory=dict)
@@ -211,7 +211,7 @@ def run_lsrwrl(dataset: str, seed: int, opts: TableOptions, out: Path) -> Run:
 
     :param dataset: dataset name
     :param seed: seed of the agent (and of the split when it is random)
-    :param opts: table settings (preset, overrides, threads, split)
+    :param opts: table settings (preset, overrides, split)
     :param out: results folder; the run directory goes to ``<out>/runs/``
     :return: the :class:`Run`
     """
@@ -223,7 +223,7 @@ def run_lsrwrl(dataset: str, seed: int, opts: TableOptions, out: Path) -> Run:
         overrides = dict(
             dataset=dataset, seed=seed, split=opts.split, split_seed=seed,
             train_ratio=opts.train_ratio, val_fraction=opts.val_fraction,
-            torch_threads=opts.threads, data_dir=opts.data_dir, runs_dir=str(out / "runs"),
+            data_dir=opts.data_dir, runs_dir=str(out / "runs"),
             name=f"table1-{LSRWRL}-{dataset}-seed{seed}",
         )  # fmt: skip
         if opts.quick:
@@ -236,9 +236,9 @@ def run_lsrwrl(dataset: str, seed: int, opts: TableOptions, out: Path) -> Run:
         run.metrics = {k: float(result.metrics[k]) for k in METRICS}
         run.metrics["n_users"] = int(result.metrics.get("n_users", 0))
         training = {k: v for k, v in (result.training or {}).items() if isinstance(v, (int, float, str))}
-        run.params = {"preset": opts.lsrwrl_preset, **opts.lsrwrl_overrides, **training,
-                      "run_dir": str(result.run_dir)}  # fmt: skip
-        run.tuned = {"preset": opts.lsrwrl_preset, **(QUICK_LSRWRL if opts.quick else {}), **opts.lsrwrl_overrides}
+        quick = QUICK_LSRWRL if opts.quick else {}
+        run.tuned = {"preset": opts.lsrwrl_preset, **quick, **opts.lsrwrl_overrides}
+        run.params = {**run.tuned, **training, "run_dir": str(result.run_dir)}
     except Exception as exc:
         run.error = _error_text(exc)
         traceback.print_exc(file=sys.stderr)
@@ -247,10 +247,13 @@ def run_lsrwrl(dataset: str, seed: int, opts: TableOptions, out: Path) -> Run:
 
 # Summaries and files -------------------------------------------------------------------------
 
+#: Settings not worth a table line (they are in ``_runs.json``).
+_HIDDEN_PARAMS = ("seed", "num_threads", "patience")
+
 
 def summarize(runs: list[Run], dataset: str, opts: TableOptions) -> list[dict[str, Any]]:
     """One row per model: mean and std (ddof=1; 0 for one seed) of each metric over the seeds
-    that succeeded, the paper's figures, times and the tuned values.
+    that succeeded, the paper's figures, times, the tuned values and the model's settings.
 
     :param runs: every run of one dataset
     :param dataset: dataset name (selects the paper's column)
@@ -261,7 +264,8 @@ def summarize(runs: list[Run], dataset: str, opts: TableOptions) -> list[dict[st
     for name in opts.models:
         mine = [r for r in runs if r.model == name]
         ok = [r for r in mine if r.metrics is not None]
-        paper = PAPER_TABLE1.get(dataset, {}).get(name)
+        first = ok[0] if ok else (mine[0] if mine else Run(name, -1))
+        paper = PAPER_TABLE1.get(dataset, {}).get(name, (math.nan, math.nan))
         row: dict[str, Any] = {
             "dataset": dataset,
             "model": LABELS.get(name, name),
@@ -271,13 +275,15 @@ def summarize(runs: list[Run], dataset: str, opts: TableOptions) -> list[dict[st
         for metric in METRICS:
             values = np.array([r.metrics[metric] for r in ok], dtype=float)
             row[f"{metric}_mean"] = float(values.mean()) if len(values) else math.nan
-            row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else (0.0 if len(values) else math.nan)
-        row["paper_precision@10"] = paper[0] if paper else math.nan
-        row["paper_recall@10"] = paper[1] if paper else math.nan
+            row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else (0.0 if ok else math.nan)
+        row["paper_precision@10"], row["paper_recall@10"] = paper
+        per_seed = [r.fit_seconds + r.eval_seconds for r in mine]
         row["tune_seconds"] = float(sum(r.tune_seconds for r in mine))
-        row["fit_eval_seconds_per_seed"] = float(np.mean([r.fit_seconds + r.eval_seconds for r in mine])) if mine else 0.0
-        row["total_seconds"] = float(sum(r.tune_seconds + r.fit_seconds + r.eval_seconds for r in mine))
-        row["tuned"] = json.dumps(ok[0].tuned if ok else (mine[0].tuned if mine else {}), default=str)
+        row["fit_eval_seconds_per_seed"] = float(np.mean(per_seed)) if mine else 0.0
+        row["total_seconds"] = row["tune_seconds"] + float(sum(per_seed))
+        row["tuned"] = json.dumps(first.tuned, default=str)
+        settings = {k: v for k, v in first.params.items() if k not in _HIDDEN_PARAMS}
+        row["params"] = json.dumps(settings, default=str)
         row["split"] = opts.split
         row["train_ratio"] = opts.train_ratio
         row["seeds"] = " ".join(str(r.seed) for r in mine)
@@ -286,8 +292,11 @@ def summarize(runs: list[Run], dataset: str, opts: TableOptions) -> list[dict[st
     return rows
 
 
-def _fmt(mean: float, std: float) -> str:
-    return "–" if math.isnan(mean) else f"{mean:.4f} ± {std:.4f}"
+def _cell(row: dict[str, Any], metric: str) -> str:
+    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.4f}" if row["seeds_ok"].startswith("1/") else f"{mean:.4f} ± {std:.4f}"
 
 
 def _paper(value: float) -> str:
@@ -296,44 +305,41 @@ def _paper(value: float) -> str:
 
 def render_markdown(rows: list[dict[str, Any]], data: MovieLensData, opts: TableOptions, command: str) -> str:
     """The ``table1_<dataset>.md`` text: protocol, the table, tuned values, failures."""
-    name = data.name
+    order = "chronological: earliest ratings train" if opts.split == "temporal" else "seeded random per user"
+    when = "once, the temporal split is the same for every seed" if opts.split == "temporal" else "per seed"
+    lsrwrl = f"preset `{opts.lsrwrl_preset}`"
+    if opts.lsrwrl_overrides:
+        lsrwrl += f" with overrides `{json.dumps(opts.lsrwrl_overrides)}`"
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"# Table 1 on {name}",
+        f"# Table 1 on {data.name}" + (" (quick smoke-test budget: not a result)" if opts.quick else ""),
         "",
-        f"- Split: **{opts.split}** per user, {opts.train_ratio:.0%} train / {1 - opts.train_ratio:.0%} test"
-        + (" (chronological: earliest ratings train)" if opts.split == "temporal" else " (seeded random per user)")
-        + f"; {data.n_users} users, {data.n_items} items, {data.n_ratings} ratings.",
-        "- Metrics: recsim_env.evaluation.evaluate_ranking, full ranking over all items, each user's train "
-        "items excluded, relevant = all of the user's test items; mean ± std (ddof=1) over seeds "
+        f"- Split: **{opts.split}** per user, {opts.train_ratio:.0%} train / {1 - opts.train_ratio:.0%} test "
+        f"({order}); {data.n_users} users, {data.n_items} items, {data.n_ratings} ratings.",
+        "- Metrics: `recsim_env.evaluation.evaluate_ranking`: full ranking over all items, each user's "
+        "train items excluded, relevant = all of the user's test items; mean ± std (ddof=1) over seeds "
         f"{' '.join(map(str, opts.seeds))}.",
-        f"- Baseline hyperparameters tuned on holdout_last(train, {opts.val_fraction}) by {opts.tune_metric} "
-        f"({'once, the temporal split is the same for every seed' if opts.split == 'temporal' else 'per seed'}); "
-        "neural baselines: epochs by early stopping on that slice, then refit on the full train part.",
-        f"- LSRWRL: experiments.train.train with preset `{opts.lsrwrl_preset}`"
-        + (f" and overrides {json.dumps(opts.lsrwrl_overrides)}" if opts.lsrwrl_overrides else "")
-        + (" (quick smoke-test budget)" if opts.quick else "") + ".",
-        "- Paper columns: the figures printed in the paper's Table 1 (its own, unspecified split).",
-        f"- Command: `{command}`; generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}.",
+        f"- Baseline hyperparameters chosen on `holdout_last(train, {opts.val_fraction})` by "
+        f"{opts.tune_metric} ({when}); neural baselines pick their epochs by early stopping on that "
+        "slice, then refit on the whole train part.",
+        *([f"- LSRWRL: `experiments.train.train` with {lsrwrl}, same dataset, split and seed."]
+          if LSRWRL in opts.models else []),
+        "- Paper columns: the figures printed in the paper's Table 1 (its split protocol is unspecified).",
+        f"- Command: `{command}`; generated {now}.",
         "",
-        "| Model | P@10 | paper P@10 | R@10 | paper R@10 | NDCG@10 | HR@10 | tune s | fit+eval s / seed | seeds ok |",
+        "| Model | P@10 | paper P@10 | R@10 | paper R@10 | NDCG@10 | HR@10 "
+        "| tune s | fit+eval s / seed | seeds ok |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        if r["status"] == "failed":
-            cells = ["**failed**", _paper(r["paper_precision@10"]), "–", _paper(r["paper_recall@10"]), "–", "–"]
-        else:
-            cells = [
-                _fmt(r["precision@10_mean"], r["precision@10_std"]), _paper(r["paper_precision@10"]),
-                _fmt(r["recall@10_mean"], r["recall@10_std"]), _paper(r["paper_recall@10"]),
-                _fmt(r["ndcg@10_mean"], r["ndcg@10_std"]), _fmt(r["hit_rate@10_mean"], r["hit_rate@10_std"]),
-            ]  # fmt: skip
-        lines.append(
-            f"| {r['model']} | " + " | ".join(cells)
-            + f" | {r['tune_seconds']:.1f} | {r['fit_eval_seconds_per_seed']:.1f} | {r['seeds_ok']} |"
-        )
+        p10 = "**failed**" if r["status"] == "failed" else _cell(r, "precision@10")
+        cells = [p10, _paper(r["paper_precision@10"]), _cell(r, "recall@10"), _paper(r["paper_recall@10"]),
+                 _cell(r, "ndcg@10"), _cell(r, "hit_rate@10"), f"{r['tune_seconds']:.1f}",
+                 f"{r['fit_eval_seconds_per_seed']:.1f}", r["seeds_ok"]]  # fmt: skip
+        lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
     total = sum(r["total_seconds"] for r in rows)
-    lines += ["", f"Total model time: {total:.0f} s.", "", "## Tuned hyperparameters", ""]
-    lines += [f"- {r['model']}: `{r['tuned']}`" for r in rows]
+    lines += ["", f"Total model time: {total:.0f} s.", "", "## Tuned values and settings", ""]
+    lines += [f"- {r['model']}: tuned `{r['tuned']}`; settings `{r['params']}`" for r in rows]
     failures = [r for r in rows if r["error"]]
     if failures:
         lines += ["", "## Failures", ""]
@@ -393,9 +399,9 @@ class TableResult:
 
 
 def write_outputs(
-    runs: list[Run], data: MovieLensData, opts: TableOptions, out: Path, command: str
+    runs: list[Run], data: MovieLensData, opts: TableOptions, out: Path, command: str, plot: bool = True
 ) -> TableResult:
-    """Write the table files of one dataset, each atomically."""
+    """Write the table files of one dataset, each atomically (the bar chart only if ``plot``)."""
     rows = summarize(runs, data.name, opts)
     stem = out / f"table1_{data.name}"
     paths = {
@@ -403,9 +409,12 @@ def write_outputs(
         "csv": atomic_write_text(stem.with_suffix(".csv"), render_csv(rows)),
         "runs": atomic_write_text(
             out / f"table1_{data.name}_runs.json",
-            json.dumps({"options": asdict(opts), "runs": [asdict(r) for r in runs]}, indent=2, default=str) + "\n",
+            json.dumps({"options": asdict(opts), "runs": [asdict(r) for r in runs]}, indent=2, default=str)
+            + "\n",
         ),
     }
+    if not plot:
+        return TableResult(runs, rows, paths)
     try:
         title = f"{data.name}, {opts.split} split, seeds {' '.join(map(str, opts.seeds))}"
         paths["png"] = atomic_write_bytes(out / f"table1_{data.name}_p10_r10.png", plot_png(rows, title))
@@ -447,6 +456,7 @@ def run_table(
     cache: dict[tuple, TuningResult] = {}
     runs: list[Run] = []
     splits: dict[int | None, Split] = {}
+    n_runs = len(opts.seeds) * len(opts.models)
     for seed in opts.seeds:
         split_key = seed if opts.split == "random" else None
         if split_key not in splits:
@@ -466,7 +476,7 @@ def run_table(
                 log(f"    P@10 {m['precision@10']:.4f}  R@10 {m['recall@10']:.4f}  NDCG@10 {m['ndcg@10']:.4f}  "
                     f"HR@10 {m['hit_rate@10']:.4f}  tune {run.tune_seconds:.1f}s  fit {run.fit_seconds:.1f}s  "
                     f"eval {run.eval_seconds:.1f}s  tuned {run.tuned}")  # fmt: skip
-            result = write_outputs(runs, data, opts, out, command)
+            result = write_outputs(runs, data, opts, out, command, plot=len(runs) == n_runs)
     return result
 
 
@@ -490,15 +500,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="validation metric that picks hyperparameters (default: %(default)s)")
     parser.add_argument("--max-epochs", type=int, default=50,
                         help="epoch cap of the neural baselines; early stopping picks the count (default: 50)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads of the neural baselines (default: 1; LSRWRL keeps its preset's "
+                             "torch_threads unless --lsrwrl-set torch_threads=N)")
     parser.add_argument("--quick", "--budget-quick", dest="quick", action="store_true",
                         help="smoke-test budget: 2 epochs, 2 grid points, a 2k-step LSRWRL (not a result)")
-    parser.add_argument("--lsrwrl-preset", default="default", help="experiments.config preset for LSRWRL (default: default)")
+    parser.add_argument("--lsrwrl-preset", default="default",
+                        help="experiments.config preset for LSRWRL (default: %(default)s)")
     parser.add_argument("--lsrwrl-seconds", type=float, default=None,
-                        help="LSRWRL training wall-clock cap per seed (max_train_seconds; default: the preset's)")
+                        help="LSRWRL training wall-clock cap per seed, s (max_train_seconds; default: the preset's)")
     parser.add_argument("--lsrwrl-set", action="append", default=[], metavar="FIELD=VALUE",
                         help="extra TrainConfig override for LSRWRL, repeatable (e.g. total_timesteps=200000)")
-    parser.add_argument("--data-dir", default=None, help="root holding ml-100k/ and ml-1m/ (default: $MOVIELENS_DATA, cache)")
+    parser.add_argument("--data-dir", default=None,
+                        help="root holding ml-100k/ and ml-1m/ (default: $MOVIELENS_DATA, then the cache)")
     parser.add_argument("--no-download", action="store_true", help="never download a missing dataset")
     parser.add_argument("--out", default="results", help="output folder (default: results/)")
     args = parser.parse_args(argv)
@@ -545,7 +559,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         datasets.append((name, load_dataset(name, opts)))
     if args.datasets is None:  # ML-1M joins the default only when its files are already here
         try:
-            datasets.append(("ml-1m", load_dataset("ml-1m", TableOptions(data_dir=opts.data_dir, download=False))))
+            probe = TableOptions(data_dir=opts.data_dir, download=False)
+            datasets.append(("ml-1m", load_dataset("ml-1m", probe)))
         except Exception as exc:
             print(f"ml-1m skipped (files not present: {_error_text(exc)[:200]})")
     failed = False

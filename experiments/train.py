@@ -422,12 +422,16 @@ def train(
             runner.curve = state["curve"]
             runner.elapsed_before = float(state["train_seconds"])
             runner.next_eval, runner.next_checkpoint = state["next_eval"], state["next_checkpoint"]
-            vec_env.seed(config.seed + int(model.num_timesteps))  # fresh users after the resume
+            # The saved model remembers the old environments' last observation; drop it so
+            # learn() resets the new ones (seeded afresh: new users after the resume).
+            model._last_obs = None
+            vec_env.seed(config.seed + int(model.num_timesteps))
             say(f"resuming {run_dir} at step {model.num_timesteps:,} ({runner.elapsed_before:.0f} s trained)")
         else:
             model = build_model(
                 config.algo, vec_env, extractor_kwargs=extractor_kwargs(config), net_arch=config.net_arch,
-                n_quantiles=config.n_quantiles, dueling=config.dueling and config.algo == "dqn", seed=config.seed, device=config.device, **_algo_kwargs(config),
+                n_quantiles=config.n_quantiles, dueling=config.dueling and config.algo == "dqn",
+                tied_item_embeddings=config.tied_item_embeddings and config.dueling and config.algo == "dqn", seed=config.seed, device=config.device, **_algo_kwargs(config),
             )  # fmt: skip
         model.set_logger(configure(str(run_dir / "tensorboard"), ["tensorboard"]))
         runner.curve["validation_popularity"] = popularity_metrics(val_split, config.eval_k)

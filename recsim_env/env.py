@@ -112,7 +112,7 @@ def _load_split(
     train_ratio: float,
     split_seed: int,
 ) -> Split:
-    # Imported here so that the environment module imports even before the data layer exists.
+    # Imported here: the data layer (pandas) is only needed when no split is injected.
     from recsim_env.movielens import load_movielens
     from recsim_env.splits import split_ratings
 
@@ -441,8 +441,8 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
     ## Description
 
     A recommender system as a reinforcement-learning agent: the environment is one simulated
-    MovieLens user per episode, replaying that user's real, time-ordered ratings (the setting of
-    "Long and short-term recommendations with reinforcement learning"). At each step the agent
+    MovieLens user per episode, replaying that user's real, time-ordered ratings (the MDP of the
+    LSRWRL paper, `paper/LSRWRL.md`). At each step the agent
     recommends one movie; the user *likes* it when it is one of the user's not-yet-consumed
     target items with a rating ``>= like_threshold``.
 

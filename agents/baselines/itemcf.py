@@ -9,19 +9,35 @@ from agents.baselines.base import Recommender, interaction_matrix
 from recsim_env.dataset import Split
 
 
-def top_k_per_column(sim: np.ndarray, k: int | None) -> sp.csr_matrix:
-    """Keep, in every column of a dense similarity matrix, only its ``k`` largest entries.
+def cosine_similarity(x: sp.csr_matrix) -> np.ndarray:
+    """Cosine similarity of the rows of a binary matrix, with a zero diagonal.
+
+    :param x: binary CSR ``(n, m)``
+    :return: dense float32 ``(n, n)``: ``|row_a ∩ row_b| / sqrt(|row_a| |row_b|)``
+    """
+    co = (x @ x.T).toarray().astype(np.float32)  # common non-zeros
+    norms = np.sqrt(np.diag(co)).copy()
+    norms[norms == 0] = 1.0
+    co /= norms[:, None]
+    co /= norms[None, :]
+    np.fill_diagonal(co, 0.0)
+    return co
+
+
+def top_k_per_column(sim: np.ndarray, k: int | None) -> np.ndarray | sp.csr_matrix:
+    """Keep, in every column of a dense similarity matrix, only its ``k`` largest entries
+    (ties go to the lower row index, so the neighbourhood is deterministic).
 
     :param sim: dense ``(n, n)`` similarity matrix with a zero diagonal
     :param k: neighbourhood size; ``None`` or ``>= n - 1`` keeps every column whole
-    :return: CSR ``(n, n)`` float32
+    :return: CSR ``(n, n)`` float32, or the dense float32 matrix itself when nothing is cut
     """
     n = sim.shape[0]
     if k is None or k >= n - 1:
-        return sp.csr_matrix(sim.astype(np.float32))
+        return sim.astype(np.float32, copy=False)
     if k < 1:
         raise ValueError(f"k must be >= 1 (or None for all neighbours), got {k}.")
-    rows = np.argpartition(-sim, k - 1, axis=0)[:k]  # (k, n): row ids of each column's top k
+    rows = np.argsort(-sim, axis=0, kind="stable")[:k]  # (k, n): row ids of each column's top k
     cols = np.broadcast_to(np.arange(n), rows.shape)
     vals = sim[rows, cols]
     keep = vals > 0
@@ -40,7 +56,8 @@ class ItemCFRecommender(Recommender):
         score(u, j) = sum over i in train(u) ∩ N_k(j) of sim(i, j)
 
     i.e. each candidate ``j`` collects the similarities of its own ``k`` nearest neighbours
-    that the user has rated. ``k = None`` uses all items.
+    that the user has rated (ties in similarity go to the lower item index). ``k = None`` uses
+    all items.
 
     :param k: neighbourhood size per candidate item (default 100; tuned on the validation slice)
     """
@@ -50,7 +67,7 @@ class ItemCFRecommender(Recommender):
     def __init__(self, k: int | None = 100) -> None:
         super().__init__()
         self.k = k
-        self.sim_: sp.csr_matrix | None = None
+        self.sim_: np.ndarray | sp.csr_matrix | None = None
         self.x_: sp.csr_matrix | None = None
 
     def fit(self, split: Split) -> ItemCFRecommender:
@@ -60,12 +77,7 @@ class ItemCFRecommender(Recommender):
         :return: ``self``
         """
         x = interaction_matrix(split)
-        co = (x.T @ x).toarray()  # co-occurrence counts, (n_items, n_items)
-        norms = np.sqrt(np.diag(co)).astype(np.float64)
-        norms[norms == 0] = 1.0
-        sim = co / norms[:, None] / norms[None, :]
-        np.fill_diagonal(sim, 0.0)
-        self.sim_ = top_k_per_column(sim, self.k)
+        self.sim_ = top_k_per_column(cosine_similarity(x.T.tocsr()), self.k)
         self.x_ = x
         self.split_ = split
         return self
@@ -77,4 +89,5 @@ class ItemCFRecommender(Recommender):
         :return: float32 ``(B, n_items)``
         """
         self._fitted_split()
-        return np.asarray((self.x_[np.asarray(users)] @ self.sim_).toarray(), dtype=np.float32)
+        scores = self.x_[np.asarray(users)] @ self.sim_
+        return np.asarray(scores.toarray() if sp.issparse(scores) else scores, dtype=np.float32)

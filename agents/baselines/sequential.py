@@ -122,7 +122,7 @@ class SequentialRecommender(Recommender):
     :param weight_decay: Adam L2 penalty (default 0.0)
     :param patience: with a monitor, stop after this many evaluations without improvement
         (default 4)
-    :param num_threads: ``torch.set_num_threads`` during fit/score (default 2; None = unchanged)
+    :param num_threads: ``torch.set_num_threads`` during fit/score (default 1; None = unchanged)
     :param seed: seed of initialisation, shuffling, dropout and negative sampling (default 0)
     """
 
@@ -138,7 +138,7 @@ class SequentialRecommender(Recommender):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         patience: int = 4,
-        num_threads: int | None = 2,
+        num_threads: int | None = 1,
         seed: int = 0,
     ) -> None:
         super().__init__()

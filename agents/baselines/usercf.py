@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from agents.baselines.base import Recommender, interaction_matrix
-from agents.baselines.itemcf import top_k_per_column
+from agents.baselines.itemcf import cosine_similarity, top_k_per_column
 from recsim_env.dataset import Split
 
 
@@ -19,7 +19,7 @@ class UserCFRecommender(Recommender):
 
         score(u, j) = sum over v in kNN(u) of sim(u, v) * r(v, j)
 
-    ``k = None`` uses all users.
+    Ties in similarity go to the lower user index. ``k = None`` uses all users.
 
     :param k: number of neighbours per user (default 50; tuned on the validation slice)
     """
@@ -39,13 +39,8 @@ class UserCFRecommender(Recommender):
         :return: ``self``
         """
         x = interaction_matrix(split)
-        co = (x @ x.T).toarray()  # common items, (n_users, n_users)
-        norms = np.sqrt(np.diag(co)).astype(np.float64)
-        norms[norms == 0] = 1.0
-        sim = co / norms[:, None] / norms[None, :]
-        np.fill_diagonal(sim, 0.0)
-        # sim is symmetric: column u's top k = row u's top k; store rows = users
-        self.neighbours_ = top_k_per_column(sim, self.k).T.tocsr()
+        # the similarity is symmetric: column u's top k are user u's neighbours; rows = users
+        self.neighbours_ = sp.csr_matrix(top_k_per_column(cosine_similarity(x), self.k).T)
         self.x_ = x
         self.split_ = split
         return self

@@ -1,0 +1,116 @@
+"""``experiments.table1`` end to end on a tiny ML-1M-format dataset, with a failing model."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from agents.baselines import Recommender, base
+from experiments import table1
+from recsim_env.dataset import Split
+
+
+def write_tiny_ml1m(root: Path, n_users: int = 30, n_items: int = 25, per_user: int = 12) -> Path:
+    """A small dataset in the exact ML-1M file format (``::``-separated, latin-1)."""
+    folder = root / "ml-1m"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    users = [f"{u}::{'FM'[u % 2]}::{(1, 18, 25, 35)[u % 4]}::{u % 21}::0000{u}" for u in range(1, n_users + 1)]
+    movies = [f"{i}::Movie {i} ({1990 + i % 10})::Drama|Comedy" for i in range(1, n_items + 1)]
+    ratings = []
+    for u in range(1, n_users + 1):
+        for t, i in enumerate(rng.choice(n_items, per_user, replace=False) + 1):
+            ratings.append(f"{u}::{i}::{rng.integers(1, 6)}::{978300000 + 100 * t}")
+    for name, lines in (("users.dat", users), ("movies.dat", movies), ("ratings.dat", ratings)):
+        (folder / name).write_text("\n".join(lines) + "\n", encoding="latin-1")
+    return root
+
+
+class BrokenRecommender(Recommender):
+    """Fails in fit, like a model with a bug."""
+
+    name = "broken"
+
+    def fit(self, split: Split) -> BrokenRecommender:
+        raise RuntimeError("deliberate failure for the test")
+
+    def score(self, users: np.ndarray) -> np.ndarray:  # pragma: no cover - never reached
+        raise AssertionError
+
+
+def test_table_end_to_end_reports_a_failing_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("torch")
+    monkeypatch.setitem(base._REGISTRY, "broken", f"{__name__}:BrokenRecommender")
+    root = write_tiny_ml1m(tmp_path / "data")
+    out = tmp_path / "results"
+    status = table1.main([
+        "--datasets", "ml-1m", "--data-dir", str(root), "--no-download", "--seeds", "0",
+        "--models", "popularity", "itemcf", "broken", "gru4rec", "--quick", "--out", str(out),
+    ])  # fmt: skip
+    assert status == 1  # a model failed on every seed
+
+    with open(out / "table1_ml-1m.csv", newline="", encoding="utf-8") as fh:
+        rows = {r["model"]: r for r in csv.DictReader(fh)}
+    assert list(rows) == ["Popularity", "ItemCF", "broken", "GRU4Rec"]
+    assert rows["broken"]["status"] == "failed"
+    assert "RuntimeError: deliberate failure for the test" in rows["broken"]["error"]
+    for name in ("Popularity", "ItemCF", "GRU4Rec"):
+        assert rows[name]["status"] == "ok"
+        assert 0.0 <= float(rows[name]["precision@10_mean"]) <= 1.0
+        assert float(rows[name]["precision@10_std"]) == 0.0  # one seed
+    assert float(rows["ItemCF"]["paper_precision@10"]) == pytest.approx(0.176)
+    assert "k" in json.loads(rows["ItemCF"]["tuned"])
+    assert "epochs" in json.loads(rows["GRU4Rec"]["tuned"])
+
+    md = (out / "table1_ml-1m.md").read_text(encoding="utf-8")
+    assert "Split: **temporal**" in md and "| broken | **failed**" in md
+    assert "deliberate failure for the test" in md
+    assert (out / "table1_ml-1m_p10_r10.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    runs = json.loads((out / "table1_ml-1m_runs.json").read_text(encoding="utf-8"))["runs"]
+    assert [r["model"] for r in runs] == ["popularity", "itemcf", "broken", "gru4rec"]
+    assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
+
+
+def test_summary_mean_std_and_partial_failures() -> None:
+    runs = [
+        table1.Run("itemcf", 0, metrics={m: 0.1 for m in table1.METRICS}),
+        table1.Run("itemcf", 1, metrics={m: 0.3 for m in table1.METRICS}),
+        table1.Run("ease", 0, metrics={m: 0.2 for m in table1.METRICS}),
+        table1.Run("ease", 1, error="ValueError: boom"),
+    ]
+    opts = table1.TableOptions(seeds=[0, 1], models=["itemcf", "ease"])
+    itemcf, ease = table1.summarize(runs, "ml-100k", opts)
+    assert itemcf["precision@10_mean"] == pytest.approx(0.2)
+    assert itemcf["precision@10_std"] == pytest.approx(np.std([0.1, 0.3], ddof=1))
+    assert itemcf["paper_recall@10"] == 0.072 and itemcf["status"] == "ok"
+    assert ease["status"] == "partial" and ease["seeds_ok"] == "1/2" and ease["error"] == "ValueError: boom"
+    assert ease["recall@10_mean"] == pytest.approx(0.2) and math.isnan(ease["paper_precision@10"])
+
+
+def test_lsrwrl_row_trains_through_the_agent_api_on_the_same_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import experiments.train
+
+    seen = {}
+
+    def fake_train(config, run_dir=None, progress=True):
+        seen["config"] = config
+        metrics = {"precision@10": 0.2, "recall@10": 0.1, "ndcg@10": 0.25, "hit_rate@10": 0.7, "n_users": 9}
+        return SimpleNamespace(metrics=metrics, training={"env_steps": 123}, run_dir=tmp_path / "run")
+
+    monkeypatch.setattr(experiments.train, "train", fake_train)
+    opts = table1.TableOptions(split="random", train_ratio=0.7, lsrwrl_preset="paper",
+                               lsrwrl_overrides={"max_train_seconds": 30.0})  # fmt: skip
+    run = table1.run_lsrwrl("ml-100k", 2, opts, tmp_path)
+    assert run.error is None and run.metrics["ndcg@10"] == 0.25
+    config = seen["config"]
+    assert (config.dataset, config.seed, config.split, config.split_seed) == ("ml-100k", 2, "random", 2)
+    assert config.train_ratio == 0.7 and config.preset == "paper" and config.max_train_seconds == 30.0
+    assert run.params["env_steps"] == 123 and run.tuned["preset"] == "paper"
