@@ -145,7 +145,7 @@ class TrainConfig:
         need(self.max_train_seconds is None or self.max_train_seconds > 0,
              f"max_train_seconds must be > 0 or None, got {self.max_train_seconds}")
         need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
-        need(0.0 < self.gamma <= 1.0, f"gamma must be in (0, 1], got {self.gamma}")
+        need(0.0 <= self.gamma <= 1.0, f"gamma must be in [0, 1], got {self.gamma}")
         need(0.0 < self.train_ratio < 1.0, f"train_ratio must be in (0, 1), got {self.train_ratio}")
         need(0.0 < self.val_fraction < 1.0, f"val_fraction must be in (0, 1), got {self.val_fraction}")
         need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
