@@ -91,6 +91,9 @@ class DuelingQNetwork(QNetwork):
                 raise ValueError("tied_item_embeddings needs a features extractor with an item_embedding table")
             dim = table.embedding_dim
             self.q_net = nn.Sequential(*create_mlp(self.features_dim, dim, self.net_arch, self.activation_fn))
+            # Start from A = 0 so that the N(0, 1) embeddings add no random initial ranking.
+            nn.init.zeros_(self.q_net[-1].weight)
+            nn.init.zeros_(self.q_net[-1].bias)
             self.item_bias = nn.Parameter(th.zeros(int(self.action_space.n)))
 
     def forward(self, obs: Any) -> th.Tensor:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ class TrainConfig:
     split_seed: int = 0  # seed of the random split (unused by temporal)
     history_len: int = 20  # short-term window n (paper: 20)
     like_threshold: int = 4  # a rating >= this is a like
+    train_rewards: tuple[float, ...] | None = None  # training reward of a consumed target rated 1..5 (None: env default)
     max_steps: int = 50  # recommendations per episode before truncation
     n_envs: int = 8  # parallel training environments (SB3 DummyVecEnv)
 
@@ -158,6 +160,10 @@ class TrainConfig:
             need(getattr(self, fname) > 0, f"{fname} must be > 0, got {getattr(self, fname)}")
         for fname in ("ent_coef", "vf_coef"):
             need(getattr(self, fname) >= 0, f"{fname} must be >= 0, got {getattr(self, fname)}")
+        if self.train_rewards is not None:
+            need(len(self.train_rewards) == 5 and all(isinstance(r, (int, float)) and math.isfinite(r)
+                                                     for r in self.train_rewards),
+                 f"train_rewards must be 5 finite numbers (rewards for ratings 1..5), got {self.train_rewards!r}")
         for fname in ("dnn_hidden", "net_arch"):
             value = getattr(self, fname)
             need(all(isinstance(h, int) and h > 0 for h in value),
@@ -294,7 +300,8 @@ def parse_value(text: str, tp: Any, name: str) -> Any:
                 return False
             raise ValueError(text)
         if _is_tuple(base):
-            return tuple(int(part) for part in text.replace(" ", "").split(",") if part)
+            item_type = typing.get_args(base)[0] if typing.get_args(base) else int
+            return tuple(item_type(part) for part in text.replace(" ", "").split(",") if part)
         if base is int:
             number = float(text.replace("_", ""))
             if number != int(number):
@@ -349,7 +356,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def _metavar(tp: Any) -> str:
     base = _base_type(tp)
     if _is_tuple(base):
-        return "INTS"
+        return "FLOATS" if typing.get_args(base)[:1] == (float,) else "INTS"
     return {int: "INT", float: "FLOAT", bool: "BOOL"}.get(base, "STR")
 
 

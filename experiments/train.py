@@ -102,12 +102,15 @@ def new_run_dir(config: TrainConfig) -> Path:
     """A fresh ``<runs_dir>/<name>-<YYYYmmdd-HHMMSS>[-k]`` folder."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path(config.runs_dir) / f"{config.name}-{stamp}"
+    base.parent.mkdir(parents=True, exist_ok=True)
     path, k = base, 1
-    while path.exists():
-        k += 1
-        path = base.with_name(f"{base.name}-{k}")
-    path.mkdir(parents=True)
-    return path
+    while True:
+        try:
+            path.mkdir()  # atomic: two runs started in the same second get different folders
+            return path
+        except FileExistsError:
+            k += 1
+            path = base.with_name(f"{base.name}-{k}")
 
 
 # Data and environments ---------------------------------------------------------------------
@@ -122,15 +125,23 @@ def load_split(config: TrainConfig):
 
 
 def make_env(config: TrainConfig, split, mode: str) -> gym.Env:
-    """One ``MovieLensRec-v0`` environment on ``split`` in ``mode`` (``"train"``/``"test"``)."""
+    """One ``MovieLensRec-v0`` environment on ``split`` in ``mode`` (``"train"``/``"test"``).
+
+    Training environments use ``config.train_rewards`` when set; test environments always use
+    the environment's default reward (rating / 5 on a like), so greedy returns are comparable.
+    """
     import recsim_env  # noqa: F401  (registers the id)
 
+    reward_map = None
+    if mode == "train" and config.train_rewards is not None:
+        reward_map = {rating: float(r) for rating, r in zip(range(1, 6), config.train_rewards)}
     return gym.make(
         "MovieLensRec-v0",
         mode=mode,
         split_data=split,
         history_len=config.history_len,
         like_threshold=config.like_threshold,
+        reward_map=reward_map,
         max_steps=config.max_steps,
     )
 
