@@ -61,7 +61,7 @@ class LongShortExtractor(BaseFeaturesExtractor):
     scalar per user-feature code and the mean of per-item scalars over the liked set,
     ``(B, 4)``. DeepFM returns ``y_FM + y_DNN``, ``(B, d)``.
 
-    **Output**: ``concat(long, short)``, ``features_dim = 2 * embed_dim``.
+    **Output**: ``concat(long, short)`` (optionally layer-normalised), ``features_dim = 2 * embed_dim``.
 
     :param observation_space: the environment's Dict observation space
     :param embed_dim: embedding size ``d`` of items, user features and both interest vectors
@@ -71,6 +71,9 @@ class LongShortExtractor(BaseFeaturesExtractor):
     :param dropout: dropout probability in attention and the DeepFM DNN (default 0.0)
     :param dnn_hidden: hidden layer sizes of the DeepFM DNN part (default ``(128,)``)
     :param share_item_embeddings: one item table for both parts (default True) or two tables
+    :param layer_norm: apply ``LayerNorm(2 * embed_dim)`` to the output (default False, as in
+        the paper); it keeps the feature scale fixed while the embeddings and the quadratic
+        FM term grow, which stabilises bootstrapped Q-learning
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class LongShortExtractor(BaseFeaturesExtractor):
         dropout: float = 0.0,
         dnn_hidden: Sequence[int] = (128,),
         share_item_embeddings: bool = True,
+        layer_norm: bool = False,
     ) -> None:
         n_items, history_len, cardinalities = _check_space(observation_space)
         for name, value in (("embed_dim", embed_dim), ("n_heads", n_heads), ("n_layers", n_layers)):
@@ -110,13 +114,14 @@ class LongShortExtractor(BaseFeaturesExtractor):
         for table in self.user_first_order:
             nn.init.zeros_(table.weight)
         self.deepfm = DeepFM(len(cardinalities) + 1, embed_dim, tuple(int(h) for h in dnn_hidden), dropout)
+        self.output_norm = nn.LayerNorm(2 * embed_dim) if layer_norm else nn.Identity()
 
     def forward(self, observations: dict[str, th.Tensor]) -> th.Tensor:
         """:param observations: Dict of ``(B, ...)`` tensors (any numeric dtype)
         :return: ``(B, 2 * embed_dim)`` features ``concat(long, short)``
         """
         short = self.short_term(observations["history"].round().long())
-        return th.cat([self.long_term(observations), short], dim=1)
+        return self.output_norm(th.cat([self.long_term(observations), short], dim=1))
 
     def long_term(self, observations: dict[str, th.Tensor]) -> th.Tensor:
         """Long-term interest ``(B, d)`` (DeepFM over user features and liked items)."""

@@ -53,7 +53,8 @@ def plot_learning_curve(curve: dict, path: str | os.PathLike, k: int = 10, windo
     fig, (ax_ret, ax_val) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     episodes = np.asarray(curve.get("episodes") or [], dtype=np.float64).reshape(-1, 3)
     if episodes.size:
-        ax_ret.plot(episodes[:, 0], episodes[:, 1], ".", ms=1.5, alpha=0.25, color="tab:blue", label="episode")
+        shown = episodes[:: max(1, len(episodes) // 4000)]  # thin the scatter of long runs
+        ax_ret.plot(shown[:, 0], shown[:, 1], ".", ms=1.5, alpha=0.2, color="tab:blue", label="episode")
         ax_ret.plot(episodes[:, 0], rolling_mean(episodes[:, 1], window), color="tab:blue",
                     label=f"mean of last {window}")
         ax_ret.legend(loc="lower right")

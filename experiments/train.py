@@ -358,6 +358,10 @@ def _algo_kwargs(config: TrainConfig) -> dict[str, Any]:
             "exploration_final_eps", "max_grad_norm", "n_steps", "n_epochs", "gae_lambda", "clip_range",
             "ent_coef", "vf_coef")
     kwargs = {k: getattr(config, k) for k in keys}
+    if config.final_learning_rate is not None:
+        from stable_baselines3.common.utils import LinearSchedule
+
+        kwargs["learning_rate"] = LinearSchedule(config.learning_rate, config.final_learning_rate, 1.0)
     kwargs["td_loss"] = config.loss
     kwargs["mask_actions"] = config.mask_actions
     kwargs["double_q"] = config.double_q
@@ -373,6 +377,7 @@ def extractor_kwargs(config: TrainConfig) -> dict[str, Any]:
         dropout=config.dropout,
         dnn_hidden=tuple(config.dnn_hidden),
         share_item_embeddings=config.share_item_embeddings,
+        layer_norm=config.layer_norm,
     )
 
 

@@ -29,6 +29,13 @@ def tiny(tmp_path: Path, algo: str = "dqn", **overrides) -> TrainConfig:
     return make_config("default", **values)
 
 
+@pytest.fixture(scope="module")
+def split():
+    from recsim_env import load_movielens, split_ratings
+
+    return split_ratings(load_movielens("ml-100k"))
+
+
 # Config -------------------------------------------------------------------------------------
 
 
@@ -57,6 +64,8 @@ def test_presets_are_valid_and_paper_preset_has_the_papers_settings():
         ({"batch_size": 512, "buffer_size": 100}, "exceeds buffer_size"),
         ({"algo": "ppo", "n_steps": 8, "n_envs": 2, "batch_size": 64}, "exceeds the PPO rollout"),
         ({"net_arch": (64, 0)}, "net_arch sizes must be positive"),
+        ({"final_learning_rate": 0.1}, "final_learning_rate must be"),
+        ({"train_rewards": (1.0, 2.0)}, "train_rewards must be 5 finite numbers"),
     ],
 )
 def test_bad_values_are_rejected_with_a_clear_message(overrides, message):
@@ -95,6 +104,15 @@ def test_cli_rejects_bad_values_before_training(tmp_path, capsys):
         assert exc.value.code == 2
     assert "learning_rate must be > 0" in capsys.readouterr().err
     assert not runs.exists()  # nothing was started
+
+
+def test_train_rewards_apply_to_training_envs_only(split):
+    from experiments.train import make_env
+
+    config = make_config("default", train_rewards=(0.1, 0.2, 0.3, 0.4, 0.5))
+    assert make_env(config, split, "train").unwrapped.reward_map == {1: 0.1, 2: 0.2, 3: 0.3, 4: 0.4, 5: 0.5}
+    # Test environments (greedy return) keep the paper's reward: rating / 5 on a like.
+    assert make_env(config, split, "test").unwrapped.reward_map == {1: 0.0, 2: 0.0, 3: 0.0, 4: 0.8, 5: 1.0}
 
 
 # Replay memory ------------------------------------------------------------------------------
@@ -225,13 +243,6 @@ class _MaskChecker(gym.Wrapper):
         self.steps += 1
         self.violations += int(not self.env.unwrapped.action_masks()[int(action)])
         return self.env.step(action)
-
-
-@pytest.fixture(scope="module")
-def split():
-    from recsim_env import load_movielens, split_ratings
-
-    return split_ratings(load_movielens("ml-100k"))
 
 
 @pytest.mark.parametrize("mask_actions", [True, False])
