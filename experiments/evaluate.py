@@ -21,11 +21,11 @@ from typing import Any
 
 from experiments.config import DATASETS, TrainConfig
 from experiments.train import (
-    METRIC_KEYS,
     PAPER_FIGURES,
     atomic_write_json,
     evaluate_model,
     load_split,
+    metric_lines,
     popularity_metrics,
 )
 
@@ -118,14 +118,7 @@ def format_evaluation(result: dict[str, Any]) -> str:
         f"{agent['n_users']} users ({result['seconds']:.1f} s)",
         f"{'metric':<14}{'agent':>9}{'popularity':>12}{'paper':>9}",
     ]
-    for key in METRIC_KEYS:
-        ref = f"{paper[key]:.3f}" if key in paper else "-"
-        lines.append(f"{key:<14}{agent[key]:>9.4f}{pop[key]:>12.4f}{ref:>9}")
-    if "greedy_mean_return" in agent:
-        lines.append(f"greedy policy: mean return {agent['greedy_mean_return']:.3f}, "
-                     f"{agent['greedy_mean_likes']:.2f} likes in {agent['greedy_mean_length']:.1f} steps "
-                     f"per user ({agent['greedy_n_episodes']} users)")
-    return "\n".join(lines)
+    return "\n".join(lines + metric_lines(agent, pop, paper))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -532,6 +532,19 @@ def _plot(curve: dict, run_dir: Path) -> None:
     plot_learning_curve(curve, run_dir / "learning_curve.png")
 
 
+def metric_lines(metrics: dict, pop: dict, paper: dict) -> list[str]:
+    """One line per metric (agent, popularity, paper) plus the greedy policy's return."""
+    lines = []
+    for key in METRIC_KEYS:
+        ref = f"{paper[key]:.3f}" if key in paper else "-"
+        lines.append(f"{key:<14}{metrics[key]:>9.4f}{pop[key]:>12.4f}{ref:>9}")
+    if "greedy_mean_return" in metrics:
+        lines.append(f"greedy policy: mean return {metrics['greedy_mean_return']:.3f}, "
+                     f"{metrics['greedy_mean_likes']:.2f} likes in {metrics['greedy_mean_length']:.1f} steps "
+                     f"per user ({metrics['greedy_n_episodes']} users)")
+    return lines
+
+
 def format_report(config: TrainConfig, metrics: dict, pop: dict, training: dict, evaluated_on: str) -> str:
     """The closing table: agent vs popularity (vs the paper on ML-100K / ML-1M)."""
     paper = PAPER_FIGURES.get(config.dataset, {})
@@ -540,13 +553,7 @@ def format_report(config: TrainConfig, metrics: dict, pop: dict, training: dict,
         f"{evaluated_on} split, {metrics['n_users']} users:",
         f"{'metric':<14}{'agent':>9}{'popularity':>12}{'paper':>9}",
     ]
-    for key in METRIC_KEYS:
-        ref = f"{paper[key]:.3f}" if key in paper else "-"
-        lines.append(f"{key:<14}{metrics[key]:>9.4f}{pop[key]:>12.4f}{ref:>9}")
-    if "greedy_mean_return" in metrics:
-        lines.append(f"greedy policy: mean return {metrics['greedy_mean_return']:.3f}, "
-                     f"{metrics['greedy_mean_likes']:.2f} likes in {metrics['greedy_mean_length']:.1f} steps "
-                     f"per user ({metrics['greedy_n_episodes']} users)")
+    lines += metric_lines(metrics, pop, paper)
     lines.append(f"training: {training['env_steps']:,} env steps, {training['episodes']:,} episodes, "
                  f"{training['train_seconds']:.0f} s ({training['env_steps_per_second']:,.0f} steps/s); "
                  f"stop: {training['stop_reason']}")
