@@ -63,7 +63,7 @@ class TrainConfig:
     n_envs: int = 64  # parallel training environments (SB3 DummyVecEnv); transitions per vector step
 
     # --- budget ---
-    total_timesteps: int = 2_500_000  # environment steps (transitions) to train for, upper bound
+    total_timesteps: int = 2_000_000  # environment steps (transitions) to train for, upper bound
     max_episodes: int | None = None  # stop after this many finished episodes, all envs together
     max_train_seconds: float | None = 660.0  # wall-clock cap on model.learn (None: no cap)
 
@@ -90,7 +90,7 @@ class TrainConfig:
     train_freq: int = 1  # update every this many vector steps (each is n_envs transitions)
     gradient_steps: int = 1  # gradient steps per update
     target_update_interval: int = 10_000  # environment steps between target-network copies
-    exploration_fraction: float = 0.024  # fraction of total_timesteps over which epsilon decays
+    exploration_fraction: float = 0.03  # fraction of total_timesteps over which epsilon decays
     exploration_initial_eps: float = 1.0  # epsilon (random-action probability) at the start
     exploration_final_eps: float = 0.05  # epsilon after the decay
     dueling: bool = True  # dqn only: dueling Q-network head, V(s) + A(s, a) - mean_a A(s, a)
