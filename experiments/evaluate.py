@@ -4,7 +4,7 @@ and the popularity ranking beside them, all through the shared evaluator.
 Usage::
 
     python -m experiments.evaluate                                # newest ml-100k run in runs/
-    python -m experiments.evaluate --run-dir runs/lsrwrl-20250101-120000
+    python -m experiments.evaluate runs/lsrwrl-20250101-120000       # or --run-dir RUN
     python -m experiments.evaluate --run-dir RUN --split validation --no-greedy
 
 Writes ``<run_dir>/evaluation.json`` (atomically) unless ``--out`` names another file.
@@ -123,6 +123,7 @@ def format_evaluation(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("run", nargs="?", default=None, help="run directory (same as --run-dir)")
     parser.add_argument("--run-dir", default=None, help="run directory (default: newest finished run)")
     parser.add_argument("--runs-dir", default="runs", help="where to look for the newest run (default: runs)")
     parser.add_argument("--dataset", default=None, choices=DATASETS,
@@ -132,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-greedy", action="store_true", help="skip the greedy-policy simulation")
     parser.add_argument("--out", default=None, help="result JSON (default: RUN_DIR/evaluation.json)")
     args = parser.parse_args(argv)
+    if args.run and args.run_dir and args.run != args.run_dir:
+        parser.error(f"two run directories given: {args.run} and --run-dir {args.run_dir}")
+    args.run_dir = args.run_dir or args.run
 
     try:
         run_dir = Path(args.run_dir) if args.run_dir else find_latest_run(args.runs_dir, args.dataset)

@@ -444,10 +444,12 @@ def train(
             vec_env.seed(config.seed + int(model.num_timesteps))
             say(f"resuming {run_dir} at step {model.num_timesteps:,} ({runner.elapsed_before:.0f} s trained)")
         else:
+            dueling = config.dueling and config.algo == "dqn"  # DQN-only options; ignored otherwise
             model = build_model(
                 config.algo, vec_env, extractor_kwargs=extractor_kwargs(config), net_arch=config.net_arch,
-                n_quantiles=config.n_quantiles, dueling=config.dueling and config.algo == "dqn",
-                tied_item_embeddings=config.tied_item_embeddings and config.dueling and config.algo == "dqn", seed=config.seed, device=config.device, **_algo_kwargs(config),
+                n_quantiles=config.n_quantiles, dueling=dueling,
+                tied_item_embeddings=dueling and config.tied_item_embeddings,
+                seed=config.seed, device=config.device, **_algo_kwargs(config),
             )  # fmt: skip
         model.set_logger(configure(str(run_dir / "tensorboard"), ["tensorboard"]))
         runner.curve["validation_popularity"] = popularity_metrics(val_split, config.eval_k)
@@ -477,6 +479,7 @@ def train(
                 raise
         session_seconds = time.monotonic() - runner.session_start
         train_seconds = runner.train_seconds()
+        session_eval_seconds = runner.eval_seconds
         if config.eval_freq:
             runner.validate(model)
         runner.save_checkpoint(model)
@@ -492,7 +495,7 @@ def train(
             "episodes": len(runner.curve["episodes"]),
             "train_seconds": round(train_seconds, 2),
             "validation_seconds": round(runner.eval_seconds, 2),
-            "env_steps_per_second": round(steps / max(session_seconds - runner.eval_seconds, 1e-9), 1),
+            "env_steps_per_second": round(steps / max(session_seconds - session_eval_seconds, 1e-9), 1),
             "evaluation_seconds": round(time.monotonic() - t0, 2),
             "stop_reason": runner.stop_reason if remaining > 0 else "already complete",
             "n_parameters": n_params,

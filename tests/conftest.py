@@ -36,6 +36,22 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ[CACHE_ENV_VAR] = previous
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _data_root() -> Iterator[None]:
+    """Point ``$MOVIELENS_DATA`` at ``../shared/data`` when unset, as the Makefile does.
+
+    Tests that go through the public lookup (``load_movielens("ml-100k")``, ``train()``) then
+    find the real files whether pytest is started by ``make test`` or by hand.
+    """
+    default = _REPO.parent / "shared" / "data"
+    if os.environ.get(DATA_ENV_VAR) or not default.is_dir():
+        yield
+        return
+    os.environ[DATA_ENV_VAR] = str(default)
+    yield
+    os.environ.pop(DATA_ENV_VAR, None)
+
+
 @pytest.fixture(scope="session")
 def ml100k_dir() -> Path:
     """Data root holding the real ``ml-100k/`` folder (``$MOVIELENS_DATA``)."""

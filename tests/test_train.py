@@ -319,3 +319,32 @@ def test_dueling_tied_head_scores_items_through_the_item_embeddings(split):
     assert not th.allclose(delta[:, 7], delta[:, 8])
     with pytest.raises(ValueError, match="needs dueling"):
         build_model("dqn", env, tied_item_embeddings=True)
+
+
+def test_evaluate_cli_finds_and_scores_the_newest_run(tmp_path, capsys):
+    from experiments import evaluate
+
+    result = train(tiny(tmp_path, total_timesteps=120, eval_freq=0, checkpoint_freq=0), progress=False)
+    assert evaluate.find_latest_run(tmp_path / "runs", "ml-100k") == result.run_dir
+    assert evaluate.main(["--runs-dir", str(tmp_path / "runs"), "--dataset", "ml-100k", "--no-greedy"]) == 0
+    out = capsys.readouterr().out
+    assert "precision@10" in out and "popularity" in out
+    saved = json.loads((result.run_dir / "evaluation.json").read_text())
+    assert saved["agent"]["precision@10"] == pytest.approx(result.metrics["precision@10"])
+    out_path = tmp_path / "eval.json"
+    assert evaluate.main([str(result.run_dir), "--no-greedy", "--out", str(out_path)]) == 0  # positional form
+    assert json.loads(out_path.read_text())["run_dir"] == str(result.run_dir)
+    with pytest.raises(FileNotFoundError, match="no finished run"):
+        evaluate.find_latest_run(tmp_path / "runs", "ml-1m")
+
+
+def test_learning_curve_png_is_written_from_a_curve(tmp_path):
+    from experiments.plots import plot_learning_curve, rolling_mean
+
+    np.testing.assert_allclose(rolling_mean(np.array([1.0, 3.0, 5.0, 7.0]), 2), [1.0, 2.0, 4.0, 6.0])
+    curve = {"episodes": [[10, 0.5, 5], [20, 1.5, 5]],
+             "validation": [{"step": 20, "precision@10": 0.1, "recall@10": 0.05}],
+             "validation_popularity": {"precision@10": 0.07, "recall@10": 0.06}}
+    path = plot_learning_curve(curve, tmp_path / "curve.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["curve.png"]
