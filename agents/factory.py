@@ -8,7 +8,7 @@ for QR-DQN, policy logits per item plus a value for PPO / A2C / MaskablePPO).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,9 @@ from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from stable_baselines3.common.type_aliases import GymEnv
 
 from agents.extractor import LongShortExtractor
+
+#: ``source(batch_size) -> (observations, next items)``: logged data of the next-item loss.
+NextItemSource = Callable[[int], tuple[dict[str, np.ndarray], np.ndarray]]
 
 #: TD losses :class:`LSRDQN` accepts.
 TD_LOSSES: tuple[str, ...] = ("huber", "mse")
@@ -95,6 +98,9 @@ class DuelingQNetwork(QNetwork):
             nn.init.zeros_(self.q_net[-1].weight)
             nn.init.zeros_(self.q_net[-1].bias)
             self.item_bias = nn.Parameter(th.zeros(int(self.action_space.n)))
+        # Temperature of LSRDQN's next-item loss: logits = exp(log_logit_scale) * Q.
+        # Q differences are a fraction of a reward, softmax logits need a few units.
+        self.log_logit_scale = nn.Parameter(th.tensor(float(np.log(10.0))))
 
     def forward(self, obs: Any) -> th.Tensor:
         """:return: Q-values ``(B, n_items)``"""
@@ -144,25 +150,72 @@ class LSRDQN(MaskedEpsilonGreedyMixin, DQN):
     :param double_q: use the double Q-learning target (default False: eq. 9)
     :param mask_actions: collect experience with :class:`MaskedEpsilonGreedyMixin`
         (default False: SB3's epsilon-greedy over all items)
+    :param next_item_weight: weight of an auxiliary supervised next-item loss added to the
+        TD loss (default 0.0: off). Each gradient step also draws ``batch_size`` logged states
+        from :meth:`set_next_item_source` (a train-sequence prefix and the item the user rated
+        next) and adds ``next_item_weight`` times the cross-entropy of
+        ``softmax(c * Q(s, .))`` against that item, with a learned temperature ``c``. The TD
+        loss only sees the one recommended item of each transition; this loss trains the same
+        Q-network (extractor and item embeddings included) towards every logged next item. The
+        idea of SQN (Xin et al., SIGIR 2020), here with the Q-values themselves as logits, so
+        the ranking the agent acts on is the one trained. Needs the dueling head
+        (:class:`DuelingDQNPolicy`).
     :param kwargs: :class:`~stable_baselines3.DQN` arguments
     """
 
     def __init__(
-        self, *args: Any, td_loss: str = "huber", double_q: bool = False, mask_actions: bool = False, **kwargs: Any
+        self,
+        *args: Any,
+        td_loss: str = "huber",
+        double_q: bool = False,
+        mask_actions: bool = False,
+        next_item_weight: float = 0.0,
+        **kwargs: Any,
     ) -> None:
         if td_loss not in TD_LOSSES:
             raise ValueError(f"td_loss={td_loss!r} is unknown; choose one of {TD_LOSSES}")
+        if not (next_item_weight >= 0.0 and np.isfinite(next_item_weight)):
+            raise ValueError(f"next_item_weight must be a finite number >= 0, got {next_item_weight!r}")
         self.td_loss = td_loss
         self.double_q = bool(double_q)
         self.mask_actions = bool(mask_actions)
+        self.next_item_weight = float(next_item_weight)
         super().__init__(*args, **kwargs)
+        if self.next_item_weight > 0 and not isinstance(self.q_net, DuelingQNetwork):
+            raise ValueError("next_item_weight > 0 needs the dueling head (build_model(..., dueling=True))")
+        self.next_item_source: NextItemSource | None = None
+
+    def set_next_item_source(self, source: NextItemSource | None) -> None:
+        """Attach the logged (state, next item) sampler of the next-item loss.
+
+        Not saved with the model (it holds data); attach it again after ``load``.
+
+        :param source: ``source(batch_size) -> (observations, items)``, e.g.
+            :class:`agents.next_item.LoggedNextItems`
+        """
+        self.next_item_source = source
+
+    def next_item_loss(self, batch_size: int) -> th.Tensor:
+        """Cross-entropy of the logged next items under ``softmax(c * Q(s, .))``, batch mean."""
+        if self.next_item_source is None:
+            raise RuntimeError(
+                "next_item_weight > 0 but no logged data is attached: call "
+                "model.set_next_item_source(LoggedNextItems(train_env)) before learn()"
+            )
+        observations, items = self.next_item_source(batch_size)
+        obs_tensor, _ = self.policy.obs_to_tensor(observations)
+        logits = self.q_net(obs_tensor) * self.q_net.log_logit_scale.exp()
+        return F.cross_entropy(logits, th.as_tensor(items, dtype=th.long, device=self.device))
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "next_item_source"]
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         """SB3's ``DQN.train`` with the configured loss and target."""
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         loss_fn = F.mse_loss if self.td_loss == "mse" else F.smooth_l1_loss
-        losses = []
+        losses, aux_losses = [], []
         for _ in range(gradient_steps):
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
             discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
@@ -177,6 +230,10 @@ class LSRDQN(MaskedEpsilonGreedyMixin, DQN):
             current_q = th.gather(self.q_net(replay_data.observations), dim=1, index=replay_data.actions.long())
             loss = loss_fn(current_q, target_q)
             losses.append(loss.item())
+            if self.next_item_weight > 0:
+                aux = self.next_item_loss(batch_size)
+                aux_losses.append(aux.item())
+                loss = loss + self.next_item_weight * aux
             self.policy.optimizer.zero_grad()
             loss.backward()
             th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
@@ -184,6 +241,8 @@ class LSRDQN(MaskedEpsilonGreedyMixin, DQN):
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/loss", np.mean(losses))
+        if aux_losses:
+            self.logger.record("train/next_item_loss", np.mean(aux_losses))
 
 
 class LSRQRDQN(MaskedEpsilonGreedyMixin, QRDQN):
@@ -212,7 +271,7 @@ ALGO_HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
     "dqn": ("learning_rate", "buffer_size", "learning_starts", "batch_size", "gamma", "train_freq",
             "gradient_steps", "target_update_interval", "exploration_fraction",
             "exploration_initial_eps", "exploration_final_eps", "max_grad_norm", "td_loss", "double_q",
-            "mask_actions"),
+            "mask_actions", "next_item_weight"),
     "qrdqn": ("learning_rate", "buffer_size", "learning_starts", "batch_size", "gamma", "train_freq",
               "gradient_steps", "target_update_interval", "exploration_fraction",
               "exploration_initial_eps", "exploration_final_eps", "max_grad_norm", "mask_actions"),

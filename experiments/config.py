@@ -97,6 +97,7 @@ class TrainConfig:
     tied_item_embeddings: bool = True  # dqn dueling head: A(s, a) = <u(s), item embedding of a> + b_a
     double_q: bool = True  # dqn only: double Q-learning target instead of eq. 9's max
     mask_actions: bool = True  # dqn/qrdqn: epsilon-greedy over action_masks() items only
+    next_item_weight: float = 0.0  # dqn (dueling) only: weight of the auxiliary next-item loss (0: off)
     loss: str = "huber"  # dqn only: TD loss "huber" (SB3's smooth L1) or "mse" (paper eq. 10)
     n_quantiles: int = 50  # qrdqn quantiles per action
 
@@ -153,6 +154,11 @@ class TrainConfig:
         need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
         need(self.final_learning_rate is None or 0 <= self.final_learning_rate <= self.learning_rate,
              f"final_learning_rate must be None or in [0, learning_rate], got {self.final_learning_rate}")
+        need(self.next_item_weight >= 0 and math.isfinite(self.next_item_weight),
+             f"next_item_weight must be a finite number >= 0, got {self.next_item_weight}")
+        if self.next_item_weight > 0 and self.algo == "dqn":
+            need(self.dueling, "next_item_weight > 0 needs dueling=True (it trains the dueling head); "
+                 "set next_item_weight=0 or dueling=True")
         need(0.0 <= self.gamma <= 1.0, f"gamma must be in [0, 1], got {self.gamma}")
         need(0.0 < self.train_ratio < 1.0, f"train_ratio must be in (0, 1), got {self.train_ratio}")
         need(0.0 < self.val_fraction < 1.0, f"val_fraction must be in (0, 1), got {self.val_fraction}")
@@ -239,6 +245,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         tied_item_embeddings=False,
         layer_norm=False,
         double_q=False,  # eq. 9
+        next_item_weight=0.0,  # TD loss only (eq. 10)
         max_episodes=1000,  # 1000 episodes of at most max_steps steps each
         total_timesteps=1000 * 50,  # upper bound: 1000 episodes * max_steps
         # Not given by the paper: SB3 defaults where they exist, else the project's choices.

@@ -365,6 +365,7 @@ def _algo_kwargs(config: TrainConfig) -> dict[str, Any]:
     kwargs["td_loss"] = config.loss
     kwargs["mask_actions"] = config.mask_actions
     kwargs["double_q"] = config.double_q
+    kwargs["next_item_weight"] = config.next_item_weight
     return kwargs
 
 
@@ -403,6 +404,7 @@ def train(
     import torch as th
 
     from agents.factory import algorithm_class, build_model
+    from agents.next_item import LoggedNextItems
     from recsim_env import holdout_last
     from stable_baselines3.common.logger import configure
 
@@ -451,6 +453,9 @@ def train(
                 tied_item_embeddings=dueling and config.tied_item_embeddings,
                 seed=config.seed, device=config.device, **_algo_kwargs(config),
             )  # fmt: skip
+        if config.algo == "dqn" and config.next_item_weight > 0:
+            # Logged next items of the training split (not saved in the model: attached on resume too).
+            model.set_next_item_source(LoggedNextItems(make_env(config, train_split, "train"), seed=config.seed))
         model.set_logger(configure(str(run_dir / "tensorboard"), ["tensorboard"]))
         runner.curve["validation_popularity"] = popularity_metrics(val_split, config.eval_k)
 

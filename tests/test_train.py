@@ -348,3 +348,68 @@ def test_learning_curve_png_is_written_from_a_curve(tmp_path):
     path = plot_learning_curve(curve, tmp_path / "curve.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["curve.png"]
+
+
+# Auxiliary next-item loss ---------------------------------------------------------------------
+
+
+def test_logged_next_items_are_real_prefixes_and_the_item_rated_next(split):
+    from agents.next_item import LoggedNextItems
+
+    env = gym.make("MovieLensRec-v0", split_data=split, max_steps=5)
+    source = LoggedNextItems(env, seed=0)
+    tables = env.unwrapped._tables
+    assert len(source) == int(tables.max_prefix.sum())
+    obs, items = source(64)
+    assert obs["history"].shape == (64, 20) and items.shape == (64,)
+    picked = np.random.default_rng(0).integers(0, len(source), size=64)  # same draws as the source
+    for row, (u, p, item) in enumerate(zip(source.users[picked], source.prefixes[picked], items)):
+        seq = split.train_items[split.train_indptr[u]:split.train_indptr[u + 1]]
+        assert item == seq[p]  # the item right after the prefix
+        reset_obs, _ = env.reset(options={"user": int(u), "prefix": int(p)})
+        for key in ("user", "history", "liked"):
+            np.testing.assert_array_equal(obs[key][row], reset_obs[key])
+    with pytest.raises(ValueError, match="mode='train'"):
+        LoggedNextItems(gym.make("MovieLensRec-v0", split_data=split, mode="test"))
+
+
+def test_next_item_loss_is_added_to_the_td_loss_and_trains_the_item_embeddings(split):
+    from agents.factory import build_model
+    from agents.next_item import LoggedNextItems
+
+    env = gym.make("MovieLensRec-v0", split_data=split, max_steps=5)
+    model = build_model("dqn", env, extractor_kwargs=dict(embed_dim=8, dnn_hidden=(8,)), net_arch=(16,), seed=0,
+                        learning_starts=30, batch_size=32, buffer_size=500, train_freq=10_000, dueling=True,
+                        tied_item_embeddings=True, next_item_weight=0.5)  # fmt: skip
+    with pytest.raises(RuntimeError, match="set_next_item_source"):
+        model.learn(64)
+        model.train(gradient_steps=1, batch_size=32)
+    model.set_next_item_source(LoggedNextItems(env, seed=3))
+    obs, items = LoggedNextItems(env, seed=3)(32)  # the batch the update will draw
+    with th.no_grad():
+        model.q_net.q_net[-1].weight.normal_()  # u(s) starts at 0: make the item rows' gradient non-zero
+        logits = model.q_net(model.policy.obs_to_tensor(obs)[0]) * model.q_net.log_logit_scale.exp()
+        expected = th.nn.functional.cross_entropy(logits, th.as_tensor(items)).item()
+    recorded = {}
+    model.logger.record = lambda key, value, exclude=None: recorded.__setitem__(key, value)
+    table = model.q_net.features_extractor.item_embedding.weight
+    before = table.detach().clone()
+    model.train(gradient_steps=1, batch_size=32)
+    assert recorded["train/next_item_loss"] == pytest.approx(expected, rel=1e-5)
+    moved = (table.detach() - before).abs().sum(dim=1) > 0
+    # Every labelled item's embedding row is trained; the source is not saved with the model.
+    assert moved[th.as_tensor(items) + 1].all()
+    assert "next_item_source" in model._excluded_save_params()
+
+
+def test_next_item_loss_needs_the_dueling_head(split):
+    from agents.factory import build_model
+
+    env = gym.make("MovieLensRec-v0", split_data=split, max_steps=5)
+    with pytest.raises(ValueError, match="needs the dueling head"):
+        build_model("dqn", env, next_item_weight=1.0)
+    with pytest.raises(ValueError, match="next_item_weight must be"):
+        build_model("dqn", env, dueling=True, next_item_weight=-1.0)
+    with pytest.raises(ValueError, match="needs dueling=True"):
+        make_config("default", next_item_weight=1.0, dueling=False)
+    assert make_config("default", algo="ppo", next_item_weight=1.0).algo == "ppo"  # DQN-only: ignored
