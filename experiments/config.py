@@ -4,7 +4,9 @@ Every hyperparameter of a run lives in :class:`TrainConfig`; the run directory r
 in ``config.json``. Presets:
 
 * ``"default"`` -- the tuned configuration ``make train`` uses (vectorised DQN, Huber loss,
-  lower learning rate, decaying exploration; see the README for the measured comparison).
+  lower learning rate, decaying exploration, dueling head tied to the item embeddings, and an
+  auxiliary next-item loss on the logged train sequences; see the README for the measured
+  comparison).
 * ``"paper"`` -- the paper's settings (section 4): DQN, batch 128, gamma 0.9, learning rate
   0.01, target network updated every 50 environment steps, greedy with probability 0.9
   (epsilon fixed at 0.1), MSE loss (eq. 10), 1000 training episodes.
@@ -63,7 +65,7 @@ class TrainConfig:
     n_envs: int = 64  # parallel training environments (SB3 DummyVecEnv); transitions per vector step
 
     # --- budget ---
-    total_timesteps: int = 2_000_000  # environment steps (transitions) to train for, upper bound
+    total_timesteps: int = 1_800_000  # environment steps (transitions) to train for, upper bound
     max_episodes: int | None = None  # stop after this many finished episodes, all envs together
     max_train_seconds: float | None = 660.0  # wall-clock cap on model.learn (None: no cap)
 
@@ -97,7 +99,7 @@ class TrainConfig:
     tied_item_embeddings: bool = True  # dqn dueling head: A(s, a) = <u(s), item embedding of a> + b_a
     double_q: bool = True  # dqn only: double Q-learning target instead of eq. 9's max
     mask_actions: bool = True  # dqn/qrdqn: epsilon-greedy over action_masks() items only
-    next_item_weight: float = 0.0  # dqn (dueling) only: weight of the auxiliary next-item loss (0: off)
+    next_item_weight: float = 0.1  # dqn (dueling) only: weight of the auxiliary next-item loss (0: off)
     loss: str = "huber"  # dqn only: TD loss "huber" (SB3's smooth L1) or "mse" (paper eq. 10)
     n_quantiles: int = 50  # qrdqn quantiles per action
 

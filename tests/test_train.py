@@ -47,6 +47,7 @@ def test_presets_are_valid_and_paper_preset_has_the_papers_settings():
     # Greedy with probability 0.9: epsilon is 0.1 for the whole run.
     assert paper.exploration_initial_eps == paper.exploration_final_eps == pytest.approx(0.1)
     assert paper.loss == "mse" and paper.max_episodes == 1000 and paper.algo == "dqn"
+    assert paper.next_item_weight == 0.0 and not paper.dueling  # eq. 10: the TD loss alone
     assert paper.total_timesteps == 1000 * paper.max_steps
 
 
