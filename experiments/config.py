@@ -67,7 +67,7 @@ class TrainConfig:
     # --- budget ---
     total_timesteps: int = 1_800_000  # environment steps (transitions) to train for, upper bound
     max_episodes: int | None = None  # stop after this many finished episodes, all envs together
-    max_train_seconds: float | None = 660.0  # wall-clock cap on model.learn (None: no cap)
+    max_train_seconds: float | None = 780.0  # wall-clock cap on model.learn, keeps make train < 15 min (None: no cap)
 
     # --- extractor (agents.extractor.LongShortExtractor) and heads ---
     embed_dim: int = 32  # size d of item/user embeddings and of each interest vector
