@@ -20,6 +20,7 @@ _LAZY: dict[str, str] = {
     "algorithm_class": "agents.factory",
     "build_model": "agents.factory",
     "make_policy_kwargs": "agents.factory",
+    "LoggedNextItems": "agents.next_item",
     "score_observations": "agents.scoring",
     "make_score_fn": "agents.scoring",
     "greedy_return": "agents.scoring",
