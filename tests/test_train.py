@@ -219,6 +219,8 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path):
     atomic_write_json(tmp_path / "run" / "config.json", longer.to_dict())
     second = train(longer, run_dir=tmp_path / "run", progress=False, resume=True)
     assert second.model.num_timesteps == 320
+    # The next-item data is not saved in the model; the resumed run attached it again.
+    assert second.model.next_item_weight > 0 and second.model.next_item_source is not None
     assert second.curve["episodes"][: len(episodes_before)] == episodes_before
     assert len(second.curve["episodes"]) > len(episodes_before)
     # The replay buffer came back with the checkpoint and kept filling.
