@@ -23,18 +23,16 @@ class LoggedNextItems:
 
     def __init__(self, env: gym.Env, seed: int | None = None) -> None:
         base = env.unwrapped
-        tables = getattr(base, "_tables", None)
-        if tables is None or getattr(tables, "mode", None) != "train":
+        if getattr(base, "mode", None) != "train" or not hasattr(base, "start_observations"):
             raise ValueError("LoggedNextItems needs a MovieLensRec-v0 environment in mode='train'")
         self._env = base
-        max_prefix = np.asarray(tables.max_prefix, dtype=np.int64)
+        max_prefix = np.asarray(base.max_prefixes, dtype=np.int64)
         users = np.repeat(np.arange(max_prefix.size), max_prefix)
         starts = np.cumsum(max_prefix) - max_prefix
-        prefixes = np.arange(users.size) - np.repeat(starts, max_prefix) + 1
         self.users = users
-        self.prefixes = prefixes
-        lo = np.asarray(tables.hist_lo, dtype=np.int64)
-        self.items = np.asarray(tables.hist_items, dtype=np.int64)[lo[users] + prefixes]
+        self.prefixes = np.arange(users.size) - starts[users] + 1
+        train_lo = np.asarray(base.split.train_indptr, dtype=np.int64)[:-1]
+        self.items = np.asarray(base.split.train_items, dtype=np.int64)[train_lo[users] + self.prefixes]
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:

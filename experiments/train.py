@@ -454,8 +454,9 @@ def train(
                 seed=config.seed, device=config.device, **_algo_kwargs(config),
             )  # fmt: skip
         if config.algo == "dqn" and config.next_item_weight > 0:
-            # Logged next items of the training split (not saved in the model: attached on resume too).
-            model.set_next_item_source(LoggedNextItems(make_env(config, train_split, "train"), seed=config.seed))
+            # Logged next items of the training split, read through the first training env's tables
+            # (not saved in the model: attached again on resume).
+            model.set_next_item_source(LoggedNextItems(vec_env.envs[0], seed=config.seed))
         model.set_logger(configure(str(run_dir / "tensorboard"), ["tensorboard"]))
         runner.curve["validation_popularity"] = popularity_metrics(val_split, config.eval_k)
 

@@ -495,7 +495,9 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
     wrapping around, so ``len(env.unwrapped.users)`` such resets recommend to every user once.
     ``env.unwrapped.start_observations(users)`` returns the start observations of many users at
     once (test mode: the whole train history, what evaluation scores from; train mode: the
-    largest valid prefix unless ``prefixes`` are given).
+    largest valid prefix unless ``prefixes`` are given). ``env.unwrapped.max_prefixes[u]`` is
+    user ``u``'s largest start prefix (train mode: its last liked train position, 0 if it
+    cannot start; test mode: its train length).
 
     ## Episode End
 
@@ -595,6 +597,8 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         self.mode: str = tables.mode
         self.split: Split = tables.split
         self.users: np.ndarray = tables.users
+        self.max_prefixes: np.ndarray = tables.max_prefix.view()
+        self.max_prefixes.setflags(write=False)
         self.n_items: int = tables.n_items
         self.history_len: int = tables.history_len
         self.like_threshold: int = tables.like_threshold

@@ -133,6 +133,11 @@ def test_train_starts_cover_exactly_the_valid_users_and_prefixes(tiny: Split) ->
         seen.add((info["user"], info["prefix"]))
         assert info["n_liked_left"] >= 1
     assert seen == {(0, 1), (0, 2), (0, 3), (0, 4), (2, 1)}
+    # max_prefixes is the upper end of those prefixes (0: the user cannot start), read-only.
+    assert env.max_prefixes.tolist()[0] == 4 and env.max_prefixes[1] == 0 and env.max_prefixes[2] == 1
+    assert MovieLensRecEnv(split_data=tiny, mode="test").max_prefixes.tolist() == np.diff(tiny.train_indptr).tolist()
+    with pytest.raises(ValueError):
+        env.max_prefixes[0] = 9
 
 
 def test_test_mode_starts_from_whole_train_history(tiny: Split) -> None:

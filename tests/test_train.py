@@ -361,8 +361,7 @@ def test_logged_next_items_are_real_prefixes_and_the_item_rated_next(split):
 
     env = gym.make("MovieLensRec-v0", split_data=split, max_steps=5)
     source = LoggedNextItems(env, seed=0)
-    tables = env.unwrapped._tables
-    assert len(source) == int(tables.max_prefix.sum())
+    assert len(source) == int(env.unwrapped.max_prefixes.sum())
     obs, items = source(64)
     assert obs["history"].shape == (64, 20) and items.shape == (64,)
     picked = np.random.default_rng(0).integers(0, len(source), size=64)  # same draws as the source
