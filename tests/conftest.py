@@ -83,6 +83,18 @@ def ml100k(ml100k_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> MovieL
 
 
 @pytest.fixture(scope="session")
+def ml1m(ml100k_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> MovieLensData:
+    """The real (reconstructed) ML-1M, parsed once per session (arrays read-only)."""
+    if not (ml100k_dir / "ml-1m" / "ratings.dat").is_file():
+        pytest.skip(f"ML-1M ratings.dat not found in {ml100k_dir / 'ml-1m'}")
+    data = load_movielens(
+        "ml-1m", ml100k_dir, download=False, cache_dir=tmp_path_factory.mktemp("ml1m_cache")
+    )
+    _freeze(data)
+    return data
+
+
+@pytest.fixture(scope="session")
 def ml100k_split(ml100k: MovieLensData) -> Split:
     """Default split of ML-100K: temporal, train_ratio 0.8 (arrays read-only)."""
     split = split_ratings(ml100k, "temporal", train_ratio=0.8)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from recsim_env.movielens import (
     MissingFileError,
     load_movielens,
 )
+from recsim_env.splits import split_ratings
 
 ML100K_FILES = ("u.data", "u.user", "u.item", "u.occupation")
 
@@ -47,7 +47,7 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 @pytest.fixture(scope="session")
 def ml1m_meta_dir(ml100k_dir: Path) -> Path:
-    """The real ML-1M folder (users.dat, movies.dat, no ratings.dat)."""
+    """The real ML-1M folder (users.dat, movies.dat and the reconstructed ratings.dat)."""
     folder = ml100k_dir / "ml-1m"
     if not (folder / "users.dat").is_file() or not (folder / "movies.dat").is_file():
         pytest.skip(f"real ML-1M metadata not found in {folder}")
@@ -166,6 +166,52 @@ def test_unknown_dataset_name() -> None:
         load_movielens("ml-20m", download=False)
 
 
+# ------------------------------------------------------------------------------ real ML-1M
+# ../shared/data/ml-1m/ratings.dat is a reconstruction (exact ratings and per-user order; see
+# shared/data/SOURCES.md); the counts below are the official GroupLens figures.
+
+
+def test_ml1m_sizes_and_histogram(ml1m: MovieLensData) -> None:
+    assert ml1m.name == "ml-1m"
+    assert (ml1m.n_users, ml1m.n_items, ml1m.n_ratings) == (6040, 3706, 1_000_209)
+    np.testing.assert_array_equal(ml1m.user_raw_ids, np.arange(1, 6041))
+    assert ml1m.item_raw_ids[0] == 1 and ml1m.item_raw_ids[-1] == 3952
+    np.testing.assert_array_equal(
+        np.bincount(ml1m.rating, minlength=6)[1:], [56_174, 107_557, 261_197, 348_971, 226_310]
+    )
+    assert (np.bincount(ml1m.user, minlength=6040) >= 20).all()  # every ML-1M user rated >= 20
+
+
+def test_ml1m_user_features_and_titles(ml1m: MovieLensData) -> None:
+    # users.dat: 1::F::1::10, 2::M::56::16, 3::M::25::15, 10::F::35::1, 6040::M::25::6
+    features = ml1m.user_features
+    assert features.shape == (6040, 3)
+    assert features[[0, 1, 2, 9, 6039]].tolist() == [
+        [0, 0, 10], [1, 6, 16], [1, 2, 15], [0, 3, 1], [1, 2, 6]
+    ]
+    assert ml1m.item_titles[0] == "Toy Story (1995)"
+    assert len(ml1m.genre_names) == 18 and ml1m.item_genres.shape == (3706, 18)
+
+
+def test_ml1m_first_rows_keep_file_order(ml1m: MovieLensData, ml100k_dir: Path) -> None:
+    with open(ml100k_dir / "ml-1m" / "ratings.dat", encoding="ascii") as f:
+        first = [next(f).strip() for _ in range(3)]
+    for row, line in enumerate(first):
+        user, item, rating, timestamp = map(int, line.split("::"))
+        assert ml1m.user_raw_ids[ml1m.user[row]] == user
+        assert ml1m.item_raw_ids[ml1m.item[row]] == item
+        assert (ml1m.rating[row], ml1m.timestamp[row]) == (rating, timestamp)
+
+
+def test_ml1m_temporal_split_sizes(ml1m: MovieLensData) -> None:
+    split = split_ratings(ml1m, "temporal", train_ratio=0.8)
+    counts = np.bincount(ml1m.user, minlength=ml1m.n_users)
+    n_train = np.clip(np.floor(0.8 * counts + 0.5), 1, counts - 1).astype(int)  # round half up
+    np.testing.assert_array_equal(np.diff(split.train_indptr), n_train)
+    np.testing.assert_array_equal(np.diff(split.test_indptr), counts - n_train)
+    assert len(split.train_items) == 800_193 and len(split.test_items) == 200_016
+
+
 # ------------------------------------------------------------------------------ ML-1M format
 
 
@@ -187,22 +233,26 @@ def test_ml1m_format(ml1m_root: Path, ml1m_meta_dir: Path) -> None:
     assert {g for g, on in zip(data.genre_names, data.item_genres[0]) if on} == {
         "Animation", "Children's", "Comedy"
     }
-    assert "ratings.dat" not in os.listdir(ml1m_meta_dir)
 
 
-def test_real_ml1m_folder_reports_missing_ratings(
-    ml100k_dir: Path, ml1m_meta_dir: Path, monkeypatch: pytest.MonkeyPatch
+def test_ml1m_folder_without_ratings_reports_missing_file(
+    ml1m_meta_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A copy of the real ML-1M folder without ratings.dat: an error naming it, no download."""
     def no_download(*args: object, **kwargs: object) -> Path:
         raise AssertionError("must not download when a folder exists")
 
+    root = tmp_path / "root"
+    (root / "ml-1m").mkdir(parents=True)
+    for name in ("users.dat", "movies.dat", "README"):
+        shutil.copy(ml1m_meta_dir / name, root / "ml-1m" / name)
     monkeypatch.setattr(movielens, "download_dataset", no_download)
-    for data_dir in (ml100k_dir, ml1m_meta_dir):
+    for data_dir in (root, root / "ml-1m"):
         with pytest.raises(MissingFileError, match=r"ratings\.dat missing in .*ml-1m") as info:
             load_movielens("ml-1m", data_dir)
         assert isinstance(info.value, FileNotFoundError)
         assert info.value.missing == ["ratings.dat"]
-    monkeypatch.setenv("MOVIELENS_DATA", str(ml100k_dir))
+    monkeypatch.setenv("MOVIELENS_DATA", str(root))
     with pytest.raises(MissingFileError, match=r"ratings\.dat missing"):
         load_movielens("ml-1m")
 
