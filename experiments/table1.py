@@ -20,12 +20,25 @@ Writes, atomically, per dataset: ``<out>/table1_<dataset>.md`` (the table, proto
 values, failures), ``.csv`` (one row per model), ``_runs.json`` (every model x seed run) and
 ``_p10_r10.png`` (bar chart of precision@10 and recall@10 with std error bars over seeds).
 A model that raises is reported as failed with its error; the others still run.
+
+Resumable: every finished (dataset, model, seed) run is written at once, atomically, to
+``<out>/table1_runs/<dataset>/<model>-seed<seed>-<key>.json``, where ``<key>`` hashes the run's
+full configuration (split, tuning grid and metric, fixed settings; for LSRWRL the whole
+:class:`~experiments.config.TrainConfig`). A rerun with the same configuration reads that file
+instead of recomputing, so an interrupted table loses at most the run in progress, and a
+changed preset or option reruns what it changes. ``--force`` recomputes everything. Baseline
+tuning results are stored beside them (``tuning-<model>-<key>.json``) and shared by the seeds
+of a temporal split. A code change that alters results without changing any setting is not
+detected: rerun with ``--force``. The table files are a pure function of the run files and the
+options (no date, the command is rebuilt from the options), so any runner that writes the same
+run files (e.g. a Ray sweep) renders the same bytes.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import math
@@ -35,7 +48,6 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +96,7 @@ class Run:
     :param fit_seconds: wall time of the final fit (LSRWRL: the whole ``train`` call)
     :param eval_seconds: wall time of the test evaluation
     :param error: ``"Type: message"`` if the run raised
+    :param key: hash of the run's configuration (see :func:`run_key`); names its result file
     """
 
     model: str
@@ -95,6 +108,7 @@ class Run:
     fit_seconds: float = 0.0
     eval_seconds: float = 0.0
     error: str | None = None
+    key: str = ""
 
 
 @dataclass
@@ -154,9 +168,19 @@ def atomic_write_text(path: Path, text: str) -> Path:
 
 # Running the models --------------------------------------------------------------------------
 
+#: Bumped when a run's result would change for the same settings (invalidates every run file).
+RUN_FORMAT_VERSION = 1
+#: TrainConfig fields that do not change an LSRWRL result (left out of its run key).
+_UNKEYED_CONFIG = ("name", "runs_dir", "data_dir", "preset")
+
 
 def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".strip().replace("\n", " ")
+
+
+def _hash(payload: dict[str, Any]) -> str:
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def _fixed_params(name: str, seed: int, opts: TableOptions) -> dict[str, Any]:
@@ -168,30 +192,131 @@ def _fixed_params(name: str, seed: int, opts: TableOptions) -> dict[str, Any]:
     return {k: v for k, v in wanted.items() if k in accepted}
 
 
-def run_baseline(
-    name: str, split: Split, seed: int, opts: TableOptions, cache: dict[tuple, TuningResult]
-) -> Run:
-    """Tune (or reuse the tuning of) a baseline on the validation slice, refit, evaluate.
+def _grid(name: str, opts: TableOptions) -> list[dict[str, Any]]:
+    grid = DEFAULT_GRIDS.get(name, [{}])
+    return grid[:2] if opts.quick else grid
+
+
+def _tuning_key(name: str, data: MovieLensData, seed: int, opts: TableOptions) -> dict[str, Any]:
+    """What decides a baseline's tuning: the validation slice, the grid and the fixed settings.
+
+    On a temporal split the slice is the same for every seed, so the tuning is done once, with
+    the fixed settings of the first seed that needs it (it is then reused by the others).
+    """
+    random_split = opts.split == "random"
+    fixed = _fixed_params(name, seed, opts)
+    if not random_split:
+        fixed.pop("seed", None)
+    return {
+        "version": RUN_FORMAT_VERSION, "dataset": data.name, "n_ratings": data.n_ratings,
+        "model": name, "split": opts.split, "train_ratio": opts.train_ratio,
+        "split_seed": seed if random_split else None, "val_fraction": opts.val_fraction,
+        "tune_metric": opts.tune_metric, "grid": _grid(name, opts), "fixed": fixed,
+    }  # fmt: skip
+
+
+def lsrwrl_config(dataset: str, seed: int, opts: TableOptions, out: Path):
+    """The :class:`~experiments.config.TrainConfig` of LSRWRL's run on one seed of the table."""
+    from experiments.config import make_config
+
+    overrides = dict(
+        dataset=dataset, seed=seed, split=opts.split, split_seed=seed,
+        train_ratio=opts.train_ratio, val_fraction=opts.val_fraction,
+        data_dir=opts.data_dir, runs_dir=str(out / "runs"),
+        name=f"table1-{LSRWRL}-{dataset}-seed{seed}",
+    )  # fmt: skip
+    if opts.quick:
+        overrides.update(QUICK_LSRWRL)
+    overrides.update(opts.lsrwrl_overrides)
+    return make_config(opts.lsrwrl_preset, **overrides)
+
+
+def run_key(name: str, data: MovieLensData, seed: int, opts: TableOptions, out: Path) -> dict[str, Any]:
+    """Everything that decides the result of one (dataset, model, seed) run of the table.
+
+    :return: a JSON-ready dict; its hash names the run's result file
+    """
+    if name == LSRWRL:
+        config = lsrwrl_config(data.name, seed, opts, out).to_dict()
+        for unkeyed in _UNKEYED_CONFIG:
+            config.pop(unkeyed, None)
+        return {"version": RUN_FORMAT_VERSION, "dataset": data.name, "n_ratings": data.n_ratings,
+                "model": name, "seed": seed, "config": config}  # fmt: skip
+    return {**_tuning_key(name, data, seed, opts), "seed": seed, "fixed": _fixed_params(name, seed, opts)}
+
+
+class RunStore:
+    """The per-run result files of one dataset under ``<out>/table1_runs/<dataset>/``.
+
+    Each file holds ``{"key": <configuration>, "run": <Run>}`` (or a ``TuningResult`` for
+    ``tuning-*`` files) and is written atomically as soon as the run is done.
+    """
+
+    def __init__(self, out: str | os.PathLike, dataset: str) -> None:
+        self.folder = Path(out) / "table1_runs" / dataset
+
+    def run_path(self, name: str, seed: int, key: dict[str, Any]) -> Path:
+        return self.folder / f"{name}-seed{seed}-{_hash(key)}.json"
+
+    def tuning_path(self, name: str, key: dict[str, Any]) -> Path:
+        return self.folder / f"tuning-{name}-{_hash(key)}.json"
+
+    @staticmethod
+    def _read(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
+        if not path.is_file():
+            return None
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RuntimeError(
+                f"{path}: unreadable run file ({_error_text(exc)}); delete it to recompute that run"
+            ) from exc
+        if json.loads(json.dumps(key, default=str)) != record.get("key"):
+            raise RuntimeError(f"{path}: its recorded configuration does not match its name; delete it")
+        return record
+
+    def load_run(self, name: str, seed: int, key: dict[str, Any]) -> Run | None:
+        """The stored run with exactly this configuration, or ``None``."""
+        record = self._read(self.run_path(name, seed, key), key)
+        return None if record is None else Run(**record["run"])
+
+    def save_run(self, run: Run, key: dict[str, Any]) -> Path:
+        payload = {"key": key, "run": asdict(run)}
+        text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
+        return atomic_write_text(self.run_path(run.model, run.seed, key), text)
+
+    def load_tuning(self, name: str, key: dict[str, Any]) -> TuningResult | None:
+        record = self._read(self.tuning_path(name, key), key)
+        return None if record is None else TuningResult(**record["tuning"])
+
+    def save_tuning(self, name: str, key: dict[str, Any], result: TuningResult) -> Path:
+        payload = {"key": key, "tuning": result.to_dict()}
+        text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
+        return atomic_write_text(self.tuning_path(name, key), text)
+
+
+def run_baseline(name: str, split: Split, seed: int, opts: TableOptions, store: RunStore, force: bool = False) -> Run:
+    """Tune (or reuse the stored tuning of) a baseline on the validation slice, refit, evaluate.
 
     :param name: registry name of the baseline
     :param split: the split of this seed
     :param seed: model seed
     :param opts: table settings
-    :param cache: tuning results by (model, split identity), shared across seeds
+    :param store: where tuning results are kept and shared across seeds
+    :param force: tune again even if a stored tuning result exists
     :return: the :class:`Run` (``error`` set, ``metrics`` None if anything raised)
     """
     run = Run(model=name, seed=seed)
     try:
         fixed = _fixed_params(name, seed, opts)
-        key = (name, split.method, split.train_ratio, split.seed if split.method == "random" else None)
-        if key not in cache:
-            grid = DEFAULT_GRIDS.get(name, [{}])
-            cache[key] = tune(
-                name, split, grid=grid[:2] if opts.quick else grid, fixed=fixed,
-                metric=opts.tune_metric, fraction=opts.val_fraction,
-            )  # fmt: skip
-            run.tune_seconds = cache[key].seconds
-        run.tuned = dict(cache[key].params)
+        key = _tuning_key(name, split.data, seed, opts)
+        tuning = None if force else store.load_tuning(name, key)
+        if tuning is None:
+            tuning = tune(name, split, grid=_grid(name, opts), fixed=fixed,
+                          metric=opts.tune_metric, fraction=opts.val_fraction)  # fmt: skip
+            store.save_tuning(name, key, tuning)
+            run.tune_seconds = tuning.seconds
+        run.tuned = dict(tuning.params)
         model = get_recommender_class(name)(**{**fixed, **run.tuned})
         run.params = model.get_params()
         t0 = time.perf_counter()
@@ -217,19 +342,9 @@ def run_lsrwrl(dataset: str, seed: int, opts: TableOptions, out: Path) -> Run:
     """
     run = Run(model=LSRWRL, seed=seed)
     try:
-        from experiments.config import make_config
         from experiments.train import train
 
-        overrides = dict(
-            dataset=dataset, seed=seed, split=opts.split, split_seed=seed,
-            train_ratio=opts.train_ratio, val_fraction=opts.val_fraction,
-            data_dir=opts.data_dir, runs_dir=str(out / "runs"),
-            name=f"table1-{LSRWRL}-{dataset}-seed{seed}",
-        )  # fmt: skip
-        if opts.quick:
-            overrides.update(QUICK_LSRWRL)
-        overrides.update(opts.lsrwrl_overrides)
-        config = make_config(opts.lsrwrl_preset, **overrides)
+        config = lsrwrl_config(dataset, seed, opts, out)
         t0 = time.perf_counter()
         result = train(config, progress=False)
         run.fit_seconds = time.perf_counter() - t0
@@ -243,6 +358,35 @@ def run_lsrwrl(dataset: str, seed: int, opts: TableOptions, out: Path) -> Run:
         run.error = _error_text(exc)
         traceback.print_exc(file=sys.stderr)
     return run
+
+
+def run_one(data: MovieLensData, split: Split, name: str, seed: int, opts: TableOptions, out: Path,
+            force: bool = False) -> tuple[Run, bool]:
+    """One (dataset, model, seed) run: read from its result file, or compute it and write that file.
+
+    :param data: the dataset
+    :param split: the split of this seed
+    :param name: model name
+    :param seed: seed
+    :param opts: table settings
+    :param out: results folder
+    :param force: recompute even if the run's result file exists
+    :return: the run, and whether it was computed now (``False``: read from its file). A failed
+        run is returned with ``error`` set and no file, so the next table run retries it.
+    """
+    store = RunStore(out, data.name)
+    key = run_key(name, data, seed, opts, out)
+    stored = None if force else store.load_run(name, seed, key)
+    if stored is not None:
+        return stored, False
+    if name == LSRWRL:
+        run = run_lsrwrl(data.name, seed, opts, out)
+    else:
+        run = run_baseline(name, split, seed, opts, store, force=force)
+    run.key = _hash(key)
+    if run.error is None:
+        store.save_run(run, key)
+    return run, True
 
 
 # Summaries and files -------------------------------------------------------------------------
@@ -303,14 +447,34 @@ def _paper(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:.3f}"
 
 
-def render_markdown(rows: list[dict[str, Any]], data: MovieLensData, opts: TableOptions, command: str) -> str:
-    """The ``table1_<dataset>.md`` text: protocol, the table, tuned values, failures."""
+def reproduce_command(dataset: str, opts: TableOptions) -> str:
+    """The ``experiments.table1`` command line that computes (or re-reads) this table's runs."""
+    parts = ["python -m experiments.table1", "--datasets", dataset, "--seeds", *map(str, opts.seeds),
+             "--models", *opts.models]  # fmt: skip
+    defaults = TableOptions()
+    for flag, name in (("--split", "split"), ("--train-ratio", "train_ratio"),
+                       ("--val-fraction", "val_fraction"), ("--tune-metric", "tune_metric"),
+                       ("--max-epochs", "max_epochs"), ("--threads", "threads"),
+                       ("--lsrwrl-preset", "lsrwrl_preset")):  # fmt: skip
+        if getattr(opts, name) != getattr(defaults, name):
+            parts += [flag, str(getattr(opts, name))]
+    parts += [f"--lsrwrl-set {k}={v}" for k, v in sorted(opts.lsrwrl_overrides.items())]
+    if opts.quick:
+        parts.append("--quick")
+    return " ".join(parts)
+
+
+def render_markdown(rows: list[dict[str, Any]], data: MovieLensData, opts: TableOptions) -> str:
+    """The ``table1_<dataset>.md`` text: protocol, the table, tuned values, failures.
+
+    A pure function of the rows and options (no date, the command rebuilt from ``opts``), so the
+    same run files always render the same bytes.
+    """
     order = "chronological: earliest ratings train" if opts.split == "temporal" else "seeded random per user"
     when = "once, the temporal split is the same for every seed" if opts.split == "temporal" else "per seed"
     lsrwrl = f"preset `{opts.lsrwrl_preset}`"
     if opts.lsrwrl_overrides:
         lsrwrl += f" with overrides `{json.dumps(opts.lsrwrl_overrides)}`"
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"# Table 1 on {data.name}" + (" (quick smoke-test budget: not a result)" if opts.quick else ""),
         "",
@@ -325,7 +489,8 @@ def render_markdown(rows: list[dict[str, Any]], data: MovieLensData, opts: Table
         *([f"- LSRWRL: `experiments.train.train` with {lsrwrl}, same dataset, split and seed."]
           if LSRWRL in opts.models else []),
         "- Paper columns: the figures printed in the paper's Table 1 (its split protocol is unspecified).",
-        f"- Command: `{command}`; generated {now}.",
+        f"- Command: `{reproduce_command(data.name, opts)}` (re-reads finished runs from "
+        f"`table1_runs/{data.name}/`).",
         "",
         "| Model | P@10 | paper P@10 | R@10 | paper R@10 | NDCG@10 | HR@10 "
         "| tune s | fit+eval s / seed | seeds ok |",
@@ -399,17 +564,18 @@ class TableResult:
 
 
 def write_outputs(
-    runs: list[Run], data: MovieLensData, opts: TableOptions, out: Path, command: str, plot: bool = True
+    runs: list[Run], data: MovieLensData, opts: TableOptions, out: Path, plot: bool = True
 ) -> TableResult:
     """Write the table files of one dataset, each atomically (the bar chart only if ``plot``)."""
     rows = summarize(runs, data.name, opts)
     stem = out / f"table1_{data.name}"
     paths = {
-        "md": atomic_write_text(stem.with_suffix(".md"), render_markdown(rows, data, opts, command)),
+        "md": atomic_write_text(stem.with_suffix(".md"), render_markdown(rows, data, opts)),
         "csv": atomic_write_text(stem.with_suffix(".csv"), render_csv(rows)),
         "runs": atomic_write_text(
             out / f"table1_{data.name}_runs.json",
-            json.dumps({"options": asdict(opts), "runs": [asdict(r) for r in runs]}, indent=2, default=str)
+            json.dumps({"options": asdict(opts), "runs": [asdict(r) for r in runs]}, indent=2, default=str,
+                       sort_keys=True)
             + "\n",
         ),
     }
@@ -433,51 +599,73 @@ def load_dataset(name: str, opts: TableOptions) -> MovieLensData:
     return load_movielens(name, opts.data_dir, download=opts.download)
 
 
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
 def run_table(
     data: MovieLensData,
     opts: TableOptions,
     out: str | os.PathLike,
-    command: str = "",
     log: Callable[[str], None] = print,
+    force: bool = False,
 ) -> TableResult:
     """Fit and evaluate every model of ``opts`` on every seed of one dataset; write the files.
+
+    Runs whose result file exists (same configuration) are read, not recomputed (see the module
+    docstring); each computed run is written at once.
 
     :param data: the dataset
     :param opts: table settings
     :param out: results folder (created if needed)
-    :param command: the command line recorded in the markdown
-    :param log: progress printer (``print`` by default)
-    :return: the :class:`TableResult` (the files are rewritten after every run, so an
+    :param log: progress printer (``print`` by default): which run, elapsed time, an estimate
+    :param force: recompute every run, overwriting its result file when it succeeds
+    :return: the :class:`TableResult` (the table files are rewritten after every run, so an
         interrupted table keeps what it has)
     """
     from recsim_env.splits import split_ratings
 
     out = Path(out)
-    cache: dict[tuple, TuningResult] = {}
     runs: list[Run] = []
     splits: dict[int | None, Split] = {}
-    n_runs = len(opts.seeds) * len(opts.models)
-    for seed in opts.seeds:
+    plan = [(seed, name) for seed in opts.seeds for name in opts.models]
+    durations: dict[str, list[float]] = {}
+    start = time.perf_counter()
+    result: TableResult | None = None
+    for index, (seed, name) in enumerate(plan, 1):
         split_key = seed if opts.split == "random" else None
         if split_key not in splits:
             splits[split_key] = split_ratings(data, opts.split, opts.train_ratio, seed=seed)
-        split = splits[split_key]
-        for name in opts.models:
-            log(f"[{data.name} seed {seed}] {LABELS.get(name, name)} ...")
-            if name == LSRWRL:
-                run = run_lsrwrl(data.name, seed, opts, out)
-            else:
-                run = run_baseline(name, split, seed, opts, cache)
-            runs.append(run)
-            if run.error:
-                log(f"    FAILED: {run.error}")
-            else:
-                m = run.metrics
-                log(f"    P@10 {m['precision@10']:.4f}  R@10 {m['recall@10']:.4f}  NDCG@10 {m['ndcg@10']:.4f}  "
-                    f"HR@10 {m['hit_rate@10']:.4f}  tune {run.tune_seconds:.1f}s  fit {run.fit_seconds:.1f}s  "
-                    f"eval {run.eval_seconds:.1f}s  tuned {run.tuned}")  # fmt: skip
-            result = write_outputs(runs, data, opts, out, command, plot=len(runs) == n_runs)
+        label = f"[{index}/{len(plan)} {data.name} seed {seed}] {LABELS.get(name, name)}"
+        log(f"{label} ... (elapsed {_duration(time.perf_counter() - start)}{_estimate(plan[index - 1:], durations)})")
+        t0 = time.perf_counter()
+        run, computed = run_one(data, splits[split_key], name, seed, opts, out, force=force)
+        if computed:
+            durations.setdefault(name, []).append(time.perf_counter() - t0)
+        runs.append(run)
+        if run.error:
+            log(f"    FAILED: {run.error}")
+        else:
+            m = run.metrics
+            how = "computed" if computed else f"done earlier, read from table1_runs/{data.name}/"
+            log(f"    P@10 {m['precision@10']:.4f}  R@10 {m['recall@10']:.4f}  NDCG@10 {m['ndcg@10']:.4f}  "
+                f"HR@10 {m['hit_rate@10']:.4f}  tune {run.tune_seconds:.1f}s  fit {run.fit_seconds:.1f}s  "
+                f"eval {run.eval_seconds:.1f}s  tuned {run.tuned}  ({how})")  # fmt: skip
+        result = write_outputs(runs, data, opts, out, plot=len(runs) == len(plan))
+    assert result is not None, "a table has at least one model and one seed"
     return result
+
+
+def _estimate(remaining: list[tuple[int, str]], durations: dict[str, list[float]]) -> str:
+    """``", about X left"`` from the mean time of the runs computed so far (per model when known)."""
+    if not durations:
+        return ""
+    overall = float(np.mean([d for ds in durations.values() for d in ds]))
+    left = sum(float(np.mean(durations[name])) if name in durations else overall for _, name in remaining)
+    return f", about {_duration(left)} left if nothing is cached"
+
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -515,6 +703,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="root holding ml-100k/ and ml-1m/ (default: $MOVIELENS_DATA, then the cache)")
     parser.add_argument("--no-download", action="store_true", help="never download a missing dataset")
     parser.add_argument("--out", default="results", help="output folder (default: results/)")
+    parser.add_argument("--force", action="store_true",
+                        help="recompute every run even if its result file exists (default: reuse finished runs)")
     args = parser.parse_args(argv)
     unknown = [m for m in (args.models or []) if m not in models]
     if unknown:
@@ -553,7 +743,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         lsrwrl_preset=args.lsrwrl_preset, lsrwrl_overrides=lsrwrl_overrides(args),
         data_dir=args.data_dir, download=not args.no_download,
     )  # fmt: skip
-    command = "python -m experiments.table1 " + " ".join(sys.argv[1:] if argv is None else argv)
     datasets: list[tuple[str, MovieLensData]] = []
     for name in args.datasets or ["ml-100k"]:
         datasets.append((name, load_dataset(name, opts)))
@@ -566,7 +755,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = False
     for name, data in datasets:
         t0 = time.perf_counter()
-        result = run_table(data, opts, args.out, command)
+        result = run_table(data, opts, args.out, force=args.force)
         print(f"{name}: {time.perf_counter() - t0:.0f} s; wrote " + ", ".join(map(str, result.paths.values())))
         failed |= any(r["status"] == "failed" for r in result.rows)
     return 1 if failed else 0

@@ -114,3 +114,87 @@ def test_lsrwrl_row_trains_through_the_agent_api_on_the_same_split(
     assert (config.dataset, config.seed, config.split, config.split_seed) == ("ml-100k", 2, "random", 2)
     assert config.train_ratio == 0.7 and config.preset == "paper" and config.max_train_seconds == 30.0
     assert run.params["env_steps"] == 123 and run.tuned["preset"] == "paper"
+
+
+def _table_files(out: Path, dataset: str = "ml-1m") -> dict[str, bytes]:
+    names = (f"table1_{dataset}.md", f"table1_{dataset}.csv", f"table1_{dataset}_runs.json")
+    return {name: (out / name).read_bytes() for name in names}
+
+
+def test_rerun_reads_finished_runs_and_renders_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = write_tiny_ml1m(tmp_path / "data")
+    out = tmp_path / "results"
+    argv = ["--datasets", "ml-1m", "--data-dir", str(root), "--no-download", "--seeds", "0", "1",
+            "--models", "popularity", "itemcf", "--quick", "--out", str(out)]  # fmt: skip
+    assert table1.main(argv) == 0
+    first = _table_files(out)
+    run_files = sorted(p.name for p in (out / "table1_runs" / "ml-1m").glob("*.json"))
+    # 2 models x 2 seeds, plus one tuning file per model (temporal split: shared by the seeds)
+    assert len([n for n in run_files if not n.startswith("tuning-")]) == 4
+    assert len([n for n in run_files if n.startswith("tuning-")]) == 2
+
+    def must_not_fit(self, split):
+        raise AssertionError("a finished run was recomputed")
+
+    for name in ("popularity", "itemcf"):
+        monkeypatch.setattr(base.get_recommender_class(name), "fit", must_not_fit)
+    assert table1.main(argv) == 0
+    assert _table_files(out) == first  # byte for byte: no date, command rebuilt from the options
+
+    # --force recomputes (and the fit that raises is reported as a failure, files kept)
+    assert table1.main([*argv, "--force"]) == 1
+    assert sorted(p.name for p in (out / "table1_runs" / "ml-1m").glob("*.json")) == run_files
+
+
+def test_interrupted_table_loses_only_the_run_in_progress(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ItemCF = base.get_recommender_class("itemcf")
+    root = write_tiny_ml1m(tmp_path / "data")
+    out = tmp_path / "results"
+    argv = ["--datasets", "ml-1m", "--data-dir", str(root), "--no-download", "--seeds", "0",
+            "--models", "popularity", "itemcf", "ease", "--quick", "--out", str(out)]  # fmt: skip
+    real_fit = ItemCF.fit
+
+    def interrupted(self, split, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ItemCF, "fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        table1.main(argv)
+    done = [p.name for p in (out / "table1_runs" / "ml-1m").glob("*-seed0-*.json")]
+    assert [n.split("-")[0] for n in done] == ["popularity"]
+
+    def must_not_fit(self, split, *args, **kwargs):
+        raise AssertionError("the finished popularity run was recomputed")
+
+    monkeypatch.setattr(ItemCF, "fit", real_fit)
+    monkeypatch.setattr(base.get_recommender_class("popularity"), "fit", must_not_fit)
+    assert table1.main(argv) == 0  # a recomputed popularity would fail its row
+    rows = {r["model"]: r for r in csv.DictReader(open(out / "table1_ml-1m.csv", encoding="utf-8"))}
+    assert [rows[m]["status"] for m in ("Popularity", "ItemCF", "EASE")] == ["ok", "ok", "ok"]
+
+
+def test_changed_setting_reruns_only_what_it_changes(tmp_path: Path) -> None:
+    data_root = write_tiny_ml1m(tmp_path / "data")
+    from recsim_env.movielens import load_movielens
+    from recsim_env.splits import split_ratings
+
+    data = load_movielens("ml-1m", data_root, download=False)
+    split = split_ratings(data, "temporal", 0.8)
+    out = tmp_path / "results"
+    opts = table1.TableOptions(seeds=[0], models=["itemcf"], quick=True)
+    run, computed = table1.run_one(data, split, "itemcf", 0, opts, out)
+    assert computed and run.error is None and len(run.key) == 16
+    again, computed = table1.run_one(data, split, "itemcf", 0, opts, out)
+    assert not computed and again == run
+    other = table1.TableOptions(seeds=[0], models=["itemcf"], quick=True, val_fraction=0.3)
+    _, computed = table1.run_one(data, split, "itemcf", 0, other, out)
+    assert computed  # a different validation slice is a different run
+    # LSRWRL's key is its whole TrainConfig: another preset value is another run
+    key = table1.run_key("lsrwrl", data, 0, opts, out)
+    changed = table1.TableOptions(seeds=[0], quick=True, lsrwrl_overrides={"gamma": 0.5})
+    assert key != table1.run_key("lsrwrl", data, 0, changed, out)
+    assert key["config"]["seed"] == 0 and "runs_dir" not in key["config"]
