@@ -1,6 +1,7 @@
 """Steps per second of MovieLensRec-v0 (single and vector) against Gymnasium's CartPole-v1.
 
-Each environment gets random in-range actions drawn with numpy before the clock starts and is
+Every dataset given (default: ML-100K and ML-1M) is measured in the same run, each against
+CartPole-v1 in the same rounds. Each environment gets random in-range actions drawn with numpy before the clock starts and is
 reset whenever an episode ends; the vector environment (``NEXT_STEP`` autoreset) counts
 ``num_envs`` steps per call. The three are measured in alternating rounds and each figure is the
 median over rounds (each ratio: the median of the per-round ratios), so that load from other
@@ -9,7 +10,7 @@ the vector environment >= 10x CartPole-v1.
 
 Usage::
 
-    MOVIELENS_DATA=../shared/data python -m experiments.bench_env [--seconds 3] [--rounds 5] [--num-envs 64]
+    MOVIELENS_DATA=../shared/data python -m experiments.bench_env [--datasets ml-100k ml-1m] [--seconds 3] [--rounds 5] [--num-envs 64]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 
 import recsim_env  # noqa: F401  (registers MovieLensRec-v0)
+from recsim_env.env import DATASETS
 
 
 @dataclass
@@ -84,28 +86,8 @@ def bench_vector(
     return calls * envs.num_envs / elapsed
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
-    """Run the three measurements, print them and the two ratios, and return them."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--seconds", type=float, default=BenchConfig.seconds, help="seconds per environment"
-    )
-    parser.add_argument("--rounds", type=int, default=BenchConfig.rounds, help="alternating rounds")
-    parser.add_argument(
-        "--num-envs", type=int, default=BenchConfig.num_envs, help="vector sub-environments"
-    )
-    parser.add_argument("--dataset", default=BenchConfig.dataset, choices=["ml-100k", "ml-1m"])
-    parser.add_argument(
-        "--data-dir", default=os.environ.get("MOVIELENS_DATA"), help="MovieLens data root"
-    )
-    parser.add_argument("--seed", type=int, default=BenchConfig.seed)
-    args = parser.parse_args(argv)
-    if args.seconds <= 0 or args.rounds < 1 or args.num_envs < 1:
-        parser.error("--seconds must be > 0, --rounds and --num-envs >= 1")
-    config = BenchConfig(
-        args.seconds, args.rounds, args.num_envs, args.dataset, args.data_dir, args.seed
-    )
-
+def bench_dataset(config: BenchConfig) -> dict[str, float]:
+    """The three measurements and two ratios for one dataset (see the module docstring)."""
     data_kwargs = {"dataset": config.dataset, "data_dir": config.data_dir}
     rec_env = gym.make("MovieLensRec-v0", **data_kwargs)
     cartpole_env = gym.make("CartPole-v1")
@@ -128,20 +110,49 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         ]
     )
     rec, cartpole, vec = np.median(rounds, axis=0)
-    results = {
+    return {
         "movielens_single_steps_per_s": float(rec),
         "cartpole_steps_per_s": float(cartpole),
         "movielens_vector_steps_per_s": float(vec),
         "single_ratio": float(np.median(rounds[:, 0] / rounds[:, 1])),
         "vector_ratio": float(np.median(rounds[:, 2] / rounds[:, 1])),
     }
-    rows = [
-        (f"MovieLensRec-v0 ({config.dataset}, gym.make)", f"{rec:12,.0f} steps/s"),
-        ("CartPole-v1 (gym.make)", f"{cartpole:12,.0f} steps/s"),
-        (f"MovieLensRecVectorEnv ({config.num_envs} envs)", f"{vec:12,.0f} steps/s"),
-        ("single ratio (MovieLensRec-v0 / CartPole-v1)", f"{results['single_ratio']:12.2f}  target >= 1"),
-        ("vector ratio (vector env / CartPole-v1)", f"{results['vector_ratio']:12.2f}  target >= 10"),
-    ]
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """Measure every dataset, print the figures and ratios side by side, and return them."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--seconds", type=float, default=BenchConfig.seconds, help="seconds per environment"
+    )
+    parser.add_argument("--rounds", type=int, default=BenchConfig.rounds, help="alternating rounds")
+    parser.add_argument(
+        "--num-envs", type=int, default=BenchConfig.num_envs, help="vector sub-environments"
+    )
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS,
+                        help="datasets to measure (default: all)")
+    parser.add_argument(
+        "--data-dir", default=os.environ.get("MOVIELENS_DATA"), help="MovieLens data root"
+    )
+    parser.add_argument("--seed", type=int, default=BenchConfig.seed)
+    args = parser.parse_args(argv)
+    if args.seconds <= 0 or args.rounds < 1 or args.num_envs < 1:
+        parser.error("--seconds must be > 0, --rounds and --num-envs >= 1")
+    results = {
+        name: bench_dataset(
+            BenchConfig(args.seconds, args.rounds, args.num_envs, name, args.data_dir, args.seed)
+        )
+        for name in args.datasets
+    }
+    rows = [("", "".join(f"{name:>16s}" for name in results))]
+    for label, key, fmt in (
+        ("MovieLensRec-v0 (gym.make), steps/s", "movielens_single_steps_per_s", "{:16,.0f}"),
+        ("CartPole-v1 (gym.make), steps/s", "cartpole_steps_per_s", "{:16,.0f}"),
+        (f"MovieLensRecVectorEnv ({args.num_envs} envs), steps/s", "movielens_vector_steps_per_s", "{:16,.0f}"),
+        ("single ratio (/ CartPole-v1), target >= 1", "single_ratio", "{:16.2f}"),
+        ("vector ratio (/ CartPole-v1), target >= 10", "vector_ratio", "{:16.2f}"),
+    ):
+        rows.append((label, "".join(fmt.format(r[key]) for r in results.values())))
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         print(f"{label:<{width}}  {value}")
