@@ -14,6 +14,7 @@ import pytest
 from agents.baselines import Recommender, base
 from experiments import table1
 from recsim_env.dataset import Split
+from recsim_env.movielens import DatasetMismatchError
 
 
 def write_tiny_ml1m(root: Path, n_users: int = 30, n_items: int = 25, per_user: int = 12) -> Path:
@@ -50,7 +51,7 @@ def test_table_end_to_end_reports_a_failing_model(tmp_path: Path, monkeypatch: p
     root = write_tiny_ml1m(tmp_path / "data")
     out = tmp_path / "results"
     status = table1.main([
-        "--datasets", "ml-1m", "--data-dir", str(root), "--no-download", "--seeds", "0",
+        "--datasets", "ml-1m", "--data-dir", str(root), "--no-download", "--edited-copy", "--seeds", "0",
         "--models", "popularity", "itemcf", "broken", "gru4rec", "--quick", "--out", str(out),
     ])  # fmt: skip
     assert status == 1  # a model failed on every seed
@@ -114,3 +115,15 @@ def test_lsrwrl_row_trains_through_the_agent_api_on_the_same_split(
     assert (config.dataset, config.seed, config.split, config.split_seed) == ("ml-100k", 2, "random", 2)
     assert config.train_ratio == 0.7 and config.preset == "paper" and config.max_train_seconds == 30.0
     assert run.params["env_steps"] == 123 and run.tuned["preset"] == "paper"
+
+
+def test_edited_copy_must_be_declared(tmp_path: Path) -> None:
+    """Hand-made files in a folder named ml-1m are not the official release: an error that lists
+    the differing figures, unless --edited-copy says so (as the end-to-end test above does)."""
+    root = write_tiny_ml1m(tmp_path / "data")
+    with pytest.raises(DatasetMismatchError, match=r"ratings \(rows\): expected 1,000,209, found 360"):
+        table1.main([
+            "--datasets", "ml-1m", "--data-dir", str(root), "--no-download", "--seeds", "0",
+            "--models", "popularity", "--quick", "--out", str(tmp_path / "results"),
+        ])  # fmt: skip
+    assert not (tmp_path / "results").exists()
