@@ -128,6 +128,8 @@ class TableOptions:
     :param lsrwrl_overrides: extra :class:`~experiments.config.TrainConfig` field overrides
     :param data_dir: root holding the dataset folders (default: the loader's search order)
     :param download: allow downloading a dataset that is found nowhere
+    :param expect_official: check the data against the official release's figures (``False``
+        for an edited copy; LSRWRL reloads through :mod:`experiments.train`, which always checks)
     """
 
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -143,6 +145,7 @@ class TableOptions:
     lsrwrl_overrides: dict[str, Any] = field(default_factory=dict)
     data_dir: str | None = None
     download: bool = True
+    expect_official: bool = True
 
 
 # Atomic files --------------------------------------------------------------------------------
@@ -596,7 +599,9 @@ def load_dataset(name: str, opts: TableOptions) -> MovieLensData:
     """Load a dataset through :func:`recsim_env.movielens.load_movielens`."""
     from recsim_env.movielens import load_movielens
 
-    return load_movielens(name, opts.data_dir, download=opts.download)
+    return load_movielens(
+        name, opts.data_dir, download=opts.download, expect_official=opts.expect_official
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -702,6 +707,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", default=None,
                         help="root holding ml-100k/ and ml-1m/ (default: $MOVIELENS_DATA, then the cache)")
     parser.add_argument("--no-download", action="store_true", help="never download a missing dataset")
+    parser.add_argument("--edited-copy", action="store_true",
+                        help="the data are an edited copy (subsampled, hand-made): skip the check against "
+                             "the official figures (load_movielens(expect_official=False))")
     parser.add_argument("--out", default="results", help="output folder (default: results/)")
     parser.add_argument("--force", action="store_true",
                         help="recompute every run even if its result file exists (default: reuse finished runs)")
@@ -741,16 +749,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         train_ratio=args.train_ratio, val_fraction=args.val_fraction, tune_metric=args.tune_metric,
         max_epochs=args.max_epochs, threads=args.threads, quick=args.quick,
         lsrwrl_preset=args.lsrwrl_preset, lsrwrl_overrides=lsrwrl_overrides(args),
-        data_dir=args.data_dir, download=not args.no_download,
+        data_dir=args.data_dir, download=not args.no_download, expect_official=not args.edited_copy,
     )  # fmt: skip
     datasets: list[tuple[str, MovieLensData]] = []
     for name in args.datasets or ["ml-100k"]:
         datasets.append((name, load_dataset(name, opts)))
     if args.datasets is None:  # ML-1M joins the default only when its files are already here
         try:
-            probe = TableOptions(data_dir=opts.data_dir, download=False)
+            probe = TableOptions(data_dir=opts.data_dir, download=False, expect_official=opts.expect_official)
             datasets.append(("ml-1m", load_dataset("ml-1m", probe)))
-        except Exception as exc:
+        except FileNotFoundError as exc:  # absent or incomplete; a damaged copy is an error
             print(f"ml-1m skipped (files not present: {_error_text(exc)[:200]})")
     failed = False
     for name, data in datasets:

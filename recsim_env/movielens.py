@@ -3,14 +3,21 @@
 :func:`load_movielens` is the entry point. Where the files come from, in this order:
 
 1. the ``data_dir`` argument: a root holding ``ml-100k/`` and/or ``ml-1m/``, or the dataset
-   folder itself;
-2. the environment variable ``MOVIELENS_DATA`` (same layout);
+   folder itself. When given, it is the only place looked at: a ``data_dir`` that does not
+   exist, or holds no dataset folder, is an error (:class:`DatasetNotFoundError`);
+2. the environment variable ``MOVIELENS_DATA`` (same layout). Set to a path that does not
+   exist: an error. An existing root without this dataset's folder is passed over (a root may
+   hold only one of the two datasets) and the cache is tried next;
 3. the per-user cache directory (:func:`recsim_env.download.cache_root`);
 4. a download of the official GroupLens zip into that cache, MD5-verified.
 
 A folder that is found but lacks a required file is an error (:class:`MissingFileError`), never
-a reason to look elsewhere. Parsed arrays are cached as ``.npz`` under ``<cache>/parsed/``, keyed
-by the source files' path, size and modification time; the data folder itself is only read.
+a reason to look elsewhere. The loaded data are compared with the official release's figures
+(:data:`OFFICIAL_FIGURES`: rows, users, rated items, rating histogram, first and last
+timestamp); a difference means a truncated or edited file and is an error
+(:class:`DatasetMismatchError`) unless ``expect_official=False``. Parsed arrays are cached as
+``.npz`` under ``<cache>/parsed/``, keyed by a SHA-256 hash of the source files' contents (so
+an edit that keeps size and modification time is noticed); the data folder itself is only read.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import logging
 import os
 import re
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -43,9 +51,12 @@ __all__ = [
     "GENRES_ML1M",
     "ChecksumError",
     "DataFormatError",
+    "DatasetMismatchError",
     "DatasetNotFoundError",
     "DownloadError",
     "MissingFileError",
+    "OFFICIAL_FIGURES",
+    "OfficialFigures",
     "load_movielens",
     "locate_movielens",
     "parse_movielens",
@@ -55,8 +66,10 @@ logger = logging.getLogger(__name__)
 
 #: Environment variable naming a data root that holds ``ml-100k/`` and/or ``ml-1m/``.
 DATA_ENV_VAR = "MOVIELENS_DATA"
-#: Bumped whenever parsing changes, so that old ``.npz`` caches are rebuilt.
-CACHE_FORMAT_VERSION = 1
+#: Bumped whenever parsing or the cache key changes, so that old ``.npz`` caches are rebuilt.
+CACHE_FORMAT_VERSION = 2
+#: Content hash of the cache key (hardware-accelerated on most CPUs; see ``make bench-data``).
+_CONTENT_HASH = "sha256"
 
 #: Genre columns of ML-100K, in ``u.item`` / ``u.genre`` order.
 GENRES_ML100K: tuple[str, ...] = (
@@ -66,6 +79,45 @@ GENRES_ML100K: tuple[str, ...] = (
 )  # fmt: skip
 #: Genre columns of ML-1M, in the order of its README.
 GENRES_ML1M: tuple[str, ...] = GENRES_ML100K[1:]
+
+
+@dataclass(frozen=True)
+class OfficialFigures:
+    """What the official GroupLens release of a dataset contains; :func:`load_movielens`
+    compares every copy named like it with these figures.
+
+    :param n_ratings: rows of the ratings file
+    :param n_users: users with at least one rating
+    :param n_items: movies with at least one rating
+    :param rating_counts: how many ratings are 1, 2, 3, 4 and 5 stars
+    :param first_timestamp: earliest rating time, Unix seconds
+    :param last_timestamp: latest rating time, Unix seconds
+    """
+
+    n_ratings: int
+    n_users: int
+    n_items: int
+    rating_counts: tuple[int, int, int, int, int]
+    first_timestamp: int
+    last_timestamp: int
+
+
+#: Figures of the official releases (GroupLens READMEs and files). The reconstructed ML-1M
+#: ``ratings.dat`` of this workplace (``shared/data/SOURCES.md``) has the same figures.
+OFFICIAL_FIGURES: dict[str, OfficialFigures] = {
+    "ml-100k": OfficialFigures(
+        n_ratings=100_000, n_users=943, n_items=1_682,
+        rating_counts=(6_110, 11_370, 27_145, 34_174, 21_201),
+        first_timestamp=874_724_710, last_timestamp=893_286_638,
+    ),
+    "ml-1m": OfficialFigures(
+        n_ratings=1_000_209, n_users=6_040, n_items=3_706,
+        rating_counts=(56_174, 107_557, 261_197, 348_971, 226_310),
+        first_timestamp=956_703_932, last_timestamp=1_046_454_590,
+    ),
+}  # fmt: skip
+#: The ratings file of each dataset (the one a truncation or an edit usually hits).
+_RATINGS_FILE = {"ml-100k": "u.data", "ml-1m": "ratings.dat"}
 
 _N_OCCUPATIONS = USER_FEATURE_CARDINALITIES[2]
 _INT = re.compile(r"[+-]?\d+")
@@ -111,6 +163,24 @@ class DataFormatError(ValueError):
         super().__init__(f"{where}: {problem}")
 
 
+class DatasetMismatchError(DataFormatError):
+    """A copy named like an official release does not have that release's figures.
+
+    Raised by :func:`load_movielens` (unless ``expect_official=False``): the ratings file looks
+    truncated or edited.
+
+    :param path: the dataset's ratings file
+    :param differences: ``{figure: (expected, found)}`` for every figure that differs
+    :param problem: the full explanation
+    """
+
+    def __init__(
+        self, path: Path, differences: dict[str, tuple[object, object]], problem: str
+    ) -> None:
+        self.differences = dict(differences)
+        super().__init__(path, None, problem)
+
+
 # --------------------------------------------------------------------------------------------
 # Locating the files
 # --------------------------------------------------------------------------------------------
@@ -126,6 +196,24 @@ def _dataset_folder(root: Path, name: str, accept_root: bool) -> Path | None:
     return None
 
 
+def _named_root(label: str, value: str | os.PathLike[str], fix: str) -> Path:
+    """The directory the caller named (``data_dir`` or ``$MOVIELENS_DATA``); an error if absent."""
+    root = Path(value).expanduser()
+    if not root.exists():
+        raise DatasetNotFoundError(f"{label} points to {root}, which does not exist. {fix}")
+    if not root.is_dir():
+        raise DatasetNotFoundError(f"{label} points to {root}, which is not a directory. {fix}")
+    return root
+
+
+def _complete(folder: Path, name: str, fix: str = "") -> Path:
+    """``folder`` if it holds every required file, else :class:`MissingFileError`."""
+    missing = [f for f in dataset_source(name).files if not (folder / f).is_file()]
+    if missing:
+        raise MissingFileError(folder, missing, name, fix)
+    return folder
+
+
 def locate_movielens(
     name: str = "ml-100k",
     data_dir: str | os.PathLike[str] | None = None,
@@ -135,39 +223,63 @@ def locate_movielens(
 ) -> Path:
     """Find (or download) the folder holding the raw files of a MovieLens dataset.
 
+    An explicit ``data_dir`` is the only place looked at. ``$MOVIELENS_DATA``, when set
+    (non-empty), must exist; if it lacks ``<name>/`` the per-user cache comes next.
+
     :param name: ``"ml-100k"`` or ``"ml-1m"``
-    :param data_dir: a root holding ``<name>/``, or the dataset folder itself; default none
+    :param data_dir: a root holding ``<name>/``, or the dataset folder itself; default ``None``
+        (look in ``$MOVIELENS_DATA``, the cache, then download)
     :param download: download the official zip into the cache when no copy is found
     :param cache_dir: per-user cache directory, see :func:`recsim_env.download.cache_root`
     :return: the dataset folder, holding every required file
     :raises MissingFileError: a dataset folder exists but lacks a required file
-    :raises DatasetNotFoundError: not found anywhere and not downloadable (lists every place)
+    :raises DatasetNotFoundError: ``data_dir`` does not exist or holds no dataset folder;
+        ``$MOVIELENS_DATA`` does not exist; or not found anywhere and not downloadable (the
+        message lists every place looked at)
     :raises ChecksumError: the download does not match the published checksum
     """
     source = dataset_source(name)
     env = os.environ.get(DATA_ENV_VAR)
     cache = cache_root(cache_dir)
-    # (label, root or None, may the root itself be the dataset folder, note when None)
-    roots: list[tuple[str, Path | None, bool, str]] = [
-        ("data_dir argument", Path(data_dir).expanduser() if data_dir else None, True, "not given"),
-        (f"${DATA_ENV_VAR}", Path(env).expanduser() if env else None, True, "not set"),
-        ("per-user cache", cache, False, ""),
-    ]
-    looked: list[str] = []
-    for label, root, accept_root, unset in roots:
-        if root is None:
-            looked.append(f"{label}: {unset}")
-            continue
-        folder = _dataset_folder(root, name, accept_root)
+    if data_dir is not None:
+        # Named for this call: a mistake in it must not silently load data from elsewhere.
+        fix = (
+            f"Pass the folder that holds {name}/ (or the {name} folder itself), or "
+            f"data_dir=None to look in ${DATA_ENV_VAR}, the per-user cache {cache} and then "
+            f"download."
+        )
+        if not os.fspath(data_dir):
+            raise DatasetNotFoundError(f"data_dir is an empty string. {fix}")
+        root = _named_root("data_dir", data_dir, fix)
+        folder = _dataset_folder(root, name, accept_root=True)
         if folder is None:
-            alt = f" (nor {root} itself)" if accept_root else ""
-            looked.append(f"{label}: no folder {root / name}{alt}")
-            continue
-        missing = [f for f in source.files if not (folder / f).is_file()]
-        if missing:
-            fix = "" if accept_root else f"delete {folder} to download it again"
-            raise MissingFileError(folder, missing, name, fix)
-        return folder
+            raise DatasetNotFoundError(
+                f"data_dir {root} holds no {name}/ folder and is not itself the {name} folder "
+                f"(none of {', '.join(source.files)} in it). {fix}"
+            )
+        return _complete(folder, name)
+
+    looked = ["data_dir argument: not given"]
+    if env:  # empty counts as unset: the Makefile exports an empty value when it has no data
+        root = _named_root(
+            f"${DATA_ENV_VAR}",
+            env,
+            f"Point it at a folder holding ml-100k/ and/or ml-1m/, or unset it to use the "
+            f"per-user cache {cache} (and a download).",
+        )
+        folder = _dataset_folder(root, name, accept_root=True)
+        if folder is not None:
+            return _complete(folder, name)
+        # A data root may hold only one of the datasets; the cache holds official copies only.
+        logger.info("%s not in $%s=%s; trying the per-user cache", name, DATA_ENV_VAR, root)
+        looked.append(f"${DATA_ENV_VAR}: no folder {root / name} (nor {root} itself)")
+    else:
+        looked.append(f"${DATA_ENV_VAR}: not set")
+
+    folder = _dataset_folder(cache, name, accept_root=False)
+    if folder is not None:
+        return _complete(folder, name, f"delete {folder} to download it again")
+    looked.append(f"per-user cache: no folder {cache / name}")
 
     if not download:
         looked.append("download: disabled (download=False)")
@@ -560,7 +672,8 @@ def _assemble(
 
 
 def parse_movielens(name: str, folder: str | os.PathLike[str]) -> MovieLensData:
-    """Parse the raw files in ``folder`` (no lookup, no cache).
+    """Parse the raw files in ``folder`` (no lookup, no cache, no comparison with the
+    official figures: :func:`load_movielens` does those).
 
     :param name: ``"ml-100k"`` (``u.data``, ``u.user``, ``u.item``, ``u.occupation``) or
         ``"ml-1m"`` (``ratings.dat``, ``users.dat``, ``movies.dat``)
@@ -578,11 +691,11 @@ def parse_movielens(name: str, folder: str | os.PathLike[str]) -> MovieLensData:
         occupations = _read_occupations(folder / "u.occupation")
         users = _read_users_ml100k(folder / "u.user", occupations)
         items = _read_items_ml100k(folder / "u.item")
-        ratings = _read_ratings(folder / "u.data", b"\t")
+        ratings = _read_ratings(folder / _RATINGS_FILE[name], b"\t")
         return _assemble(name, ratings, users, items, GENRES_ML100K)
     users = _read_users_ml1m(folder / "users.dat")
     items = _read_items_ml1m(folder / "movies.dat")
-    ratings = _read_ratings(folder / "ratings.dat", b"::")
+    ratings = _read_ratings(folder / _RATINGS_FILE[name], b"::")
     return _assemble(name, ratings, users, items, GENRES_ML1M)
 
 
@@ -601,13 +714,21 @@ def _cache_file(root: Path, name: str, folder: Path) -> Path:
     return root / "parsed" / f"{name}-{digest}.npz"
 
 
+def _file_digest(path: Path) -> str:
+    """Hex content hash of ``path``, read in chunks (``hashlib.file_digest`` needs 3.11)."""
+    digest = hashlib.new(_CONTENT_HASH)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _signature(name: str, folder: Path) -> str:
-    files = []
-    for f in dataset_source(name).files:
-        path = (folder / f).resolve()
-        stat = path.stat()
-        files.append([str(path), stat.st_size, stat.st_mtime_ns])
-    return json.dumps({"version": CACHE_FORMAT_VERSION, "name": name, "files": files})
+    # Contents, not size and mtime: an edit that keeps both (or a restored mtime) must be seen.
+    files = [[f, _file_digest(folder / f)] for f in dataset_source(name).files]
+    return json.dumps(
+        {"version": CACHE_FORMAT_VERSION, "name": name, _CONTENT_HASH: files}, sort_keys=True
+    )
 
 
 def _read_cache(path: Path, signature: str) -> MovieLensData | None:
@@ -660,29 +781,85 @@ def _write_cache(path: Path, signature: str, data: MovieLensData) -> None:
         logger.warning("Could not write the parsed-data cache %s (%s)", path, exc)
 
 
+def _check_official(data: MovieLensData, folder: Path) -> None:
+    """:class:`DatasetMismatchError` unless ``data`` has the figures of its official release."""
+    expected = OFFICIAL_FIGURES[data.name]
+    found = OfficialFigures(
+        n_ratings=data.n_ratings,
+        n_users=data.n_users,
+        n_items=data.n_items,
+        rating_counts=tuple(int(c) for c in np.bincount(data.rating, minlength=6)[1:6]),
+        first_timestamp=int(data.timestamp.min()),
+        last_timestamp=int(data.timestamp.max()),
+    )
+    labels = {
+        "n_ratings": "ratings (rows)",
+        "n_users": "users with ratings",
+        "n_items": "movies with ratings",
+        "rating_counts": "ratings of 1 / 2 / 3 / 4 / 5 stars",
+        "first_timestamp": "earliest timestamp",
+        "last_timestamp": "latest timestamp",
+    }
+    differences = {
+        field: (getattr(expected, field), getattr(found, field))
+        for field in labels
+        if getattr(expected, field) != getattr(found, field)
+    }
+    if not differences:
+        return
+
+    def show(value: object) -> str:
+        return " / ".join(f"{v:,}" for v in value) if isinstance(value, tuple) else f"{value:,}"
+
+    lines = "\n".join(
+        f"  - {labels[field]}: expected {show(want)}, found {show(got)}"
+        for field, (want, got) in differences.items()
+    )
+    source = dataset_source(data.name)
+    raise DatasetMismatchError(
+        folder / _RATINGS_FILE[data.name],
+        differences,
+        f"this {data.name} copy does not match the official GroupLens release, so the file "
+        f"looks truncated or edited:\n{lines}\n"
+        f"Replace the folder's files with those of the official {source.url}, or, if the copy "
+        f"is edited on purpose, load it with load_movielens({data.name!r}, ..., "
+        f"expect_official=False) (for the environment: gym.make('MovieLensRec-v0', "
+        f"split_data=split_ratings(that data)); see the README's Data section).",
+    )
+
+
 def load_movielens(
     name: str = "ml-100k",
     data_dir: str | os.PathLike[str] | None = None,
     *,
     download: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
+    expect_official: bool = True,
 ) -> MovieLensData:
     """Load a MovieLens dataset as a :class:`~recsim_env.dataset.MovieLensData`.
 
-    The files are looked up as :func:`locate_movielens` describes (``data_dir``, then
-    ``$MOVIELENS_DATA``, then the cache, then a download). The parsed arrays are cached in
-    ``<cache>/parsed/`` and reused while the source files keep their path, size and mtime.
+    The files are looked up as :func:`locate_movielens` describes (``data_dir`` alone when
+    given; else ``$MOVIELENS_DATA``, the cache, then a download). The parsed arrays are cached in
+    ``<cache>/parsed/`` and reused while the source files keep their contents (SHA-256).
 
     :param name: ``"ml-100k"`` or ``"ml-1m"``
-    :param data_dir: a root holding ``<name>/``, or the dataset folder itself; default none
+    :param data_dir: a root holding ``<name>/``, or the dataset folder itself; default ``None``
     :param download: download the official zip when no copy is found (default ``True``)
     :param cache_dir: cache directory; default ``$RECSIM_ENV_CACHE``, else
         ``$XDG_CACHE_HOME/recsim_env``, else ``~/.cache/recsim_env``
+    :param expect_official: compare the data with the official release's figures
+        (:data:`OFFICIAL_FIGURES`) and raise :class:`DatasetMismatchError` on any difference
+        (default ``True``); ``False`` for a copy edited on purpose (subsampled, filtered,
+        hand-made in the same format)
     :return: the dataset: users and items remapped to contiguous indices sorted by original id
         (only those with ratings), ratings in file order
-    :raises DatasetNotFoundError: not found anywhere and not downloadable (lists every place)
+    :raises DatasetNotFoundError: ``data_dir`` or ``$MOVIELENS_DATA`` names a path that does
+        not exist (or ``data_dir`` holds no dataset folder); or the dataset is found nowhere and
+        cannot be downloaded (the message lists every place looked at)
     :raises MissingFileError: a dataset folder exists but lacks a required file
     :raises DataFormatError: a file is malformed (the message names file and line)
+    :raises DatasetMismatchError: ``expect_official`` and a figure differs from the official
+        release (a truncated or edited file; the message lists expected and found figures)
     :raises ChecksumError: the download does not match the published checksum
     """
     folder = locate_movielens(name, data_dir, download=download, cache_dir=cache_dir)
@@ -691,5 +868,9 @@ def load_movielens(
     data = _read_cache(cache_file, signature)
     if data is None:
         data = parse_movielens(name, folder)
-        _write_cache(cache_file, signature, data)
+        # A file rewritten while it was parsed must not be cached under its old hash.
+        if _signature(name, folder) == signature:
+            _write_cache(cache_file, signature, data)
+    if expect_official:
+        _check_official(data, folder)
     return data

@@ -126,11 +126,11 @@ def test_offline_error_lists_every_place(
     _use_source(monkeypatch, url, "0" * 32)
     cache = tmp_path / "cache"
     with pytest.raises(DatasetNotFoundError) as info:
-        load_movielens("ml-100k", tmp_path / "nowhere", cache_dir=cache)
+        load_movielens("ml-100k", cache_dir=cache)
     message = str(info.value)
     assert isinstance(info.value, FileNotFoundError)
     for expected in (
-        f"data_dir argument: no folder {tmp_path / 'nowhere' / 'ml-100k'}",
+        "data_dir argument: not given",
         "$MOVIELENS_DATA: not set",
         f"per-user cache: no folder {cache / 'ml-100k'}",
         f"download: Could not download {url}",
@@ -157,9 +157,11 @@ def test_download_false_never_uses_the_network(
         raise AssertionError("download attempted with download=False")
 
     monkeypatch.setattr(movielens, "download_dataset", forbidden)
+    monkeypatch.setenv("MOVIELENS_DATA", str(tmp_path))  # a data root without ml-1m/
     with pytest.raises(DatasetNotFoundError) as info:
-        load_movielens("ml-1m", tmp_path, download=False, cache_dir=tmp_path / "cache")
+        load_movielens("ml-1m", download=False, cache_dir=tmp_path / "cache")
     message = str(info.value)
+    assert f"$MOVIELENS_DATA: no folder {tmp_path / 'ml-1m'} (nor {tmp_path} itself)" in message
     assert "download: disabled (download=False)" in message
     assert "https://files.grouplens.org/datasets/movielens/ml-1m.zip" in message
     assert "ROOT/ml-1m/ratings.dat" in message

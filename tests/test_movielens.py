@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ import recsim_env.movielens as movielens
 from recsim_env.dataset import USER_FEATURE_CARDINALITIES, MovieLensData
 from recsim_env.movielens import (
     DataFormatError,
+    DatasetMismatchError,
     DatasetNotFoundError,
     MissingFileError,
     load_movielens,
@@ -35,6 +39,12 @@ ML1M_RATINGS = [
 
 def _ratings_dat(rows: list[tuple[int, int, int, int]]) -> bytes:
     return "".join(f"{u}::{i}::{r}::{t}\n" for u, i, r, t in rows).encode("ascii")
+
+
+def load_handmade(root: Path, **kwargs: Any) -> MovieLensData:
+    """Load hand-made files in the ML-1M format from ``root/ml-1m/``: not the official release,
+    so the comparison with its figures is turned off explicitly, as for any edited copy."""
+    return load_movielens("ml-1m", root, download=False, expect_official=False, **kwargs)
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -166,6 +176,66 @@ def test_unknown_dataset_name() -> None:
         load_movielens("ml-20m", download=False)
 
 
+def _no_download(monkeypatch: pytest.MonkeyPatch) -> None:
+    def forbidden(*args: object, **kwargs: object) -> Path:
+        raise AssertionError("must not download: the caller named a place")
+
+    monkeypatch.setattr(movielens, "download_dataset", forbidden)
+
+
+def test_explicit_data_dir_is_never_a_fallback(
+    ml100k_dir: Path, ml100k_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A data_dir that does not exist, or holds no dataset, is an error naming it, even though
+    $MOVIELENS_DATA and the cache (here: a complete copy) would have had the files."""
+    monkeypatch.setenv("MOVIELENS_DATA", str(ml100k_dir))
+    _no_download(monkeypatch)
+    cache = ml100k_copy.parent  # holds a complete ml-100k/
+    typo = tmp_path / "dta"
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_movielens("ml-100k", typo, cache_dir=cache)
+    assert str(info.value).startswith(f"data_dir points to {typo}, which does not exist.")
+    assert "data_dir=None" in str(info.value)  # how to use the other places instead
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DatasetNotFoundError, match=r"holds no ml-100k/ folder") as info:
+        load_movielens("ml-100k", empty, cache_dir=cache)
+    assert str(empty) in str(info.value) and "u.data" in str(info.value)
+
+    with pytest.raises(DatasetNotFoundError, match="data_dir is an empty string"):
+        load_movielens("ml-100k", "", cache_dir=cache)
+
+
+def test_env_var_naming_a_missing_folder_is_an_error(
+    ml100k_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A set $MOVIELENS_DATA that does not exist is the same mistake as a bad data_dir."""
+    gone = tmp_path / "moved-away"
+    monkeypatch.setenv("MOVIELENS_DATA", str(gone))
+    _no_download(monkeypatch)
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_movielens("ml-100k", cache_dir=ml100k_copy.parent)  # the cache has a copy
+    message = str(info.value)
+    assert message.startswith(f"$MOVIELENS_DATA points to {gone}, which does not exist.")
+    assert "unset it" in message
+
+    monkeypatch.setenv("MOVIELENS_DATA", "")  # empty = unset (the Makefile exports it so)
+    assert load_movielens("ml-100k", cache_dir=ml100k_copy.parent).n_ratings == 100_000
+
+
+def test_env_var_root_without_the_dataset_passes_to_the_cache(
+    ml100k_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A data root may hold only one dataset: an existing one without ml-100k/ is passed over
+    (documented), and the official copy in the cache is used."""
+    only_ml1m = tmp_path / "root"
+    (only_ml1m / "ml-1m").mkdir(parents=True)
+    monkeypatch.setenv("MOVIELENS_DATA", str(only_ml1m))
+    _no_download(monkeypatch)
+    assert load_movielens("ml-100k", cache_dir=ml100k_copy.parent).n_ratings == 100_000
+
+
 # ------------------------------------------------------------------------------ real ML-1M
 # ../shared/data/ml-1m/ratings.dat is a reconstruction (exact ratings and per-user order; see
 # shared/data/SOURCES.md); the counts below are the official GroupLens figures.
@@ -216,7 +286,7 @@ def test_ml1m_temporal_split_sizes(ml1m: MovieLensData) -> None:
 
 
 def test_ml1m_format(ml1m_root: Path, ml1m_meta_dir: Path) -> None:
-    data = load_movielens("ml-1m", ml1m_root, download=False)
+    data = load_handmade(ml1m_root)
     assert data.name == "ml-1m"
     assert data.n_ratings == len(ML1M_RATINGS)
     np.testing.assert_array_equal(data.user_raw_ids, [1, 2, 10, 6040])  # only users with ratings
@@ -291,7 +361,7 @@ def test_bad_ratings_name_file_and_line(
     path = ml1m_root / "ml-1m" / "ratings.dat"
     path.write_bytes(ratings)
     with pytest.raises(DataFormatError, match=message) as info:
-        load_movielens("ml-1m", ml1m_root, download=False)
+        load_handmade(ml1m_root)
     assert info.value.path == path and info.value.line == line
     assert str(info.value).startswith(f"{path}, line {line}: ")
 
@@ -300,18 +370,18 @@ def test_bad_metadata_name_file_and_line(ml1m_root: Path) -> None:
     users = ml1m_root / "ml-1m" / "users.dat"
     users.write_bytes(users.read_text("ascii").encode("utf-16"))
     with pytest.raises(DataFormatError, match="wrong encoding") as info:
-        load_movielens("ml-1m", ml1m_root, download=False)
+        load_handmade(ml1m_root)
     assert (info.value.path, info.value.line) == (users, 1)
 
     users.write_text("1::F::1::10::48067\n2::M::57::16::70072\n", encoding="ascii")
     with pytest.raises(DataFormatError, match=r"line 2: age 57 is not an ML-1M age code"):
-        load_movielens("ml-1m", ml1m_root, download=False)
+        load_handmade(ml1m_root)
 
     movies = ml1m_root / "ml-1m" / "movies.dat"
     movies.write_bytes(movies.read_bytes().replace(b"Comedy|Romance", b"Comedy|Romcom", 1))
     users.write_text("1::F::1::10::48067\n", encoding="ascii")
     with pytest.raises(DataFormatError, match=r"movies\.dat, line 3: unknown genre 'Romcom'"):
-        load_movielens("ml-1m", ml1m_root, download=False)
+        load_handmade(ml1m_root)
 
 
 def test_bad_ml100k_files(ml100k_copy: Path) -> None:
@@ -335,6 +405,82 @@ def test_utf8_reencoded_item_file_is_read(ml100k_copy: Path) -> None:
     assert data.item_titles[1632] == "Á köldum klaka (Cold Fever) (1994)"
 
 
+# ------------------------------------------------------------------------------ official figures
+
+
+def _cut(raw: bytes, n_lines: int, drop: int = 0) -> bytes:
+    """The first ``n_lines`` lines of ``raw``, then ``drop`` more bytes removed from the end."""
+    end = 0
+    for _ in range(n_lines):
+        end = raw.index(b"\n", end) + 1
+    return raw[: end - drop]
+
+
+@pytest.mark.parametrize(
+    ("cut", "differences"),
+    [
+        ((50_000, 0), {"n_ratings": (100_000, 50_000), "n_users": (943, 762)}),
+        # 50,000 lines, the last one cut inside its timestamp (882397503 -> 882397)
+        ((50_000, 4), {"n_ratings": (100_000, 50_000), "first_timestamp": (874_724_710, 882_397)}),
+        # every line, the last timestamp cut (879959583 -> 8799595): only the time range tells
+        ((100_000, 3), {"first_timestamp": (874_724_710, 8_799_595)}),
+    ],
+    ids=["50000-lines", "50000-lines-mid-timestamp", "last-timestamp"],
+)
+def test_truncated_ml100k_is_an_error(
+    ml100k_dir: Path, ml100k_copy: Path, cut: tuple[int, int], differences: dict
+) -> None:
+    ratings = ml100k_copy / "u.data"
+    ratings.write_bytes(_cut((ml100k_dir / "ml-100k" / "u.data").read_bytes(), *cut))
+    with pytest.raises(DatasetMismatchError) as info:
+        load_movielens("ml-100k", ml100k_copy, download=False)
+    assert isinstance(info.value, DataFormatError) and info.value.path == ratings
+    assert differences.items() <= info.value.differences.items()
+    message = str(info.value)
+    assert message.startswith(f"{ratings}: this ml-100k copy does not match the official")
+    assert "looks truncated or edited" in message and "expect_official=False" in message
+    for field, (want, got) in differences.items():
+        assert f"expected {want:,}, found {got:,}" in message, field
+
+    # The documented opt-out loads the copy as it is.
+    edited = load_movielens("ml-100k", ml100k_copy, download=False, expect_official=False)
+    assert edited.n_ratings == cut[0]
+
+
+def test_edit_that_keeps_the_counts_is_an_error(ml100k_dir: Path, ml100k_copy: Path) -> None:
+    """One rating changed from 3 to 4 stars: same rows, users and items; the histogram differs."""
+    raw = (ml100k_dir / "ml-100k" / "u.data").read_bytes()
+    assert raw.startswith(b"196\t242\t3\t881250949\n")
+    (ml100k_copy / "u.data").write_bytes(b"196\t242\t4" + raw[len(b"196\t242\t3") :])
+    with pytest.raises(DatasetMismatchError, match=r"ratings of 1 / 2 / 3 / 4 / 5 stars") as info:
+        load_movielens("ml-100k", ml100k_copy, download=False)
+    assert info.value.differences == {
+        "rating_counts": ((6110, 11370, 27145, 34174, 21201), (6110, 11370, 27144, 34175, 21201))
+    }
+
+
+@pytest.mark.parametrize("drop", [0, 5], ids=["50000-lines", "50000-lines-mid-timestamp"])
+def test_truncated_ml1m_is_an_error(ml1m_meta_dir: Path, tmp_path: Path, drop: int) -> None:
+    """Copies of the real (reconstructed) ML-1M, ratings.dat cut at 50,000 lines."""
+    folder = tmp_path / "ml-1m"
+    folder.mkdir()
+    for name in ("users.dat", "movies.dat"):
+        shutil.copy(ml1m_meta_dir / name, folder / name)
+    with open(ml1m_meta_dir / "ratings.dat", "rb") as source:
+        head = b"".join(itertools.islice(source, 50_000))
+    (folder / "ratings.dat").write_bytes(_cut(head, 50_000, drop))
+    with pytest.raises(DatasetMismatchError) as info:
+        load_movielens("ml-1m", folder, download=False)
+    message = str(info.value)
+    assert "ratings (rows): expected 1,000,209, found 50,000" in message
+    assert "users with ratings: expected 6,040, found " in message
+    assert "https://files.grouplens.org/datasets/movielens/ml-1m.zip" in message
+    if drop:  # a timestamp of 5 digits instead of 9 is decades before the first rating
+        assert info.value.differences["first_timestamp"][1] < 10**5
+    data = load_movielens("ml-1m", folder, download=False, expect_official=False)
+    assert data.n_ratings == 50_000
+
+
 # ------------------------------------------------------------------------------ parsed cache
 
 
@@ -355,8 +501,8 @@ def test_second_load_uses_the_cache(
 ) -> None:
     calls = _count_parses(monkeypatch)
     cache = tmp_path / "cache"
-    first = load_movielens("ml-1m", ml1m_root, download=False, cache_dir=cache)
-    second = load_movielens("ml-1m", ml1m_root, download=False, cache_dir=cache)
+    first = load_handmade(ml1m_root, cache_dir=cache)
+    second = load_handmade(ml1m_root, cache_dir=cache)
     assert calls == ["ml-1m"]
     for field in ("user", "item", "rating", "timestamp", "user_features", "user_raw_ids",
                   "item_raw_ids", "item_titles", "item_years", "item_genres"):  # fmt: skip
@@ -368,20 +514,39 @@ def test_second_load_uses_the_cache(
     # Editing a source file (new size and mtime) invalidates the cache.
     ratings = ml1m_root / "ml-1m" / "ratings.dat"
     ratings.write_bytes(_ratings_dat(ML1M_RATINGS[:-1]))
-    third = load_movielens("ml-1m", ml1m_root, download=False, cache_dir=cache)
+    third = load_handmade(ml1m_root, cache_dir=cache)
     assert calls == ["ml-1m", "ml-1m"] and third.n_ratings == len(ML1M_RATINGS) - 1
+
+
+def test_cache_notices_an_edit_that_keeps_size_and_mtime(
+    ml1m_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _count_parses(monkeypatch)
+    cache = tmp_path / "cache"
+    ratings = ml1m_root / "ml-1m" / "ratings.dat"
+    assert load_handmade(ml1m_root, cache_dir=cache).rating[0] == 4  # 10::3952::4::978300760
+    stat = ratings.stat()
+    edited = ratings.read_bytes().replace(b"10::3952::4::", b"10::3952::1::", 1)
+    ratings.write_bytes(edited)
+    os.utime(ratings, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as `touch -r` or a restore
+    assert (ratings.stat().st_size, ratings.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+
+    again = load_handmade(ml1m_root, cache_dir=cache)
+    assert calls == ["ml-1m", "ml-1m"] and again.rating[0] == 1
+    load_handmade(ml1m_root, cache_dir=cache)
+    assert calls == ["ml-1m", "ml-1m"]  # and the new contents are cached again
 
 
 def test_corrupt_cache_is_rebuilt(
     ml1m_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache = tmp_path / "cache"
-    load_movielens("ml-1m", ml1m_root, download=False, cache_dir=cache)
+    load_handmade(ml1m_root, cache_dir=cache)
     (cache_file,) = (cache / "parsed").glob("ml-1m-*.npz")
     cache_file.write_bytes(cache_file.read_bytes()[:100])
     calls = _count_parses(monkeypatch)
-    data = load_movielens("ml-1m", ml1m_root, download=False, cache_dir=cache)
+    data = load_handmade(ml1m_root, cache_dir=cache)
     assert calls == ["ml-1m"] and data.n_ratings == len(ML1M_RATINGS)
-    load_movielens("ml-1m", ml1m_root, download=False, cache_dir=cache)
+    load_handmade(ml1m_root, cache_dir=cache)
     assert calls == ["ml-1m"]  # the rebuilt cache file is valid again
     assert sorted(p.name for p in (cache / "parsed").iterdir()) == [cache_file.name]

@@ -14,6 +14,7 @@ import pytest
 from agents.baselines import Recommender, base
 from experiments import table1
 from recsim_env.dataset import Split
+from recsim_env.movielens import DatasetMismatchError
 
 
 def write_tiny_ml1m(root: Path, n_users: int = 30, n_items: int = 25, per_user: int = 12) -> Path:
@@ -50,7 +51,7 @@ def test_table_end_to_end_reports_a_failing_model(tmp_path: Path, monkeypatch: p
     root = write_tiny_ml1m(tmp_path / "data")
     out = tmp_path / "results"
     status = table1.main([
-        "--datasets", "ml-1m", "--data-dir", str(root), "--no-download", "--seeds", "0",
+        "--datasets", "ml-1m", "--data-dir", str(root), "--no-download", "--edited-copy", "--seeds", "0",
         "--models", "popularity", "itemcf", "broken", "gru4rec", "--quick", "--out", str(out),
     ])  # fmt: skip
     assert status == 1  # a model failed on every seed
@@ -127,7 +128,7 @@ def test_rerun_reads_finished_runs_and_renders_the_same_bytes(
     root = write_tiny_ml1m(tmp_path / "data")
     out = tmp_path / "results"
     argv = ["--datasets", "ml-1m", "--data-dir", str(root), "--no-download", "--seeds", "0", "1",
-            "--models", "popularity", "itemcf", "--quick", "--out", str(out)]  # fmt: skip
+            "--models", "popularity", "itemcf", "--quick", "--edited-copy", "--out", str(out)]  # fmt: skip
     assert table1.main(argv) == 0
     first = _table_files(out)
     run_files = sorted(p.name for p in (out / "table1_runs" / "ml-1m").glob("*.json"))
@@ -155,7 +156,7 @@ def test_interrupted_table_loses_only_the_run_in_progress(
     root = write_tiny_ml1m(tmp_path / "data")
     out = tmp_path / "results"
     argv = ["--datasets", "ml-1m", "--data-dir", str(root), "--no-download", "--seeds", "0",
-            "--models", "popularity", "itemcf", "ease", "--quick", "--out", str(out)]  # fmt: skip
+            "--models", "popularity", "itemcf", "ease", "--quick", "--edited-copy", "--out", str(out)]  # fmt: skip
     real_fit = ItemCF.fit
 
     def interrupted(self, split, *args, **kwargs):
@@ -182,7 +183,7 @@ def test_changed_setting_reruns_only_what_it_changes(tmp_path: Path) -> None:
     from recsim_env.movielens import load_movielens
     from recsim_env.splits import split_ratings
 
-    data = load_movielens("ml-1m", data_root, download=False)
+    data = load_movielens("ml-1m", data_root, download=False, expect_official=False)
     split = split_ratings(data, "temporal", 0.8)
     out = tmp_path / "results"
     opts = table1.TableOptions(seeds=[0], models=["itemcf"], quick=True)
@@ -198,3 +199,15 @@ def test_changed_setting_reruns_only_what_it_changes(tmp_path: Path) -> None:
     changed = table1.TableOptions(seeds=[0], quick=True, lsrwrl_overrides={"gamma": 0.5})
     assert key != table1.run_key("lsrwrl", data, 0, changed, out)
     assert key["config"]["seed"] == 0 and "runs_dir" not in key["config"]
+
+
+def test_edited_copy_must_be_declared(tmp_path: Path) -> None:
+    """Hand-made files in a folder named ml-1m are not the official release: an error that lists
+    the differing figures, unless --edited-copy says so (as the end-to-end test above does)."""
+    root = write_tiny_ml1m(tmp_path / "data")
+    with pytest.raises(DatasetMismatchError, match=r"ratings \(rows\): expected 1,000,209, found 360"):
+        table1.main([
+            "--datasets", "ml-1m", "--data-dir", str(root), "--no-download", "--seeds", "0",
+            "--models", "popularity", "--quick", "--out", str(tmp_path / "results"),
+        ])  # fmt: skip
+    assert not (tmp_path / "results").exists()
