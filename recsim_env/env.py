@@ -618,7 +618,7 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
     and what video recorders record) returns a deterministic uint8 ``(height, width, 3)``
     picture of the session, of constant shape (``(96, 400, 3)`` with the defaults), made of 16-px
     cells 25 to a row, top to bottom: the ``"history"`` slots (oldest first; item colour = hue of
-    its first genre, light grey without a genre, dark grey for padding); a blank row; one cell
+    its first genre, near-white without a genre, dark grey for padding); a blank row; one cell
     per recommendation of this episode (green = liked target, amber = target rated below
     ``like_threshold``, grey = not a target, dark grey = not made yet; ``max_steps`` cells); a
     blank row; a progress bar of the steps used out of ``max_steps`` (blue). Exact colours and
@@ -716,7 +716,8 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         :param seed: seeds ``self.np_random`` (user and prefix draws)
         :param options: ``{"user": u}`` starts user ``u`` (an element of ``self.users``), or
             ``{"user": "next"}`` the next user of ``self.users`` in order; in train mode
-            ``{"user": u, "prefix": p}`` also fixes the prefix length ``p``
+            ``{"user": u, "prefix": p}`` also fixes the prefix length ``p``; any other key, or a
+            user index outside ``[0, n_users)``, is a ``ValueError``
         :return: ``(observation, info)``
         """
         check_reset_options(options)

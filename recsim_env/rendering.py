@@ -13,8 +13,9 @@ with one background pixel between neighbouring cells. From top to bottom:
    rated below ``like_threshold``), :data:`MISS` (not a target); slots not used yet are
    :data:`EMPTY`.
 4. one blank cell row;
-5. **Progress bar**, one cell row: the first ``round(width * steps / max_steps)`` pixel columns
-   of its middle part are :data:`PROGRESS`, the rest :data:`EMPTY`.
+5. **Progress bar**, the middle half (8 px) of one cell row: its first
+   ``round(width * steps / max_steps)`` pixel columns are :data:`PROGRESS`, the rest
+   :data:`EMPTY`.
 
 The frame's shape depends only on ``history_len`` and ``max_steps`` (:func:`frame_shape`), so
 every frame of an environment has the same size, as video recorders need; with the defaults

@@ -27,6 +27,7 @@ PER_ENV_ATTRS: tuple[str, ...] = ("np_random", "action_space", "observation_spac
 #: Sub-environment methods that :meth:`MovieLensRecVectorEnv.call` runs.
 METHODS: tuple[str, ...] = ("action_masks", "render", "start_observations")
 
+
 class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
     """``num_envs`` independent ``MovieLensRec-v0`` users, stepped in one batch of numpy operations.
 
@@ -369,7 +370,7 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         return self.call(name)
 
     def set_attr(self, name: str, values: list[Any] | tuple[Any, ...] | Any) -> None:
-        """Set attribute ``name`` of the sub-envs, as ``SyncVectorEnv.set_attr``; only ``"np_random"``.
+        """Set ``name`` on every sub-env, as ``SyncVectorEnv.set_attr``; only ``"np_random"``.
 
         The other attributes cannot differ between sub-envs (one set of precomputed tables
         serves them all) nor change after construction: make a new vector env with the

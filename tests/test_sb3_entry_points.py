@@ -1,4 +1,4 @@
-"""MovieLensRec-v0 through Stable-Baselines3's own entry points: make_vec_env, PPO, MaskablePPO, VecNormalize.
+"""MovieLensRec-v0 through SB3's own entry points: make_vec_env, PPO, MaskablePPO, VecNormalize.
 
 Budgets are a few hundred environment steps: these tests check that the pieces fit together
 (spaces, render mode, masks, wrappers), not what is learned.
@@ -50,7 +50,8 @@ def test_make_vec_env_with_the_registered_id_and_ppo(
 
 
 def test_maskable_ppo_reads_action_masks_through_make_vec_env(ml100k_split: Split) -> None:
-    venv = make_vec_env("MovieLensRec-v0", n_envs=4, seed=0, env_kwargs={"split_data": ml100k_split})
+    kwargs = {"split_data": ml100k_split}
+    venv = make_vec_env("MovieLensRec-v0", n_envs=4, seed=0, env_kwargs=kwargs)
     model = MaskablePPO("MultiInputPolicy", venv, **PPO_KWARGS).learn(STEPS)
     assert model.num_timesteps == STEPS
     # The rollout stored the environments' masks (history items masked), and every action
@@ -69,8 +70,9 @@ def test_maskable_ppo_reads_action_masks_through_make_vec_env(ml100k_split: Spli
 
 
 def test_vec_normalize_rewards_only_keeps_the_ids(ml100k_split: Split) -> None:
-    """README advice: VecNormalize(venv, norm_obs=False): every observation field is an id or bits."""
-    venv = make_vec_env("MovieLensRec-v0", n_envs=4, seed=0, env_kwargs={"split_data": ml100k_split})
+    """README advice: VecNormalize(venv, norm_obs=False); every observation field is ids or bits."""
+    kwargs = {"split_data": ml100k_split}
+    venv = make_vec_env("MovieLensRec-v0", n_envs=4, seed=0, env_kwargs=kwargs)
     normalized = VecNormalize(venv, norm_obs=False, norm_reward=True)
     obs = normalized.reset()
     assert obs["history"].dtype == np.int32 and obs["liked"].dtype == np.uint8
