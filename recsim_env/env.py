@@ -18,6 +18,13 @@ from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
 from recsim_env.dataset import AGE_GROUP_LOWER_BOUNDS, USER_FEATURE_CARDINALITIES, Split
+from recsim_env.rendering import (
+    OUTCOME_DISLIKED,
+    OUTCOME_HIT,
+    OUTCOME_MISS,
+    item_colours,
+    session_frame,
+)
 
 #: Datasets the environment can load by name.
 DATASETS: tuple[str, ...] = ("ml-100k", "ml-1m")
@@ -25,6 +32,8 @@ DATASETS: tuple[str, ...] = ("ml-100k", "ml-1m")
 MODES: tuple[str, ...] = ("train", "test")
 #: Valid MovieLens ratings.
 RATINGS: tuple[int, ...] = (1, 2, 3, 4, 5)
+#: Keys that ``reset(options=...)`` accepts (single and vector environment).
+RESET_OPTIONS: tuple[str, ...] = ("user", "prefix")
 
 #: ML-1M occupation names by code (``ml-1m/README``); ML-100K codes are mapped onto them.
 OCCUPATIONS: tuple[str, ...] = (
@@ -82,18 +91,53 @@ def _check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
     return int(value)
 
 
-def _reward_table(reward_map: Mapping[int, float] | None, like_threshold: int) -> np.ndarray:
+def check_reset_options(options: Any) -> None:
+    """Reject ``reset(options=...)`` that is not a mapping or has keys beyond :data:`RESET_OPTIONS`.
+
+    A misspelt key (``{"usr": 5}``) would otherwise start a random user without a word.
+    """
+    if options is None:
+        return
+    allowed = ", ".join(repr(k) for k in RESET_OPTIONS)
+    if not isinstance(options, Mapping):
+        raise ValueError(f"reset options must be a dict with keys {allowed}, got {options!r}")
+    unknown = [key for key in options if key not in RESET_OPTIONS]
+    if unknown:
+        raise ValueError(f"unknown reset options {unknown!r}; allowed keys: {allowed}")
+
+
+def _rating_key(key: Any) -> int:
+    """The rating of a ``reward_map`` key: an integer, or its decimal string as JSON writes it."""
+    # JSON object keys are strings: spec.to_json() turns {4: 1.0} into {"4": 1.0}.
+    if isinstance(key, str) and key.isascii() and key.isdigit() and str(int(key)) == key:
+        rating = int(key)
+    elif isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
+        rating = int(key)
+    else:
+        raise ValueError(
+            f'reward_map keys must be integer ratings 1..5 (or their strings such as "4", '
+            f"as JSON stores them), got {key!r}"
+        )
+    if not 1 <= rating <= 5:
+        raise ValueError(f"reward_map keys must be ratings 1..5, got {key!r}")
+    return rating
+
+
+def _reward_table(reward_map: Mapping[int | str, float] | None, like_threshold: int) -> np.ndarray:
     """float64 ``(6,)``: reward of a consumed target by rating; index 0 (no target) is 0."""
     if reward_map is None:
         reward_map = default_reward_map(like_threshold)
     if not isinstance(reward_map, Mapping):
         raise ValueError(f"reward_map must be a mapping rating -> reward, got {reward_map!r}")
     table = np.zeros(len(RATINGS) + 1, dtype=np.float64)
-    for rating, reward in reward_map.items():
-        if isinstance(rating, (bool, np.bool_)) or not isinstance(rating, (int, np.integer)):
-            raise ValueError(f"reward_map keys must be integer ratings 1..5, got {rating!r}")
-        if not 1 <= rating <= 5:
-            raise ValueError(f"reward_map keys must be ratings 1..5, got {rating}")
+    seen: dict[int, Any] = {}
+    for key, reward in reward_map.items():
+        rating = _rating_key(key)
+        if rating in seen:
+            raise ValueError(
+                f"reward_map gives rating {rating} twice (keys {seen[rating]!r} and {key!r})"
+            )
+        seen[rating] = key
         try:
             value = float(reward)
         except (TypeError, ValueError):
@@ -139,7 +183,7 @@ class _EpisodeTables:
         split_seed: int,
         history_len: int,
         like_threshold: int,
-        reward_map: Mapping[int, float] | None,
+        reward_map: Mapping[int | str, float] | None,
         max_steps: int,
         split_data: Split | None,
     ) -> None:
@@ -171,6 +215,8 @@ class _EpisodeTables:
         self.n_bytes = (self.n_items + 7) // 8
         self.user_features = np.ascontiguousarray(data.user_features, dtype=np.int32)
         self.titles = data.item_titles
+        self.item_genres = data.item_genres
+        self._item_colours: np.ndarray | None = None  # built on the first rgb_array frame
         self.user_raw_ids = data.user_raw_ids
 
         thr = self.like_threshold
@@ -283,7 +329,12 @@ class _EpisodeTables:
                 f'options["user"] must be an integer user index or "next", got {user!r}'
             )
         user = int(user)
-        if not 0 <= user < self.n_users or not self.eligible[user]:
+        if not 0 <= user < self.n_users:
+            raise ValueError(
+                f'options["user"]={user} is out of range: user indices are 0..{self.n_users - 1}; '
+                f"choose one of env.unwrapped.users"
+            )
+        if not self.eligible[user]:
             raise ValueError(
                 f"user {user} cannot start an episode in {self.mode} mode (it needs "
                 f"{self.eligible_reason}); choose one of env.unwrapped.users"
@@ -435,6 +486,18 @@ class _EpisodeTables:
             )
         return "\n".join(lines) + "\n"
 
+    def render_frame(self, history: np.ndarray, outcomes: np.ndarray, steps: int) -> np.ndarray:
+        """The ``rgb_array`` frame of one session (layout: :mod:`recsim_env.rendering`)."""
+        if self._item_colours is None:
+            genres = np.asarray(self.item_genres)
+            if genres.ndim != 2 or genres.shape[0] != self.n_items:
+                raise ValueError(
+                    f"split.data.item_genres must be a bool (n_items={self.n_items}, n_genres) "
+                    f"array to colour the rgb_array frame, got shape {genres.shape}"
+                )
+            self._item_colours = item_colours(genres)
+        return session_frame(history, outcomes, steps, self.max_steps, self._item_colours)
+
 
 class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
     """
@@ -541,10 +604,25 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
     | `split_seed`     | **int**             | `0`           | seed of the random split                                                   |
     | `history_len`    | **int**             | `20`          | length of the `"history"` observation                                      |
     | `like_threshold` | **int**             | `4`           | smallest rating (1..5) that counts as a like                               |
-    | `reward_map`     | **Mapping**         | `None`        | rating (1..5) -> reward of a consumed target; missing ratings give 0       |
+    | `reward_map`     | **Mapping**         | `None`        | rating 1..5 (or "1".."5") -> reward of a consumed target; others give 0    |
     | `max_steps`      | **int**             | `50`          | recommendations per episode before truncation                              |
-    | `render_mode`    | **str**             | `None`        | `"ansi"` (returns text) or `"human"` (prints it)                           |
+    | `render_mode`    | **str**             | `None`        | `"ansi"` (returns text), `"human"` (prints it) or `"rgb_array"` (picture)  |
     | `split_data`     | **Split**           | `None`        | use this split; `dataset`, `data_dir`, `download`, `split*` are ignored    |
+
+    ``reset(options=...)`` accepts the keys ``"user"`` and ``"prefix"`` only; any other key, or
+    a user index outside ``[0, n_users)``, is a ``ValueError``.
+
+    Rendering (``metadata["render_modes"] = ["human", "ansi", "rgb_array"]``,
+    ``metadata["render_fps"] = 4``): ``"ansi"`` and ``"human"`` give the user, the recent history
+    and the last recommendation as text. ``"rgb_array"`` (what SB3's ``make_vec_env`` asks for,
+    and what video recorders record) returns a deterministic uint8 ``(height, width, 3)``
+    picture of the session, of constant shape (``(96, 400, 3)`` with the defaults), made of 16-px
+    cells 25 to a row, top to bottom: the ``"history"`` slots (oldest first; item colour = hue of
+    its first genre, near-white without a genre, dark grey for padding); a blank row; one cell
+    per recommendation of this episode (green = liked target, amber = target rated below
+    ``like_threshold``, grey = not a target, dark grey = not made yet; ``max_steps`` cells); a
+    blank row; a progress bar of the steps used out of ``max_steps`` (blue). Exact colours and
+    sizes: :mod:`recsim_env.rendering`.
 
     ## Vectorized environment
 
@@ -564,7 +642,7 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
     * v0: Initial version.
     """
 
-    metadata = {"render_modes": ["human", "ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["human", "ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -577,7 +655,7 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         split_seed: int = 0,
         history_len: int = 20,
         like_threshold: int = 4,
-        reward_map: Mapping[int, float] | None = None,
+        reward_map: Mapping[int | str, float] | None = None,
         max_steps: int = 50,
         render_mode: str | None = None,
         split_data: Split | None = None,
@@ -626,6 +704,8 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         self._last_action = -1
         self._last_rating = 0
         self._next_user = 0
+        # Outcome code of each recommendation of the episode, kept only for rgb_array frames.
+        self._outcomes = np.zeros(self.max_steps, np.int8) if render_mode == "rgb_array" else None
 
     # ----------------------------------------------------------------- gymnasium API
     def reset(
@@ -636,9 +716,11 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         :param seed: seeds ``self.np_random`` (user and prefix draws)
         :param options: ``{"user": u}`` starts user ``u`` (an element of ``self.users``), or
             ``{"user": "next"}`` the next user of ``self.users`` in order; in train mode
-            ``{"user": u, "prefix": p}`` also fixes the prefix length ``p``
+            ``{"user": u, "prefix": p}`` also fixes the prefix length ``p``; any other key, or a
+            user index outside ``[0, n_users)``, is a ``ValueError``
         :return: ``(observation, info)``
         """
+        check_reset_options(options)
         super().reset(seed=seed)
         tables = self._tables
         if options is not None and options.get("user") is not None:
@@ -664,6 +746,8 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         self._steps = 0
         self._last_action = -1
         self._last_rating = 0
+        if self._outcomes is not None:
+            self._outcomes.fill(0)
         if self.render_mode == "human":
             self.render()
         return self._obs(), self._info(0, False)
@@ -705,6 +789,9 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         self._last_rating = rating
         terminated = self._n_liked_left == 0
         truncated = not terminated and self._steps >= self.max_steps
+        if self._outcomes is not None and self._steps <= self.max_steps:
+            outcome = OUTCOME_HIT if liked else OUTCOME_DISLIKED if rating else OUTCOME_MISS
+            self._outcomes[self._steps - 1] = outcome
         if self.render_mode == "human":
             self.render()
         return self._obs(), reward, terminated, truncated, self._info(rating, liked)
@@ -718,10 +805,12 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
             raise ResetNeeded("Call reset() before action_masks()")
         return ~self._blocked
 
-    def render(self) -> str | None:
-        """The user, the recent history and the last recommendation with movie titles, as text.
+    def render(self) -> str | np.ndarray | None:
+        """Render the session in ``self.render_mode``.
 
-        ``"ansi"`` returns the text, ``"human"`` prints it.
+        ``"ansi"`` returns the user, the recent history and the last recommendation with movie
+        titles as text, ``"human"`` prints that text, ``"rgb_array"`` returns the picture of the
+        session, uint8 ``(height, width, 3)`` (layout in :mod:`recsim_env.rendering`).
         """
         if self.render_mode is None:
             gym.logger.warn(
@@ -731,6 +820,8 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
             return None
         if self._user < 0:
             raise ResetNeeded("Call reset() before render()")
+        if self._outcomes is not None:
+            return self._tables.render_frame(self._history, self._outcomes, self._steps)
         text = self._tables.render_text(
             self._user, self._history, self._history_size, self._steps,
             self._last_action, self._last_rating, self._n_liked_left,

@@ -14,7 +14,19 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from recsim_env.dataset import Split
-from recsim_env.env import _EpisodeTables
+from recsim_env.env import _EpisodeTables, check_reset_options
+from recsim_env.rendering import OUTCOME_DISLIKED, OUTCOME_HIT, OUTCOME_MISS
+
+#: Attributes every sub-environment shares (``get_attr`` returns one copy per sub-env).
+SHARED_ATTRS: tuple[str, ...] = (
+    "mode", "split", "users", "max_prefixes", "n_items", "history_len", "like_threshold",
+    "reward_map", "max_steps", "render_mode",
+)  # fmt: skip
+#: Attributes with a value per sub-environment.
+PER_ENV_ATTRS: tuple[str, ...] = ("np_random", "action_space", "observation_space")
+#: Sub-environment methods that :meth:`MovieLensRecVectorEnv.call` runs.
+METHODS: tuple[str, ...] = ("action_masks", "render", "start_observations")
+
 
 class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
     """``num_envs`` independent ``MovieLensRec-v0`` users, stepped in one batch of numpy operations.
@@ -36,6 +48,15 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
       ``"liked"``, ``"n_targets_left"``, ``"n_liked_left"``) as arrays of length ``num_envs``,
       each with its all-True ``"_key"`` mask, as :class:`gymnasium.vector.SyncVectorEnv` builds it.
     * ``action_masks()`` returns bool ``(num_envs, n_items)``.
+    * ``render()``: ``render_mode="ansi"`` gives a tuple of texts, ``"rgb_array"`` a tuple of
+      frames (each the single environment's picture of that sub-env), as
+      :class:`gymnasium.vector.SyncVectorEnv` would; ``"human"`` is not supported.
+    * Gymnasium's vector API ``call``, ``get_attr`` and ``set_attr`` answer as ``SyncVectorEnv``
+      over single environments would, one entry per sub-env, for the sub-env methods
+      :data:`METHODS` (``envs.call("action_masks")`` is a tuple of ``(n_items,)`` masks) and the
+      attributes :data:`SHARED_ATTRS` and :data:`PER_ENV_ATTRS`. ``set_attr`` can only set
+      ``"np_random"``: every other setting is shared by all sub-envs through one set of
+      precomputed tables, so it is chosen when the vector env is made.
 
     ```python
     >>> import gymnasium as gym
@@ -51,7 +72,7 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
     """
 
     metadata = {
-        "render_modes": ["ansi"],
+        "render_modes": ["ansi", "rgb_array"],
         "render_fps": 4,
         "autoreset_mode": AutoresetMode.NEXT_STEP,
     }
@@ -68,7 +89,7 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         split_seed: int = 0,
         history_len: int = 20,
         like_threshold: int = 4,
-        reward_map: Mapping[int, float] | None = None,
+        reward_map: Mapping[int | str, float] | None = None,
         max_steps: int = 50,
         render_mode: str | None = None,
         split_data: Split | None = None,
@@ -92,6 +113,8 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         self.mode: str = tables.mode
         self.split: Split = tables.split
         self.users: np.ndarray = tables.users
+        self.max_prefixes: np.ndarray = tables.max_prefix.view()
+        self.max_prefixes.setflags(write=False)
         self.n_items: int = tables.n_items
         self.history_len: int = tables.history_len
         self.like_threshold: int = tables.like_threshold
@@ -136,6 +159,10 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         self._reward_table = tables.reward_table
         self._rngs: list[np.random.Generator] | None = None
         self._has_reset = False
+        # Outcome code of each recommendation of each episode, kept only for rgb_array frames.
+        self._outcomes = (
+            np.zeros((n, self.max_steps), np.int8) if render_mode == "rgb_array" else None
+        )
 
     # ----------------------------------------------------------------- gymnasium API
     def reset(
@@ -151,6 +178,7 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
             in train mode, ``"prefix": prefixes`` (int ``(num_envs,)``)
         :return: ``(observations, infos)``
         """
+        check_reset_options(options)
         n = self.num_envs
         if seed is None or isinstance(seed, (int, np.integer)):
             super().reset(seed=None if seed is None else int(seed))
@@ -173,11 +201,6 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
 
         users = prefixes = None
         if options is not None:
-            unknown = set(options) - {"user", "prefix"}
-            if unknown:
-                raise ValueError(
-                    f"unknown reset options {sorted(unknown)}; expected 'user' and 'prefix'"
-                )
             if options.get("user") is not None:
                 users = self._per_env_option(options["user"], "user")
             if options.get("prefix") is not None:
@@ -252,6 +275,12 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
             terminated[done_before] = False
             truncated[done_before] = False
         self._prev_done = terminated | truncated
+        if self._outcomes is not None:
+            rows = (~done_before).nonzero()[0]
+            outcome = np.where(
+                liked[rows], OUTCOME_HIT, np.where(rating[rows] > 0, OUTCOME_DISLIKED, OUTCOME_MISS)
+            )
+            self._outcomes[rows, self._steps[rows] - 1] = outcome
         return self._obs(), reward, terminated, truncated, self._info(rating, liked)
 
     def action_masks(self) -> np.ndarray:
@@ -266,12 +295,22 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         """Batched start observations; see :meth:`MovieLensRecEnv.start_observations`."""
         return self._tables.start_observations(users, prefixes)
 
-    def render(self) -> tuple[str, ...] | None:
-        """``"ansi"``: one text per sub-env (user, recent history, last recommendation)."""
+    def render(self) -> tuple[str, ...] | tuple[np.ndarray, ...] | None:
+        """One rendering per sub-env, as the single environment renders it.
+
+        ``"ansi"``: texts (user, recent history, last recommendation); ``"rgb_array"``: uint8
+        ``(height, width, 3)`` frames (layout in :mod:`recsim_env.rendering`); no render mode:
+        ``None``.
+        """
         if self.render_mode is None:
             return None
         if not self._has_reset:
             raise ResetNeeded("Call reset() before render()")
+        if self._outcomes is not None:
+            return tuple(
+                self._tables.render_frame(self._history[i], self._outcomes[i], int(self._steps[i]))
+                for i in range(self.num_envs)
+            )
         return tuple(
             self._tables.render_text(
                 int(self._user[i]), self._history[i],
@@ -281,6 +320,89 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
             )  # fmt: skip
             for i in range(self.num_envs)
         )
+
+    # ----------------------------------------------------------------- gymnasium vector API
+    def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        """Call sub-environment method ``name`` on every sub-env, as ``SyncVectorEnv.call`` does.
+
+        ``call("action_masks")`` gives each sub-env's bool ``(n_items,)`` mask, ``call("render")``
+        each sub-env's rendering (``None`` without a render mode), ``call("start_observations",
+        users)`` each sub-env's (equal) start observations. An attribute name (see
+        :meth:`get_attr`) returns its values, as ``SyncVectorEnv`` does for non-callables.
+
+        :param name: one of :data:`METHODS`, :data:`SHARED_ATTRS` or :data:`PER_ENV_ATTRS`
+        :return: one result per sub-env, a tuple of length ``num_envs``
+        """
+        n = self.num_envs
+        if name == "action_masks":
+            return tuple(self.action_masks(*args, **kwargs))
+        if name == "render":
+            frames = self.render(*args, **kwargs)
+            return (None,) * n if frames is None else frames
+        if name == "start_observations":
+            obs = self.start_observations(*args, **kwargs)
+            # Independent copies, as n single environments would return.
+            return (obs, *({k: v.copy() for k, v in obs.items()} for _ in range(n - 1)))
+        if name in SHARED_ATTRS:
+            return (getattr(self, name),) * n
+        if name == "np_random":
+            if self._rngs is None:  # as gym.Env.np_random: an unseeded generator on first use
+                self._rngs = [seeding.np_random(None)[0] for _ in range(n)]
+            return tuple(self._rngs)
+        if name == "action_space":
+            return (self.single_action_space,) * n
+        if name == "observation_space":
+            return (self.single_observation_space,) * n
+        raise AttributeError(
+            f"{type(self).__name__} sub-environments have no method or attribute {name!r} "
+            f"that call/get_attr can reach; methods: {list(METHODS)}, attributes: "
+            f"{list(SHARED_ATTRS + PER_ENV_ATTRS)}"
+        )
+
+    def get_attr(self, name: str) -> tuple[Any, ...]:
+        """Attribute ``name`` of every sub-env, as ``SyncVectorEnv.get_attr`` (= ``call(name)``).
+
+        :param name: one of :data:`SHARED_ATTRS` (the same value for every sub-env, e.g.
+            ``"users"``, ``"max_steps"``) or :data:`PER_ENV_ATTRS` (``"np_random"``: each
+            sub-env's generator; the single action and observation spaces)
+        :return: one value per sub-env, a tuple of length ``num_envs``
+        """
+        return self.call(name)
+
+    def set_attr(self, name: str, values: list[Any] | tuple[Any, ...] | Any) -> None:
+        """Set ``name`` on every sub-env, as ``SyncVectorEnv.set_attr``; only ``"np_random"``.
+
+        The other attributes cannot differ between sub-envs (one set of precomputed tables
+        serves them all) nor change after construction: make a new vector env with the
+        setting instead, or use ``vectorization_mode="sync"`` for per-sub-env settings.
+
+        :param name: ``"np_random"``
+        :param values: one ``numpy.random.Generator`` per sub-env (list or tuple), or one
+            generator that all sub-envs then draw from in turn
+        """
+        if name != "np_random":
+            if name in SHARED_ATTRS or name in PER_ENV_ATTRS:
+                raise AttributeError(
+                    f"{type(self).__name__} cannot set {name!r}: all its sub-envs share it and "
+                    f"it is fixed when the vector env is made; pass the setting to gym.make_vec "
+                    f"(e.g. max_steps=...) or use vectorization_mode='sync' for sub-envs that "
+                    f"differ"
+                )
+            raise AttributeError(
+                f"{type(self).__name__} sub-environments have no settable attribute {name!r}; "
+                f"only 'np_random' can be set"
+            )
+        if not isinstance(values, (list, tuple)):
+            values = [values] * self.num_envs
+        if len(values) != self.num_envs:
+            raise ValueError(
+                "Values must be a list or tuple with length equal to the number of environments. "
+                f"Got `{len(values)}` values for {self.num_envs} environments."
+            )
+        for value in values:
+            if not isinstance(value, np.random.Generator):
+                raise ValueError(f"np_random values must be numpy.random.Generator, got {value!r}")
+        self._rngs = list(values)
 
     # ----------------------------------------------------------------- internals
     def _per_env_option(self, value: Any, name: str) -> list[Any]:
@@ -308,6 +430,8 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         self._prefix[i] = prefix
         self._history_size[i] = prefix
         self._steps[i] = 0
+        if self._outcomes is not None:
+            self._outcomes[i] = 0
 
     def _obs(self) -> dict[str, np.ndarray]:
         return {

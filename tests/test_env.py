@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import warnings
@@ -13,7 +14,7 @@ import pytest
 from gymnasium.error import ResetNeeded
 
 import recsim_env
-from recsim_env import MovieLensData, MovieLensRecEnv, Split, unpack_liked
+from recsim_env import MovieLensData, MovieLensRecEnv, Split, rendering, unpack_liked
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -200,9 +201,23 @@ def test_custom_reward_map(tiny: Split) -> None:
     assert default.reward_map == {1: 0.0, 2: 0.0, 3: 0.6, 4: 0.8, 5: 1.0}
 
 
+def test_reward_map_accepts_json_string_keys(tiny: Split) -> None:
+    """JSON (spec.to_json) turns {4: 2.0} into {"4": 2.0}: both spell the same map."""
+    env = MovieLensRecEnv(split_data=tiny, reward_map={"1": -0.5, "4": 2.0, 5: 3.0})
+    assert env.reward_map == {1: -0.5, 2: 0.0, 3: 0.0, 4: 2.0, 5: 3.0}
+    assert all(type(key) is int for key in env.reward_map)
+    env.reset(options={"user": 0, "prefix": 2})
+    assert [env.step(item)[1] for item in (3, 2, 4)] == [-0.5, 2.0, 3.0]
+
+
 @pytest.mark.parametrize(
-    "reward_map", [{0: 1.0}, {6: 1.0}, {4.0: 1.0}, {4: "a lot"}, {5: float("nan")}, [(5, 1.0)]]
-)
+    "reward_map",
+    [
+        {0: 1.0}, {6: 1.0}, {4.0: 1.0}, {4: "a lot"}, {5: float("nan")}, [(5, 1.0)],
+        {"0": 1.0}, {"6": 1.0}, {"4.0": 1.0}, {"04": 1.0}, {" 4": 1.0}, {"four": 1.0},
+        {4: 1.0, "4": 2.0},
+    ],
+)  # fmt: skip
 def test_bad_reward_map(tiny: Split, reward_map: object) -> None:
     with pytest.raises(ValueError, match="reward_map"):
         MovieLensRecEnv(split_data=tiny, reward_map=reward_map)  # type: ignore[arg-type]
@@ -213,8 +228,6 @@ def test_reset_options(tiny: Split) -> None:
     env = MovieLensRecEnv(split_data=tiny)
     with pytest.raises(ValueError, match="user 1 cannot start"):
         env.reset(options={"user": 1})
-    with pytest.raises(ValueError, match="cannot start"):
-        env.reset(options={"user": 3})
     with pytest.raises(ValueError, match="prefix"):
         env.reset(options={"user": 0, "prefix": 5})
     with pytest.raises(ValueError, match="prefix"):
@@ -226,6 +239,21 @@ def test_reset_options(tiny: Split) -> None:
         test_env.reset(options={"user": 0, "prefix": 1})
     with pytest.raises(ValueError, match="cannot start"):
         test_env.reset(options={"user": 1})
+
+
+@pytest.mark.parametrize("mode", ["train", "test"])
+def test_reset_options_unknown_keys_and_out_of_range_users(tiny: Split, mode: str) -> None:
+    env = MovieLensRecEnv(split_data=tiny, mode=mode)
+    with pytest.raises(ValueError, match=r"unknown reset options \['usr'\]; allowed keys: 'user', 'prefix'"):
+        env.reset(options={"usr": 0})
+    with pytest.raises(ValueError, match=r"unknown reset options \['seed'\]"):
+        env.reset(options={"user": 0, "seed": 3})
+    with pytest.raises(ValueError, match="must be a dict with keys 'user', 'prefix'"):
+        env.reset(options=[("user", 0)])  # type: ignore[arg-type]
+    for user in (99999, 3, -1):
+        with pytest.raises(ValueError, match=rf"\[\"user\"\]={user} is out of range: user indices are 0\.\.2"):
+            env.reset(options={"user": user})
+    assert env.reset(options={"user": 0})[1]["user"] == 0  # valid options still work
 
 
 def test_next_visits_every_user_once_in_order(tiny: Split) -> None:
@@ -353,7 +381,7 @@ def test_numpy_integer_actions(tiny: Split) -> None:
         ({"like_threshold": 6}, "like_threshold"),
         ({"max_steps": 0}, "max_steps"),
         ({"dataset": "ml-10m"}, "unknown dataset"),
-        ({"render_mode": "rgb_array"}, "render_mode"),
+        ({"render_mode": "rgb"}, "render_mode"),
         ({"split_data": "ml-100k"}, "split_data"),
     ],
 )
@@ -380,6 +408,87 @@ def test_render_ansi_and_human(tiny: Split, capsys: pytest.CaptureFixture[str]) 
     human = MovieLensRecEnv(split_data=tiny, render_mode="human")
     human.reset(options={"user": 2})
     assert "raw id 102" in capsys.readouterr().out
+
+
+def with_genres(split: Split, genres: np.ndarray, names: tuple[str, ...]) -> Split:
+    """``split`` with an item genre matrix (the hand-made data have none)."""
+    data = dataclasses.replace(split.data, item_genres=genres, genre_names=names)
+    return dataclasses.replace(split, data=data)
+
+
+def cell(frame: np.ndarray, row: int, col: int) -> tuple[int, ...]:
+    """Colour at the centre of grid cell ``(row, col)`` of an rgb_array frame."""
+    half = rendering.CELL // 2
+    return tuple(frame[row * rendering.CELL + half, col * rendering.CELL + half].tolist())
+
+
+def test_render_rgb_array_picture(tiny: Split) -> None:
+    genres = np.zeros((TINY_ITEMS, 2), bool)
+    genres[[0, 2], 0] = True  # items 0 and 2: Action
+    genres[1, 1] = True  # item 1: Comedy; the others have no genre
+    split = with_genres(tiny, genres, ("Action", "Comedy"))
+    colours = [tuple(c) for c in rendering.item_colours(genres).tolist()]
+    assert len({colours[0], colours[1], colours[3]}) == 3 and colours[3] == rendering.NO_GENRE
+    env = MovieLensRecEnv(split_data=split, render_mode="rgb_array", history_len=3, max_steps=30)
+    assert "rgb_array" in env.metadata["render_modes"] and env.metadata["render_fps"] > 0
+    with pytest.raises(ResetNeeded):
+        env.render()
+    env.reset(options={"user": 0, "prefix": 2})  # tokens [0, 1, 2]; targets 2 (4), 3 (1), 4 (5)
+    frame = env.render()
+    # 1 history row, a blank row, 2 recommendation rows (30 cells), a blank row, the progress bar.
+    assert frame.dtype == np.uint8 and frame.shape == (6 * 16, 25 * 16, 3)
+    assert frame.shape == rendering.frame_shape(3, 30)
+    assert [cell(frame, 0, c) for c in range(4)] == [
+        rendering.EMPTY, colours[0], colours[1], rendering.BACKGROUND
+    ]  # fmt: skip
+    slots = [cell(frame, 2 + t // 25, t % 25) for t in range(30)]
+    assert set(slots) == {rendering.EMPTY} and cell(frame, 3, 5) == rendering.BACKGROUND
+    assert not (frame[5 * 16 + 8] == rendering.PROGRESS).all(axis=1).any()
+
+    outcomes: list[tuple[int, int, int]] = []
+    for item, expected in ((7, rendering.MISS), (3, rendering.DISLIKED), (2, rendering.HIT)):
+        env.step(item)
+        outcomes.append(expected)
+        frame = env.render()
+        assert [cell(frame, 2, c) for c in range(len(outcomes) + 1)] == [*outcomes, rendering.EMPTY]
+        filled = (frame[5 * 16 + 8] == rendering.PROGRESS).all(axis=1)
+        assert filled.sum() == round(400 * len(outcomes) / 30) and filled[: filled.sum()].all()
+    # The liked item 2 joined the history band: tokens [1, 2, 3], most recent last.
+    assert [cell(frame, 0, c) for c in range(3)] == [colours[0], colours[1], colours[2]]
+    np.testing.assert_array_equal(frame, env.render())  # deterministic; render() changes nothing
+
+    env.reset(options={"user": 0, "prefix": 2})
+    assert cell(env.render(), 2, 0) == rendering.EMPTY  # a new episode starts a clean band
+    # The same session replayed by another environment draws the same pictures.
+    other = MovieLensRecEnv(split_data=split, render_mode="rgb_array", history_len=3, max_steps=30)
+    other.reset(options={"user": 0, "prefix": 2})
+    for item in (7, 3):
+        env.step(item)
+        other.step(item)
+    np.testing.assert_array_equal(env.render(), other.render())
+
+
+def test_render_rgb_array_through_gym_make_and_checker(ml100k_split: Split) -> None:
+    from gymnasium.utils.env_checker import check_env
+
+    env = gym.make("MovieLensRec-v0", split_data=ml100k_split, render_mode="rgb_array")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "no spec" notice as in test_gymnasium_and_sb3_checkers
+        check_env(env.unwrapped)  # includes Gymnasium's render checks for the env's render_mode
+    env.reset(seed=0)
+    for _ in range(60):  # up to max_steps: the recommendation band fills up
+        *_, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            break
+    frame = env.render()
+    assert frame.shape == (96, 400, 3) and frame.dtype == np.uint8
+    # Gymnasium's frame collector (render_mode="rgb_array_list", as RecordVideo collects) works.
+    collected = gym.make("MovieLensRec-v0", split_data=ml100k_split, render_mode="rgb_array_list")
+    collected.reset(seed=0)
+    collected.step(0)
+    frames = collected.render()
+    assert len(frames) == 2 and all(f.shape == (96, 400, 3) for f in frames)
+    assert not np.array_equal(frames[0], frames[1])  # the step shows in the picture
 
 
 # ----------------------------------------------------------------------------- checkers, registration
@@ -409,6 +518,37 @@ def test_gym_make_with_real_data(ml100k_dir: Path, monkeypatch: pytest.MonkeyPat
     assert env.observation_space.contains(obs)
     test_env = gym.make("MovieLensRec-v0", mode="test", data_dir=ml100k_dir)
     assert test_env.unwrapped.mode == "test" and len(test_env.unwrapped.users) > 0
+
+
+def test_spec_json_round_trip_with_reward_map(ml100k_dir: Path) -> None:
+    """gym.make(EnvSpec.from_json(env.spec.to_json())) rebuilds the env, reward map included."""
+    from gymnasium.envs.registration import EnvSpec
+
+    reward_map = {1: -0.5, 3: 0.25, 4: 2.0, 5: 3.0}
+    env = gym.make("MovieLensRec-v0", data_dir=str(ml100k_dir), reward_map=reward_map)
+    text = env.spec.to_json()
+    assert '"reward_map": {"1": -0.5' in text  # JSON keys are strings
+    again = gym.make(EnvSpec.from_json(text))
+    assert again.unwrapped.reward_map == env.unwrapped.reward_map == {
+        1: -0.5, 2: 0.0, 3: 0.25, 4: 2.0, 5: 3.0
+    }  # fmt: skip
+    assert EnvSpec.from_json(again.spec.to_json()) == EnvSpec.from_json(text)
+    # Same seed, same actions, same rewards; the oracle actions hit targets of several ratings.
+    for e in (env, again):
+        e.reset(seed=3)
+    split = env.unwrapped.split
+    rewards: list[list[float]] = [[], []]
+    for _ in range(30):
+        _, info = env.reset(options={"user": "next"})
+        again.reset(options={"user": "next"})
+        items, _ = split.train_of(info["user"])
+        for item in items[info["prefix"] : info["prefix"] + 5]:
+            steps = [e.step(int(item)) for e in (env, again)]
+            for out, step in zip(rewards, steps):
+                out.append(step[1])
+            if steps[0][2]:  # terminated: no liked target left
+                break
+    assert rewards[0] == rewards[1] and {-0.5, 0.25, 2.0, 3.0} <= set(rewards[0])
 
 
 def _python(code: str) -> None:

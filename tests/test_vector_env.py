@@ -100,8 +100,10 @@ def test_reset_options_users_and_prefixes(tiny: Split) -> None:
         vec.reset(options={"user": [0, 1, 0]})
     with pytest.raises(ValueError, match="one value per sub-env"):
         vec.reset(options={"user": [0, 3]})
-    with pytest.raises(ValueError, match="unknown reset options"):
+    with pytest.raises(ValueError, match=r"unknown reset options \['users'\]; allowed keys: 'user', 'prefix'"):
         vec.reset(options={"users": [0, 3, 0]})
+    with pytest.raises(ValueError, match=r"\[\"user\"\]=99999 is out of range: user indices are 0\.\.3"):
+        vec.reset(options={"user": [0, 99999, 0]})
 
 
 def test_vector_step_semantics_and_fresh_observations(tiny: Split) -> None:
@@ -149,6 +151,100 @@ def test_vector_errors(tiny: Split) -> None:
             vec.step(bad)
     with pytest.raises(ValueError, match="seed"):
         vec.reset(seed=[1, 2, 3])
+
+
+def test_call_get_attr_set_attr_agree_with_sync_vector_env(tiny: Split) -> None:
+    n, seed = 3, 4
+    kwargs = {"split_data": tiny, "max_steps": 4, "history_len": 3}
+    vec = gym.make_vec("MovieLensRec-v0", num_envs=n, vectorization_mode="vector_entry_point", **kwargs)
+    sync = gym.make_vec("MovieLensRec-v0", num_envs=n, vectorization_mode="sync", **kwargs)
+    info_v = vec.reset(seed=seed)[1]
+    sync.reset(seed=seed)
+    rng = np.random.default_rng(1)
+    for _ in range(12):  # through terminations, truncations and autoresets
+        masks_v, masks_s = vec.call("action_masks"), sync.call("action_masks")
+        assert isinstance(masks_v, tuple) and len(masks_v) == n
+        for mv, ms in zip(masks_v, masks_s):
+            assert mv.shape == (TINY_ITEMS,) and mv.dtype == bool
+            np.testing.assert_array_equal(mv, ms)
+        actions = oracle_actions(tiny, info_v, rng, "train")
+        info_v = vec.step(actions)[4]
+        sync.step(actions)
+
+    for name in ("mode", "users", "max_prefixes", "n_items", "history_len", "like_threshold",
+                 "reward_map", "max_steps", "render_mode", "split"):  # fmt: skip
+        got, want = vec.get_attr(name), sync.get_attr(name)
+        assert isinstance(got, tuple) and len(got) == n, name
+        for g, w in zip(got, want):
+            if isinstance(w, np.ndarray):
+                np.testing.assert_array_equal(g, w, err_msg=name)
+            else:
+                assert g is w or g == w, name
+    assert vec.get_attr("action_space") == sync.get_attr("action_space")
+    assert vec.get_attr("observation_space") == sync.get_attr("observation_space")
+    # Each sub-env's generator is where the single env's generator is after the same resets.
+    states = [r.bit_generator.state for r in vec.get_attr("np_random")]
+    assert states == [r.bit_generator.state for r in sync.get_attr("np_random")]
+    assert len({str(state) for state in states}) == n
+
+    users = np.array([0, 3])
+    for obs_v, obs_s in zip(vec.call("start_observations", users), sync.call("start_observations", users)):
+        assert_obs_equal(obs_v, obs_s)
+    first, second = vec.call("start_observations", users)[:2]
+    assert first["history"] is not second["history"]  # one independent result per sub-env
+    with pytest.warns(UserWarning, match="without a render mode"):
+        assert vec.call("render") == sync.call("render") == (None,) * n
+
+    # Fresh generators set on both: the next resets (no seed) draw the same users.
+    vec.set_attr("np_random", [np.random.default_rng(s) for s in (7, 8, 9)])
+    sync.set_attr("np_random", [np.random.default_rng(s) for s in (7, 8, 9)])
+    assert_info_equal(vec.reset()[1], sync.reset()[1])
+    shared = np.random.default_rng(5)
+    vec.set_attr("np_random", shared)  # one generator for all, as SyncVectorEnv allows
+    assert all(r is shared for r in vec.get_attr("np_random"))
+
+    with pytest.raises(AttributeError, match="cannot set 'max_steps'.*gym.make_vec"):
+        vec.set_attr("max_steps", 10)
+    with pytest.raises(AttributeError, match="cannot set 'users'"):
+        vec.set_attr("users", [np.array([0])] * n)
+    with pytest.raises(AttributeError, match="no settable attribute 'speed'"):
+        vec.set_attr("speed", 1)
+    with pytest.raises(ValueError, match="length equal to the number of environments"):
+        vec.set_attr("np_random", [np.random.default_rng(0)])
+    with pytest.raises(ValueError, match="Generator"):
+        vec.set_attr("np_random", [0, 1, 2])
+    with pytest.raises(AttributeError, match="no method or attribute 'step_all'.*action_masks"):
+        vec.call("step_all")
+    with pytest.raises(AttributeError):
+        sync.call("step_all")  # the same kind of error
+
+
+def test_vector_render_rgb_array_matches_sync(tiny: Split) -> None:
+    """render() gives one frame per sub-env, equal to the single environments' frames."""
+    n = 3
+    kwargs = {"split_data": tiny, "max_steps": 5, "history_len": 4, "render_mode": "rgb_array"}
+    vec = gym.make_vec("MovieLensRec-v0", num_envs=n, vectorization_mode="vector_entry_point", **kwargs)
+    sync = gym.make_vec("MovieLensRec-v0", num_envs=n, vectorization_mode="sync", **kwargs)
+    assert "rgb_array" in vec.metadata["render_modes"]
+    with pytest.raises(ResetNeeded):
+        vec.render()
+    info = vec.reset(seed=2)[1]
+    sync.reset(seed=2)
+    rng = np.random.default_rng(3)
+    n_done = 0
+    for _ in range(15):  # through autoresets: a restarted sub-env's picture starts clean
+        frames_v, frames_s = vec.render(), sync.render()
+        assert isinstance(frames_v, tuple) and len(frames_v) == n
+        for fv, fs in zip(frames_v, frames_s):
+            assert fv.dtype == np.uint8 and fv.shape == (5 * 16, 400, 3)
+            np.testing.assert_array_equal(fv, fs)
+        for fv, fs in zip(vec.call("render"), frames_s):
+            np.testing.assert_array_equal(fv, fs)
+        actions = oracle_actions(tiny, info, rng, "train")
+        _, _, term, trunc, info = vec.step(actions)
+        sync.step(actions)
+        n_done += int(term.sum() + trunc.sum())
+    assert n_done > 0
 
 
 def test_vector_render_ansi(tiny: Split) -> None:
