@@ -135,7 +135,7 @@ class TrainConfig:
         for fname, choices in (("algo", ALGOS), ("dataset", DATASETS), ("split", SPLITS), ("loss", LOSSES)):
             value = getattr(self, fname)
             need(value in choices, f"{fname}={value!r} is unknown; choose one of {', '.join(choices)}")
-        need(self.device in ("cpu", "cuda", "auto") or self.device.startswith("cuda:"),
+        need(self.device in ("cpu", "cuda", "auto") or (self.device.startswith("cuda:") and self.device[5:].isdigit()),
              f"device={self.device!r}: use 'cpu', 'cuda', 'cuda:N' or 'auto'")
         need(bool(self.name) and "/" not in self.name, f"name={self.name!r} must be a non-empty file name")
         positive = (

@@ -402,7 +402,8 @@ class TrainResult:
     :param popularity_metrics: popularity ranking on the same split, same evaluator
     :param run_dir: the run directory
     :param curve: learning curve (``"episodes"``: [step, return, length]; ``"validation"``: rows)
-    :param training: wall time, environment steps, throughput, stop reason
+    :param training: ``complete`` (the budget in steps or episodes was used), ``stop_reason``,
+        ``env_steps`` of ``total_timesteps``, episodes, wall time, throughput, device
     """
 
     model: Any
