@@ -9,6 +9,7 @@ Usage::
     python -m experiments.train --preset paper        # the paper's settings
     python -m experiments.train --algo ppo --total-timesteps 100000 --seed 1
     python -m experiments.train --resume runs/lsrwrl-20250101-120000
+    python -m experiments.train --run-dir runs/mine --overwrite   # replace an earlier run there
 
 A run directory ``<runs_dir>/<name>-<timestamp>/`` holds ``config.json`` (full config incl.
 seed), ``versions.json``, ``metrics.json``, ``curve.json``, ``model.zip``, ``learning_curve.png``,
@@ -578,6 +579,25 @@ def _check_resume_config(config: TrainConfig, run_dir: Path) -> TrainConfig:
     return saved
 
 
+def _resume_state(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
+    """The loop state of ``run_dir``'s newest checkpoint, if ``config`` may continue it.
+
+    :raises SetupError: no checkpoint, a config change outside :data:`RESUME_FIELDS`, or a
+        finished run (its budget used and ``metrics.json`` written)
+    """
+    state = json.loads((latest_checkpoint(run_dir) / "state.json").read_text(encoding="utf-8"))
+    _check_resume_config(config, run_dir)
+    done = budget_exhausted(config, state["num_timesteps"], len(state["curve"]["episodes"]), state["train_seconds"])
+    if done is not None and (run_dir / "metrics.json").exists():
+        raise SetupError(
+            f"{run_dir} is finished ({done}, {state['num_timesteps']:,} environment steps); nothing to "
+            f"resume. Train it further with a larger budget (--resume {run_dir} --total-timesteps N, "
+            f"or --max-episodes / --max-train-seconds), or re-evaluate it with "
+            f"python -m experiments.evaluate {run_dir}"
+        )
+    return state
+
+
 def train(
     config: TrainConfig,
     run_dir: Path | None = None,
@@ -643,21 +663,10 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
 
     # Checks that change nothing on disk: device, run directory, data.
     device = resolve_device(config.device)
-    state = None
     if resume:
         if run_dir is None:
             raise SetupError("resume=True needs the run directory to continue")
-        state = json.loads((latest_checkpoint(run_dir) / "state.json").read_text(encoding="utf-8"))
-        _check_resume_config(config, run_dir)
-        done = budget_exhausted(config, state["num_timesteps"], len(state["curve"]["episodes"]),
-                                state["train_seconds"])
-        if done is not None and (run_dir / "metrics.json").exists():
-            raise SetupError(
-                f"{run_dir} is finished ({done}, {state['num_timesteps']:,} environment steps); nothing to "
-                f"resume. Train it further with a larger budget (--resume {run_dir} --total-timesteps N, "
-                f"or --max-episodes / --max-train-seconds), or re-evaluate it with "
-                f"python -m experiments.evaluate {run_dir}"
-            )
+        _resume_state(config, run_dir)
     elif run_dir is not None:
         try:
             check_new_run_dir(run_dir, overwrite)
@@ -690,6 +699,7 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
     th.set_num_threads(config.torch_threads)
     try:
         if resume:
+            state = _resume_state(config, run_dir)  # again under the lock: the newest checkpoint
             if config.to_dict() != TrainConfig.load(str(run_dir / "config.json")).to_dict():
                 atomic_write_json(run_dir / "config.json", config.to_dict())  # the new budget
         else:
