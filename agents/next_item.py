@@ -5,39 +5,97 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
+#: Observation fields the sampler builds (the ``MovieLensRec-v0`` Dict observation).
+FIELDS: tuple[str, ...] = ("user", "history", "liked")
+
 
 class LoggedNextItems:
     """Sampler of real train-sequence prefixes and the item each user rated right after.
 
-    A pair is ``(s, a)``: ``s`` is the train-mode start state of user ``u`` with prefix ``p``
-    (the first ``p`` train items, exactly as ``reset(options={"user": u, "prefix": p})`` builds
-    it) and ``a`` is the user's train item at position ``p`` (0-based), i.e. the next item of
-    the logged sequence, whatever its rating. Pairs are drawn uniformly over every valid
-    ``(u, p)`` (``1 <= p <=`` the user's largest train-mode prefix), so long sequences weigh
-    more, as in SASRec's training. Only the train part of the split is read: nothing of the
-    test items.
+    A pair is ``(s, a)``: ``s`` is the state of user ``u`` after the first ``p`` train items,
+    built by the environment's observation rules (user features; the last ``history_len`` of
+    those items, front-padded with 0; the liked ones among them as packed bits), and ``a`` is the
+    user's train item at position ``p`` (0-based), i.e. the next item of the logged sequence,
+    whatever its rating. Every ``1 <= p <= n_train(u) - 1`` of every user is a pair (79,057 on
+    ML-100K's default split), drawn uniformly, so long sequences weigh more, as in SASRec's
+    training. Only the train part of the split is read: nothing of the test items.
 
-    :param env: a ``MovieLensRec-v0`` environment in ``mode="train"`` (the training env)
+    Why the sampler builds states itself: a logged state need not be a valid *episode start*.
+    The environment only starts train episodes up to the last liked train item (an episode
+    needs a liked target), which would drop the pairs after it (1,554 on ML-100K), the ones
+    closest to the test period. For ``p`` up to that limit the states equal
+    ``env.unwrapped.start_observations(users, prefixes)`` exactly (tested).
+
+    :param env: a ``MovieLensRec-v0`` environment in ``mode="train"`` (the training env); its
+        split, ``history_len``, ``like_threshold`` and observation space are used
     :param seed: seed of the sampler's own generator
+    :raises ValueError: not a train-mode ``MovieLensRec-v0`` env, or its observation has fields
+        the sampler does not build (see :data:`FIELDS`)
     """
 
     def __init__(self, env: gym.Env, seed: int | None = None) -> None:
         base = env.unwrapped
         if getattr(base, "mode", None) != "train" or not hasattr(base, "start_observations"):
             raise ValueError("LoggedNextItems needs a MovieLensRec-v0 environment in mode='train'")
-        self._env = base
-        max_prefix = np.asarray(base.max_prefixes, dtype=np.int64)
-        users = np.repeat(np.arange(max_prefix.size), max_prefix)
-        starts = np.cumsum(max_prefix) - max_prefix
+        unknown = sorted(set(base.observation_space.spaces) - set(FIELDS))
+        if unknown:
+            raise ValueError(
+                f"LoggedNextItems builds the observation fields {list(FIELDS)}, but the environment "
+                f"also has {unknown}; teach agents/next_item.py to build them from the split"
+            )
+        split = base.split
+        self.history_len = int(base.history_len)
+        self.n_items = int(split.n_items)
+        self.user_features = np.ascontiguousarray(split.data.user_features, dtype=np.int32)
+        indptr = np.asarray(split.train_indptr, dtype=np.int64)
+        items = np.asarray(split.train_items, dtype=np.int64)
+        n_train = np.diff(indptr)
+        n_pairs = np.maximum(n_train - 1, 0)  # prefixes 1 .. n_train - 1, each with a next item
+        users = np.repeat(np.arange(n_train.size), n_pairs)
         self.users = users
-        self.prefixes = np.arange(users.size) - starts[users] + 1
-        train_lo = np.asarray(base.split.train_indptr, dtype=np.int64)[:-1]
-        self.items = np.asarray(base.split.train_items, dtype=np.int64)[train_lo[users] + self.prefixes]
+        self.prefixes = np.arange(users.size) - (np.cumsum(n_pairs) - n_pairs)[users] + 1
+        self.items = items[indptr[:-1][users] + self.prefixes]
+        # Each user's train tokens (item + 1) behind history_len zeros: the history of prefix p
+        # is then the slice [pad_lo + p, pad_lo + p + history_len), as in the environment.
+        hl = self.history_len
+        self._pad_lo = indptr[:-1] + hl * np.arange(n_train.size)
+        self._tokens = np.zeros(items.size + hl * n_train.size, dtype=np.int32)
+        shift = np.repeat(self._pad_lo + hl - indptr[:-1], n_train)
+        self._tokens[shift + np.arange(items.size)] = items + 1
+        self._train_lo = indptr[:-1]
+        self._train_items = items
+        self._train_liked = np.asarray(split.train_ratings) >= int(base.like_threshold)
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         """Number of distinct (state, next item) pairs."""
         return int(self.users.size)
+
+    def observations(self, users: np.ndarray, prefixes: np.ndarray) -> dict[str, np.ndarray]:
+        """States of ``users`` after their first ``prefixes`` train items.
+
+        :param users: int ``(B,)`` user indices
+        :param prefixes: int ``(B,)`` prefix lengths, ``1 <= p <= n_train(u) - 1``
+        :return: ``{"user": (B, 3) int32, "history": (B, history_len) int32,
+            "liked": (B, ceil(n_items / 8)) uint8}``
+        """
+        users = np.asarray(users, dtype=np.int64)
+        prefixes = np.asarray(prefixes, dtype=np.int64)
+        n = users.size
+        start = self._pad_lo[users] + prefixes
+        history = self._tokens[start[:, None] + np.arange(self.history_len)]
+        # Every (row, position) of the prefixes, flattened, to scatter the liked bits.
+        rows = np.repeat(np.arange(n), prefixes)
+        offset = self._train_lo[users] - (np.cumsum(prefixes) - prefixes)
+        flat = np.repeat(offset, prefixes) + np.arange(int(prefixes.sum()))
+        sel = self._train_liked[flat]
+        mask = np.zeros((n, self.n_items), dtype=bool)
+        mask[rows[sel], self._train_items[flat[sel]]] = True
+        return {
+            "user": self.user_features[users],
+            "history": history,
+            "liked": np.packbits(mask, axis=1, bitorder="little").reshape(n, (self.n_items + 7) // 8),
+        }
 
     def __call__(self, batch_size: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Draw ``batch_size`` pairs with replacement.
@@ -45,5 +103,4 @@ class LoggedNextItems:
         :return: ``(observations, items)``: a Dict observation batch and int64 item indices ``(B,)``
         """
         idx = self.rng.integers(0, len(self), size=int(batch_size))
-        obs = self._env.start_observations(self.users[idx], self.prefixes[idx])
-        return obs, self.items[idx]
+        return self.observations(self.users[idx], self.prefixes[idx]), self.items[idx]

@@ -67,7 +67,10 @@ class TrainConfig:
     # --- budget ---
     total_timesteps: int = 1_800_000  # environment steps (transitions) to train for, upper bound
     max_episodes: int | None = None  # stop after this many finished episodes, all envs together
-    max_train_seconds: float | None = 780.0  # wall-clock cap on model.learn, keeps make train < 15 min (None: no cap)
+    # Optional wall-clock cap on training, s (validation included, all sessions of a resumed run
+    # together). Off by default: a cap makes results depend on machine speed; a run it stops is
+    # marked incomplete in metrics.json and in the printed report.
+    max_train_seconds: float | None = None
 
     # --- extractor (agents.extractor.LongShortExtractor) and heads ---
     embed_dim: int = 32  # size d of item/user embeddings and of each interest vector
@@ -132,7 +135,7 @@ class TrainConfig:
         for fname, choices in (("algo", ALGOS), ("dataset", DATASETS), ("split", SPLITS), ("loss", LOSSES)):
             value = getattr(self, fname)
             need(value in choices, f"{fname}={value!r} is unknown; choose one of {', '.join(choices)}")
-        need(self.device in ("cpu", "cuda", "auto") or self.device.startswith("cuda:"),
+        need(self.device in ("cpu", "cuda", "auto") or (self.device.startswith("cuda:") and self.device[5:].isdigit()),
              f"device={self.device!r}: use 'cpu', 'cuda', 'cuda:N' or 'auto'")
         need(bool(self.name) and "/" not in self.name, f"name={self.name!r} must be a non-empty file name")
         positive = (
@@ -378,14 +381,25 @@ def _metavar(tp: Any) -> str:
 
 
 def _field_comments() -> dict[str, str]:
-    """The one-line ``# comment`` after each field in this file's source (for ``--help``)."""
+    """Each field's comment in this file's source (for ``--help``).
+
+    The comment after the field on its line; a field without one takes the ``#`` lines right
+    above it (a longer explanation), joined. ``# --- section ---`` lines are headings, not help.
+    """
     import inspect
 
     comments: dict[str, str] = {}
+    block: list[str] = []
     for line in inspect.getsource(TrainConfig).splitlines():
         stripped = line.strip()
-        if ":" in stripped and "  # " in stripped and not stripped.startswith(("#", "def", '"')):
+        if stripped.startswith("#"):
+            text = stripped.lstrip("#").strip()
+            block = [] if text.startswith("---") else [*block, text]
+            continue
+        if ":" in stripped and not stripped.startswith(("def", '"')):
             name = stripped.split(":", 1)[0].strip()
             if name.isidentifier():
-                comments[name] = stripped.split("  # ", 1)[1].strip()
+                inline = stripped.split("  # ", 1)[1].strip() if "  # " in stripped else ""
+                comments[name] = inline or " ".join(block)
+        block = []
     return comments

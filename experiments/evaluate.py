@@ -114,8 +114,8 @@ def format_evaluation(result: dict[str, Any]) -> str:
     """Human-readable table of :func:`evaluate_run`'s result."""
     agent, pop, paper = result["agent"], result["popularity"], result["paper"] or {}
     lines = [
-        f"{result['algo']} run {result['run_dir']} on {result['dataset']}, {result['split']} split, "
-        f"{agent['n_users']} users ({result['seconds']:.1f} s)",
+        f"{result['algo']} run {result['run_dir']} on {result['dataset']}, {result['split']} split "
+        f"({result['seconds']:.1f} s)",
         f"{'metric':<14}{'agent':>9}{'popularity':>12}{'paper':>9}",
     ]
     return "\n".join(lines + metric_lines(agent, pop, paper))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import gymnasium as gym
@@ -12,7 +13,15 @@ import torch as th
 
 import recsim_env  # noqa: F401  (registers MovieLensRec-v0)
 from experiments.config import ALGOS, PRESETS, TrainConfig, make_config, parse_value
-from experiments.train import atomic_write, atomic_write_json, main, replay_bytes_per_transition, train
+from experiments.train import (
+    SetupError,
+    TrainingInterrupted,
+    atomic_write,
+    atomic_write_json,
+    main,
+    replay_bytes_per_transition,
+    train,
+)
 
 th.set_num_threads(1)
 
@@ -67,6 +76,7 @@ def test_presets_are_valid_and_paper_preset_has_the_papers_settings():
         ({"net_arch": (64, 0)}, "net_arch sizes must be positive"),
         ({"final_learning_rate": 0.1}, "final_learning_rate must be"),
         ({"train_rewards": (1.0, 2.0)}, "train_rewards must be 5 finite numbers"),
+        ({"device": "cuda:x"}, "device='cuda:x'"),
     ],
 )
 def test_bad_values_are_rejected_with_a_clear_message(overrides, message):
@@ -95,16 +105,6 @@ def test_cli_values_parse_into_the_field_types():
     assert parse_value("none", int | None, "max_episodes") is None
     with pytest.raises(ValueError, match="--batch-size"):
         parse_value("12.5", int, "batch_size")
-
-
-def test_cli_rejects_bad_values_before_training(tmp_path, capsys):
-    runs = tmp_path / "runs"
-    for argv in (["--learning-rate", "0"], ["--algo", "nope"], ["--batch-size", "abc"]):
-        with pytest.raises(SystemExit) as exc:
-            main([*argv, "--runs-dir", str(runs), "--no-progress"])
-        assert exc.value.code == 2
-    assert "learning_rate must be > 0" in capsys.readouterr().err
-    assert not runs.exists()  # nothing was started
 
 
 def test_train_rewards_apply_to_training_envs_only(split):
@@ -201,11 +201,19 @@ def test_maskable_ppo_trains_on_the_environment_masks(tmp_path, monkeypatch):
     assert len(calls) >= 64  # one mask per environment step
 
 
-def test_seed_makes_training_reproducible(tmp_path):
-    a = train(tiny(tmp_path, seed=3, total_timesteps=120, eval_freq=0), run_dir=tmp_path / "a", progress=False)
-    b = train(tiny(tmp_path, seed=3, total_timesteps=120, eval_freq=0), run_dir=tmp_path / "b", progress=False)
-    assert a.metrics["precision@10"] == b.metrics["precision@10"]
+def test_budget_is_in_steps_so_the_same_seed_gives_the_same_metrics(tmp_path):
+    # No preset stops by wall-clock time: a busy machine must not change the result.
+    assert all(make_config(name).max_train_seconds is None for name in PRESETS)
+    a = train(tiny(tmp_path, seed=3, total_timesteps=80, eval_freq=40), run_dir=tmp_path / "a", progress=False)
+    b = train(tiny(tmp_path, seed=3, total_timesteps=80, eval_freq=40), run_dir=tmp_path / "b", progress=False)
+    assert a.metrics == b.metrics  # every metric, bit for bit
     assert a.curve["episodes"] == b.curve["episodes"]
+    assert [row["precision@10"] for row in a.curve["validation"]] == [row["precision@10"] for row in b.curve["validation"]]
+    # The stop is by steps: exactly the budget, and the run says it is complete.
+    assert a.model.num_timesteps == a.training["env_steps"] == 80
+    assert a.training["complete"] is True and a.training["stop_reason"] == "total_timesteps reached"
+    saved = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert saved["complete"] is True and saved["training"]["env_steps"] == saved["training"]["total_timesteps"] == 80
     assert json.loads((tmp_path / "a" / "config.json").read_text())["seed"] == 3
 
 
@@ -227,8 +235,212 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path):
     assert second.model.replay_buffer.pos == buffer_before + (320 - 160) // config.n_envs
     latest = json.loads((tmp_path / "run" / "checkpoints" / "latest.json").read_text())
     assert latest["checkpoint"] == "step-320"
-    with pytest.raises(FileNotFoundError, match="latest.json"):
+    with pytest.raises(SetupError, match="does not exist"):
         train(longer, run_dir=tmp_path / "missing", progress=False, resume=True)
+
+
+# Command line: clean errors, run directories, budgets, signals ------------------------------
+
+
+def tiny_args(tmp_path: Path, **overrides) -> list[str]:
+    """``tiny()``'s settings as command-line options (a few seconds of training)."""
+    values = dict(
+        runs_dir=tmp_path / "runs", torch_threads=1, n_envs=2, max_steps=5, total_timesteps=80,
+        learning_starts=20, batch_size=16, buffer_size=1_000, target_update_interval=50, embed_dim=8,
+        dnn_hidden=8, net_arch=16, eval_freq=0, checkpoint_freq=0,
+    )
+    values.update(overrides)
+    return [item for key, value in values.items() for item in (f"--{key.replace('_', '-')}", str(value))]
+
+
+def test_every_config_option_has_a_help_text():
+    from experiments.train import build_parser
+
+    helps = {action.dest: action.help for action in build_parser()._actions}
+    for name in TrainConfig.__dataclass_fields__:
+        if name != "preset":
+            assert helps[name].split("(default preset")[0].strip(), f"--{name.replace('_', '-')} has no help"
+    assert "rating" in helps["train_rewards"] and "training" in helps["train_rewards"]
+
+
+def test_errors_are_one_message_without_traceback_usage_or_run_directory(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    empty_copy = tmp_path / "data"
+    (empty_copy / "ml-100k").mkdir(parents=True)
+    cases = [
+        (["--batch-size", "abc"], "--batch-size: cannot parse"),
+        (["--learning-rate", "0"], "learning_rate must be > 0"),
+        (["--no-such-option"], "unrecognized arguments"),
+        # An explicit --data-dir without the dataset is an error, never a switch to other data.
+        (["--data-dir", str(tmp_path / "nowhere")], "holds no ml-100k/ folder"),
+        (["--data-dir", str(empty_copy)], "u.data, u.user, u.item, u.occupation missing"),
+    ]
+    if not th.cuda.is_available():
+        cases.append((["--device", "cuda"], "sees no CUDA GPU"))
+    for argv, message in cases:
+        try:
+            status = main([*argv, "--runs-dir", str(runs), "--no-progress"])
+        except SystemExit as exc:  # argparse's own errors exit from parse_args
+            status = exc.code
+        err = capsys.readouterr().err
+        assert status == 2, argv
+        assert message in err, (argv, err)
+        assert "Traceback" not in err and "usage:" not in err, err
+        assert len(err.splitlines()) <= 4, err
+    assert not runs.exists()  # nothing was created
+
+
+def test_wall_clock_cap_stops_the_run_incomplete_and_the_report_says_so(tmp_path, capsys, ml100k_split):
+    run = tmp_path / "capped"
+    status = main([*tiny_args(tmp_path, max_train_seconds=1e-6, total_timesteps=400), "--run-dir", str(run),
+                   "--no-progress"])
+    assert status == 0
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["complete"] is False and saved["training"]["complete"] is False
+    assert "max_train_seconds" in saved["training"]["stop_reason"]
+    assert saved["training"]["env_steps"] < 400 == saved["training"]["total_timesteps"]
+    # --no-progress still prints the report; INCOMPLETE opens and closes it.
+    report = capsys.readouterr().out.strip().splitlines()
+    assert report[0].startswith("INCOMPLETE RUN") and report[-1].startswith("INCOMPLETE RUN")
+    assert any(line.startswith("precision@10") for line in report)
+    # Each average names its users: ranking over users with a test item, greedy return over
+    # users with a liked one (the users a test episode can start from).
+    n_test = np.diff(ml100k_split.test_indptr)
+    liked = np.add.reduceat(ml100k_split.test_ratings >= 4, ml100k_split.test_indptr[:-1]) * (n_test > 0)
+    assert saved["agent"]["n_users"] == int((n_test > 0).sum()) == 943
+    assert saved["agent"]["greedy_n_users"] == int((liked > 0).sum()) == 907
+    assert "mean over the 943 users with a test item" in "\n".join(report)
+    assert "over the 907 users with a liked test item" in "\n".join(report)
+
+
+def test_an_existing_run_directory_is_refused_unless_resume_or_overwrite(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main([*tiny_args(tmp_path), "--run-dir", str(run), "--no-progress"]) == 0
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    # A second run into the same folder: refused, nothing touched.
+    assert main([*tiny_args(tmp_path, seed=1), "--run-dir", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run" in err and f"--resume {run}" in err and "--overwrite" in err
+    # Resuming a finished run: refused too, with what to do instead.
+    assert main(["--resume", str(run), "--no-progress"]) == 2
+    assert "is finished" in capsys.readouterr().err
+    assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    # --overwrite replaces the run: none of the old files survive.
+    (run / "notes.txt").write_text("old")
+    assert main([*tiny_args(tmp_path, seed=1), "--run-dir", str(run), "--overwrite", "--no-progress"]) == 0
+    assert not (run / "notes.txt").exists()
+    assert json.loads((run / "config.json").read_text())["seed"] == 1
+    assert [p.name for p in (run / "checkpoints").iterdir() if p.is_dir()] == ["step-80"]
+    # A folder that is not a run directory is never deleted, even with --overwrite.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "thesis.tex").write_text("keep me")
+    assert main([*tiny_args(tmp_path), "--run-dir", str(other), "--overwrite", "--no-progress"]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+    assert (other / "thesis.tex").read_text() == "keep me" and len(list(other.iterdir())) == 1
+    assert not list(tmp_path.glob(".*replaced*"))  # the old run's files were deleted, not left aside
+
+
+def test_a_run_directory_in_use_by_another_process_is_refused(tmp_path):
+    from experiments.run_dir import RunDirLock
+
+    run = tmp_path / "busy"
+    run.mkdir()
+    with RunDirLock(run):  # as another training process would hold it
+        with pytest.raises(SetupError, match="in use by another training process"):
+            train(tiny(tmp_path), run_dir=run, progress=False)
+    assert [p.name for p in run.iterdir()] == [".lock"]  # nothing written, the folder kept
+
+
+def test_auto_named_run_directories_never_collide(tmp_path, monkeypatch):
+    from datetime import datetime
+
+    import experiments.run_dir as run_dir_module
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime(2025, 1, 1, 12, 0, 0)
+
+    monkeypatch.setattr(run_dir_module, "datetime", Frozen)
+    made = [run_dir_module.new_run_dir(tmp_path, "lsrwrl") for _ in range(3)]
+    assert [p.name for p in made] == ["lsrwrl-20250101-120000", "lsrwrl-20250101-120000-2",
+                                      "lsrwrl-20250101-120000-3"]
+
+
+def _signal_during_training(monkeypatch, signum: int) -> None:
+    """Send ``signum`` to this process at the first validation, i.e. inside ``model.learn``."""
+    import os
+    import threading
+
+    from experiments.train import _Runner
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers need the main thread")
+    original = _Runner.validate
+
+    def validate_then_signal(self, model):
+        original(self, model)
+        os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(_Runner, "validate", validate_then_signal)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_saves_a_checkpoint_and_prints_the_resume_command_last(signum, tmp_path, capsys, monkeypatch):
+    run = tmp_path / "run"
+    _signal_during_training(monkeypatch, signum)
+    status = main([*tiny_args(tmp_path, total_timesteps=120, eval_freq=20), "--run-dir", str(run), "--no-progress"])
+    assert status == 128 + signum  # 143 for SIGTERM, 130 for SIGINT
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Exception ignored" not in err
+    assert err.strip().splitlines()[-1].strip() == f"python -m experiments.train --resume {run}"
+    latest = json.loads((run / "checkpoints" / "latest.json").read_text())["checkpoint"]
+    assert 20 <= int(latest.removeprefix("step-")) < 120  # saved where the signal stopped it
+    assert not (run / "metrics.json").exists()  # nothing evaluated: the run is not finished
+    if signum == signal.SIGTERM:  # the printed command finishes the run
+        monkeypatch.undo()
+        assert main(["--resume", str(run), "--no-progress"]) == 0
+        saved = json.loads((run / "metrics.json").read_text())
+        assert saved["complete"] is True and saved["training"]["env_steps"] == 120
+
+
+def test_a_run_that_dies_before_its_first_periodic_checkpoint_can_be_resumed(tmp_path, monkeypatch):
+    from experiments.train import _Runner
+
+    def crash(self, model):
+        raise RuntimeError("power cut")  # as a SIGKILL or a crash: no handler runs
+
+    monkeypatch.setattr(_Runner, "validate", crash)
+    config = tiny(tmp_path, total_timesteps=80, eval_freq=20, checkpoint_freq=100_000)
+    with pytest.raises(RuntimeError, match="power cut"):
+        train(config, run_dir=tmp_path / "run", progress=False)
+    assert json.loads((tmp_path / "run" / "checkpoints" / "latest.json").read_text())["checkpoint"] == "step-0"
+    monkeypatch.undo()
+    result = train(config, run_dir=tmp_path / "run", progress=False, resume=True)
+    assert result.training["complete"] and result.model.num_timesteps == 80
+
+
+def test_a_signal_before_training_leaves_no_run_directory(tmp_path, monkeypatch):
+    import os
+    import threading
+
+    import experiments.train as train_module
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers need the main thread")
+    original = train_module.make_train_vec_env
+
+    def signal_then_make(config, split):  # SIGTERM while the environments are being built
+        os.kill(os.getpid(), signal.SIGTERM)
+        return original(config, split)
+
+    monkeypatch.setattr(train_module, "make_train_vec_env", signal_then_make)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(tiny(tmp_path), progress=False)
+    assert info.value.checkpoint is None and info.value.exit_status == 143
+    assert not list((tmp_path / "runs").iterdir())  # the half-made run directory was removed
 
 
 # Algorithm options (agents.factory) ---------------------------------------------------------
@@ -331,7 +543,7 @@ def test_evaluate_cli_finds_and_scores_the_newest_run(tmp_path, capsys):
     assert evaluate.find_latest_run(tmp_path / "runs", "ml-100k") == result.run_dir
     assert evaluate.main(["--runs-dir", str(tmp_path / "runs"), "--dataset", "ml-100k", "--no-greedy"]) == 0
     out = capsys.readouterr().out
-    assert "precision@10" in out and "popularity" in out
+    assert "precision@10" in out and "popularity" in out and "users with a test item" in out
     saved = json.loads((result.run_dir / "evaluation.json").read_text())
     assert saved["agent"]["precision@10"] == pytest.approx(result.metrics["precision@10"])
     out_path = tmp_path / "eval.json"
@@ -361,18 +573,52 @@ def test_logged_next_items_are_real_prefixes_and_the_item_rated_next(split):
 
     env = gym.make("MovieLensRec-v0", split_data=split, max_steps=5)
     source = LoggedNextItems(env, seed=0)
-    assert len(source) == int(env.unwrapped.max_prefixes.sum())
     obs, items = source(64)
     assert obs["history"].shape == (64, 20) and items.shape == (64,)
     picked = np.random.default_rng(0).integers(0, len(source), size=64)  # same draws as the source
     for row, (u, p, item) in enumerate(zip(source.users[picked], source.prefixes[picked], items)):
         seq = split.train_items[split.train_indptr[u]:split.train_indptr[u + 1]]
         assert item == seq[p]  # the item right after the prefix
-        reset_obs, _ = env.reset(options={"user": int(u), "prefix": int(p)})
-        for key in ("user", "history", "liked"):
-            np.testing.assert_array_equal(obs[key][row], reset_obs[key])
+    # Where the environment can start an episode, the states are exactly its start states.
+    base = env.unwrapped
+    valid = source.prefixes <= base.max_prefixes[source.users]
+    ours = source.observations(source.users[valid], source.prefixes[valid])
+    theirs = base.start_observations(source.users[valid], source.prefixes[valid])
+    assert set(ours) == set(theirs) == set(base.observation_space.spaces)
+    for key in theirs:
+        assert ours[key].dtype == theirs[key].dtype
+        np.testing.assert_array_equal(ours[key], theirs[key])
     with pytest.raises(ValueError, match="mode='train'"):
         LoggedNextItems(gym.make("MovieLensRec-v0", split_data=split, mode="test"))
+
+
+def test_logged_next_items_include_the_pairs_after_the_last_liked_train_item(split):
+    from agents.next_item import LoggedNextItems
+
+    env = gym.make("MovieLensRec-v0", split_data=split, max_steps=5)
+    base = env.unwrapped
+    source = LoggedNextItems(env, seed=0)
+    n_train = np.diff(split.train_indptr)
+    # Every prefix that has a next item, not only those an episode can start from.
+    assert len(source) == int((n_train - 1).sum()) == 79_057
+    tail = source.prefixes > base.max_prefixes[source.users]
+    assert int(tail.sum()) == 79_057 - int(base.max_prefixes.sum()) == 1_554
+    # Such a state follows the same rules: last 20 items (+1) front-padded, liked set packed.
+    u, p = int(source.users[tail][0]), int(source.prefixes[tail][0])
+    obs = source.observations(np.array([u]), np.array([p]))
+    seq = split.train_items[split.train_indptr[u]:split.train_indptr[u + 1]]
+    ratings = split.train_ratings[split.train_indptr[u]:split.train_indptr[u + 1]]
+    window = seq[:p][-20:] + 1
+    np.testing.assert_array_equal(obs["history"][0], np.concatenate([np.zeros(20 - window.size), window]))
+    liked = np.zeros(split.n_items, dtype=bool)
+    liked[seq[:p][ratings[:p] >= 4]] = True
+    np.testing.assert_array_equal(obs["liked"][0], np.packbits(liked, bitorder="little"))
+    np.testing.assert_array_equal(obs["user"][0], split.data.user_features[u])
+    # A field the sampler cannot build is an error, not a state missing that field.
+    base.observation_space = gym.spaces.Dict({**base.observation_space.spaces,
+                                              "extra": gym.spaces.Box(0, 1, (3,), np.uint8)})
+    with pytest.raises(ValueError, match="'extra'"):
+        LoggedNextItems(env)
 
 
 def test_next_item_loss_is_added_to_the_td_loss_and_trains_the_item_embeddings(split):
