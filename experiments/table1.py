@@ -79,7 +79,7 @@ SHORT = {"precision@10": "P@10", "recall@10": "R@10", "ndcg@10": "NDCG@10", "hit
 LSRWRL = "lsrwrl"
 #: LSRWRL overrides of ``--quick`` (a smoke-test budget, not a result).
 QUICK_LSRWRL: dict[str, Any] = dict(
-    total_timesteps=2_000, learning_starts=500, max_train_seconds=60.0, eval_freq=0, checkpoint_freq=0
+    total_timesteps=2_000, learning_starts=500, eval_freq=0, checkpoint_freq=0
 )
 
 
