@@ -7,7 +7,9 @@ The score of item ``a`` in state ``s`` is
 * PPO / A2C / MaskablePPO: the policy logit of ``a`` (SB3 stores normalised log-probabilities,
   which rank identically).
 
-In every case ``argmax_a score(s, a)`` is the model's own deterministic action.
+For a model built with ``mask_excluded=True`` the items the observation excludes (history and
+already recommended) score :data:`agents.masking.MASKED_VALUE`. In every case
+``argmax_a score(s, a)`` is the model's own deterministic action.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3 import DQN
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
+
+from agents.masking import acting_values
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 
@@ -39,11 +43,12 @@ def score_observations(model: BaseAlgorithm, observations: dict[str, np.ndarray]
     obs_tensor, _ = policy.obs_to_tensor(observations)
     with th.no_grad():
         if isinstance(model, DQN):
-            scores = model.q_net(obs_tensor)
+            scores = acting_values(model.q_net, model.q_net(obs_tensor), obs_tensor)
         elif isinstance(model, QRDQN):
-            scores = model.quantile_net(obs_tensor).mean(dim=1)  # (B, n_quantiles, n) -> (B, n)
+            quantiles = model.quantile_net(obs_tensor)  # (B, n_quantiles, n)
+            scores = acting_values(model.quantile_net, quantiles.mean(dim=1), obs_tensor)
         elif isinstance(policy, (ActorCriticPolicy, MaskableActorCriticPolicy)):  # PPO, A2C, MaskablePPO
-            scores = policy.get_distribution(obs_tensor).distribution.logits
+            scores = policy.get_distribution(obs_tensor).distribution.logits  # masked by the policy
         else:
             raise TypeError(f"cannot score items with a {type(model).__name__} model")
     return scores.float().cpu().numpy()
