@@ -17,21 +17,32 @@ from agents.deepfm import DeepFM
 OBSERVATION_KEYS: tuple[str, ...] = ("user", "history", "liked")
 
 
-def unpack_liked_bits(liked: th.Tensor, n_items: int) -> th.Tensor:
-    """Multi-hot liked-item matrix from the packed ``liked`` observation.
+def unpack_bits(packed: th.Tensor, n_items: int) -> th.Tensor:
+    """Bool item mask of a packed-bit observation field (``liked`` or ``excluded``).
 
     Item ``i`` is bit ``i % 8`` (little bit order) of byte ``i // 8``, as
-    ``np.packbits(mask, bitorder="little")`` writes it.
+    ``np.packbits(mask, bitorder="little")`` writes it (the torch twin of
+    :func:`recsim_env.unpack_bits`).
 
-    :param liked: ``(B, ceil(n_items / 8))`` byte values, any dtype (SB3 hands them over as
+    :param packed: ``(B, ceil(n_items / 8))`` byte values, any dtype (SB3 hands them over as
         float32 after preprocessing; values must be integers in ``[0, 255]``)
+    :param n_items: number of items ``N``
+    :return: bool ``(B, N)``
+    """
+    codes = packed.round().to(th.uint8) if packed.is_floating_point() else packed.to(th.uint8)
+    shifts = th.arange(8, dtype=th.uint8, device=packed.device)
+    bits = (codes.unsqueeze(-1) >> shifts) & 1  # (B, L, 8), bit j of byte l = item 8l + j
+    return bits.flatten(start_dim=1)[:, :n_items].bool()
+
+
+def unpack_liked_bits(liked: th.Tensor, n_items: int) -> th.Tensor:
+    """Multi-hot liked-item matrix from the packed ``liked`` observation (see :func:`unpack_bits`).
+
+    :param liked: ``(B, ceil(n_items / 8))`` byte values, any dtype
     :param n_items: number of items ``N``
     :return: float32 ``(B, N)`` with 1.0 where the item is liked
     """
-    codes = liked.round().to(th.uint8) if liked.is_floating_point() else liked.to(th.uint8)
-    shifts = th.arange(8, dtype=th.uint8, device=liked.device)
-    bits = (codes.unsqueeze(-1) >> shifts) & 1  # (B, L, 8), bit j of byte l = item 8l + j
-    return bits.flatten(start_dim=1)[:, :n_items].to(th.float32)
+    return unpack_bits(liked, n_items).to(th.float32)
 
 
 class LongShortExtractor(BaseFeaturesExtractor):

@@ -16,13 +16,18 @@ import torch as th
 import torch.nn.functional as F
 from torch import nn
 from sb3_contrib import QRDQN, MaskablePPO
+from sb3_contrib.common.utils import quantile_huber_loss
+from sb3_contrib.qrdqn.policies import QRDQNPolicy, QuantileNetwork
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.distributions import Distribution
+from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import create_mlp
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from stable_baselines3.common.type_aliases import GymEnv
 
 from agents.extractor import LongShortExtractor
+from agents.masking import acting_values, mask_excluded
 
 #: ``source(batch_size) -> (observations, next items)``: logged data of the next-item loss.
 NextItemSource = Callable[[int], tuple[dict[str, np.ndarray], np.ndarray]]
@@ -66,7 +71,50 @@ class MaskedEpsilonGreedyMixin:
         return actions, actions
 
 
-class DuelingQNetwork(QNetwork):
+class MaskedQNetwork(QNetwork):
+    """SB3's Q-network whose greedy action never picks an item the observation excludes.
+
+    With ``mask_excluded`` the Q-values of items set in the observation's ``"excluded"`` field
+    are replaced by :data:`agents.masking.MASKED_VALUE` in :meth:`_predict` (so
+    ``model.predict(obs, deterministic=True)`` never repeats an item or recommends a history
+    item) and wherever :func:`agents.masking.acting_values` is applied (the TD target of
+    :class:`LSRDQN`, item scores); ``forward`` itself returns the raw Q-values, which the TD
+    loss regresses.
+
+    :param mask_excluded: mask excluded items when choosing (default False: SB3's behaviour)
+    """
+
+    def __init__(self, *args: Any, mask_excluded: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.mask_excluded = bool(mask_excluded)
+
+    def _predict(self, observation: Any, deterministic: bool = True) -> th.Tensor:
+        return acting_values(self, self(observation), observation).argmax(dim=1).reshape(-1)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "mask_excluded": self.mask_excluded}
+
+
+class MaskedDQNPolicy(DQNPolicy):
+    """SB3's DQN policy (Dict observations) with :class:`MaskedQNetwork` as online and target net.
+
+    :param mask_excluded: see :class:`MaskedQNetwork` (default False)
+    :param kwargs: :class:`~stable_baselines3.dqn.policies.DQNPolicy` arguments
+    """
+
+    def __init__(self, *args: Any, mask_excluded: bool = False, **kwargs: Any) -> None:
+        self.mask_excluded = bool(mask_excluded)  # read by make_q_net during super().__init__
+        super().__init__(*args, **kwargs)
+
+    def make_q_net(self) -> MaskedQNetwork:
+        net_args = self._update_features_extractor(self.net_args, features_extractor=None)
+        return MaskedQNetwork(**net_args, mask_excluded=self.mask_excluded).to(self.device)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "mask_excluded": self.mask_excluded}
+
+
+class DuelingQNetwork(MaskedQNetwork):
     """Dueling Q-network head (Wang et al., 2016): ``Q(s, a) = V(s) + A(s, a) - mean_a A(s, a)``.
 
     In this environment a missed recommendation leaves the state unchanged, so every item's
@@ -82,6 +130,7 @@ class DuelingQNetwork(QNetwork):
     only when that item was the action.
 
     :param tied_item_embeddings: score items through the extractor's item embeddings
+    :param kwargs: :class:`MaskedQNetwork` arguments (``mask_excluded``...)
     """
 
     def __init__(self, *args: Any, tied_item_embeddings: bool = False, **kwargs: Any) -> None:
@@ -116,11 +165,11 @@ class DuelingQNetwork(QNetwork):
         return {**super()._get_constructor_parameters(), "tied_item_embeddings": self.tied_item_embeddings}
 
 
-class DuelingDQNPolicy(DQNPolicy):
+class DuelingDQNPolicy(MaskedDQNPolicy):
     """SB3's DQN policy (Dict observations) with :class:`DuelingQNetwork` as online and target net.
 
     :param tied_item_embeddings: see :class:`DuelingQNetwork` (default False)
-    :param kwargs: :class:`~stable_baselines3.dqn.policies.DQNPolicy` arguments
+    :param kwargs: :class:`MaskedDQNPolicy` arguments (``mask_excluded``, SB3's DQN policy's)
     """
 
     def __init__(self, *args: Any, tied_item_embeddings: bool = False, **kwargs: Any) -> None:
@@ -129,7 +178,9 @@ class DuelingDQNPolicy(DQNPolicy):
 
     def make_q_net(self) -> DuelingQNetwork:
         net_args = self._update_features_extractor(self.net_args, features_extractor=None)
-        return DuelingQNetwork(**net_args, tied_item_embeddings=self._tied).to(self.device)
+        return DuelingQNetwork(
+            **net_args, tied_item_embeddings=self._tied, mask_excluded=self.mask_excluded
+        ).to(self.device)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return {**super()._get_constructor_parameters(), "tied_item_embeddings": self._tied}
@@ -159,7 +210,15 @@ class LSRDQN(MaskedEpsilonGreedyMixin, DQN):
         Q-network (extractor and item embeddings included) towards every logged next item. The
         idea of SQN (Xin et al., SIGIR 2020), here with the Q-values themselves as logits, so
         the ranking the agent acts on is the one trained. Needs the dueling head
-        (:class:`DuelingDQNPolicy`).
+        (:class:`DuelingDQNPolicy`). With ``mask_excluded`` the softmax runs over the items the
+        logged state allows (the logged next item never is excluded: one rating per user and
+        item), the same items the policy chooses from.
+
+    In-network masking is a policy option (``policy_kwargs=dict(mask_excluded=True)`` with
+    :class:`MaskedDQNPolicy` or :class:`DuelingDQNPolicy`, see :func:`build_model`): the
+    greedy action and the next-state value ``max_a Q(s', a)`` (double Q: the online argmax)
+    then skip the items ``s'`` excludes, i.e. the items the masked policy can never pick.
+
     :param kwargs: :class:`~stable_baselines3.DQN` arguments
     """
 
@@ -205,7 +264,29 @@ class LSRDQN(MaskedEpsilonGreedyMixin, DQN):
         observations, items = self.next_item_source(batch_size)
         obs_tensor, _ = self.policy.obs_to_tensor(observations)
         logits = self.q_net(obs_tensor) * self.q_net.log_logit_scale.exp()
+        logits = acting_values(self.q_net, logits, obs_tensor)  # masked after scaling: stays finite
         return F.cross_entropy(logits, th.as_tensor(items, dtype=th.long, device=self.device))
+
+    @property
+    def mask_excluded(self) -> bool:
+        """Whether the Q-network masks excluded items (a policy option, see :class:`MaskedQNetwork`)."""
+        return bool(getattr(self.q_net, "mask_excluded", False))
+
+    def next_q_values(self, next_observations: dict[str, th.Tensor]) -> th.Tensor:
+        """Next-state values of the TD target, ``(B, 1)``, without gradient.
+
+        ``max_a Q_target(s', a)`` (eq. 9), or with ``double_q`` ``Q_target(s', argmax_a Q(s', a))``;
+        with ``mask_excluded`` the max / argmax run over the items ``s'`` allows only.
+
+        :param next_observations: Dict observation tensors of the next states
+        """
+        with th.no_grad():
+            next_q_all = self.q_net_target(next_observations)
+            if self.double_q:
+                online = acting_values(self.q_net, self.q_net(next_observations), next_observations)
+                return th.gather(next_q_all, dim=1, index=online.argmax(dim=1, keepdim=True))
+            next_q_all = acting_values(self.q_net_target, next_q_all, next_observations)
+            return next_q_all.max(dim=1).values.reshape(-1, 1)
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "next_item_source"]
@@ -219,14 +300,9 @@ class LSRDQN(MaskedEpsilonGreedyMixin, DQN):
         for _ in range(gradient_steps):
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
             discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
-            with th.no_grad():
-                next_q_all = self.q_net_target(replay_data.next_observations)
-                if self.double_q:
-                    next_action = self.q_net(replay_data.next_observations).argmax(dim=1, keepdim=True)
-                    next_q = th.gather(next_q_all, dim=1, index=next_action)
-                else:
-                    next_q = next_q_all.max(dim=1).values.reshape(-1, 1)
-                target_q = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q  # eq. 9
+            next_q = self.next_q_values(replay_data.next_observations)
+            target_q = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q  # eq. 9
+            # Q(s, a) of the action taken is never masked: it stays finite for any action.
             current_q = th.gather(self.q_net(replay_data.observations), dim=1, index=replay_data.actions.long())
             loss = loss_fn(current_q, target_q)
             losses.append(loss.item())
@@ -245,8 +321,52 @@ class LSRDQN(MaskedEpsilonGreedyMixin, DQN):
             self.logger.record("train/next_item_loss", np.mean(aux_losses))
 
 
+class MaskedQuantileNetwork(QuantileNetwork):
+    """sb3-contrib's quantile network whose greedy action skips excluded items.
+
+    With ``mask_excluded``, :meth:`_predict` takes the argmax of the mean quantile over the items
+    the observation allows (see :class:`MaskedQNetwork`); ``forward`` returns raw quantiles.
+
+    :param mask_excluded: mask excluded items when choosing (default False)
+    """
+
+    def __init__(self, *args: Any, mask_excluded: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.mask_excluded = bool(mask_excluded)
+
+    def _predict(self, observation: Any, deterministic: bool = True) -> th.Tensor:
+        q_values = acting_values(self, self(observation).mean(dim=1), observation)
+        return q_values.argmax(dim=1).reshape(-1)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "mask_excluded": self.mask_excluded}
+
+
+class MaskedQRDQNPolicy(QRDQNPolicy):
+    """sb3-contrib's QR-DQN policy with :class:`MaskedQuantileNetwork` as online and target net.
+
+    :param mask_excluded: see :class:`MaskedQuantileNetwork` (default False)
+    :param kwargs: :class:`~sb3_contrib.qrdqn.policies.QRDQNPolicy` arguments
+    """
+
+    def __init__(self, *args: Any, mask_excluded: bool = False, **kwargs: Any) -> None:
+        self.mask_excluded = bool(mask_excluded)  # read by make_quantile_net during super().__init__
+        super().__init__(*args, **kwargs)
+
+    def make_quantile_net(self) -> MaskedQuantileNetwork:
+        net_args = self._update_features_extractor(self.net_args, features_extractor=None)
+        return MaskedQuantileNetwork(**net_args, mask_excluded=self.mask_excluded).to(self.device)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "mask_excluded": self.mask_excluded}
+
+
 class LSRQRDQN(MaskedEpsilonGreedyMixin, QRDQN):
-    """sb3-contrib :class:`~sb3_contrib.QRDQN` with optional masked exploration.
+    """sb3-contrib :class:`~sb3_contrib.QRDQN` with optional masked exploration and targets.
+
+    With :class:`MaskedQRDQNPolicy` (``mask_excluded=True``) the greedy next action of the TD
+    target is the allowed item with the highest mean quantile; otherwise the update is
+    sb3-contrib's.
 
     :param mask_actions: collect experience with :class:`MaskedEpsilonGreedyMixin` (default False)
     :param kwargs: :class:`~sb3_contrib.QRDQN` arguments
@@ -255,6 +375,105 @@ class LSRQRDQN(MaskedEpsilonGreedyMixin, QRDQN):
     def __init__(self, *args: Any, mask_actions: bool = False, **kwargs: Any) -> None:
         self.mask_actions = bool(mask_actions)
         super().__init__(*args, **kwargs)
+
+    @property
+    def mask_excluded(self) -> bool:
+        """Whether the quantile network masks excluded items (a policy option)."""
+        return bool(getattr(self.quantile_net, "mask_excluded", False))
+
+    def next_quantiles(self, next_observations: dict[str, th.Tensor]) -> th.Tensor:
+        """Quantiles ``(B, n_quantiles)`` of the target network at the greedy next action.
+
+        The greedy action maximises the target network's mean quantile, over the allowed items
+        with ``mask_excluded``.
+
+        :param next_observations: Dict observation tensors of the next states
+        """
+        with th.no_grad():
+            quantiles = self.quantile_net_target(next_observations)  # (B, n_quantiles, n_items)
+            means = acting_values(self.quantile_net_target, quantiles.mean(dim=1), next_observations)
+            greedy = means.argmax(dim=1)[:, None, None].expand(-1, quantiles.shape[1], 1)
+            return quantiles.gather(dim=2, index=greedy).squeeze(dim=2)
+
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        """sb3-contrib's ``QRDQN.train``, with the greedy next action of :meth:`next_quantiles`."""
+        if not self.mask_excluded:
+            return super().train(gradient_steps, batch_size)
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        losses = []
+        for _ in range(gradient_steps):
+            replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+            discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
+            next_quantiles = self.next_quantiles(replay_data.next_observations)
+            target_quantiles = replay_data.rewards + (1 - replay_data.dones) * discounts * next_quantiles
+            # The quantiles of the action taken are never masked: finite for any action.
+            current = self.quantile_net(replay_data.observations)
+            actions = replay_data.actions[..., None].long().expand(batch_size, self.n_quantiles, 1)
+            current = th.gather(current, dim=2, index=actions).squeeze(dim=2)
+            loss = quantile_huber_loss(current, target_quantiles, sum_over_quantiles=True)
+            losses.append(loss.item())
+            self.policy.optimizer.zero_grad()
+            loss.backward()
+            if self.max_grad_norm is not None:
+                th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+            self.policy.optimizer.step()
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/loss", np.mean(losses))
+
+
+class MaskedActorCriticPolicy(ActorCriticPolicy):
+    """SB3's actor-critic policy (PPO, A2C) whose action distribution skips excluded items.
+
+    With ``mask_excluded`` the logits of the items the observation excludes are set to
+    :data:`agents.masking.MASKED_VALUE` before the softmax, in rollouts (``forward``), in the
+    update (``evaluate_actions``) and in ``predict`` / scoring (``get_distribution``): the
+    policy is ``pi(a | s)`` over the allowed items, a function of the observation alone, so the
+    stored log-probabilities and the re-evaluated ones agree. (For MaskablePPO use the
+    environment's ``action_masks()``, which are the same items.)
+
+    :param mask_excluded: mask excluded items (default False: SB3's policy)
+    :param kwargs: :class:`~stable_baselines3.common.policies.ActorCriticPolicy` arguments
+    """
+
+    def __init__(self, *args: Any, mask_excluded: bool = False, **kwargs: Any) -> None:
+        self.mask_excluded = bool(mask_excluded)
+        self._observations: dict[str, th.Tensor] | None = None
+        super().__init__(*args, **kwargs)
+
+    # SB3 builds the distribution from the latent code alone; the three entry points that build
+    # one keep the observation at hand for _get_action_dist_from_latent while they run.
+    def forward(self, obs: Any, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        self._observations = obs
+        try:
+            return super().forward(obs, deterministic)
+        finally:
+            self._observations = None
+
+    def evaluate_actions(self, obs: Any, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
+        self._observations = obs
+        try:
+            return super().evaluate_actions(obs, actions)
+        finally:
+            self._observations = None
+
+    def get_distribution(self, obs: Any) -> Distribution:
+        self._observations = obs
+        try:
+            return super().get_distribution(obs)
+        finally:
+            self._observations = None
+
+    def _get_action_dist_from_latent(self, latent_pi: th.Tensor) -> Distribution:
+        distribution = super()._get_action_dist_from_latent(latent_pi)
+        if self.mask_excluded and self._observations is not None:
+            logits = mask_excluded(distribution.distribution.logits, self._observations)
+            distribution = self.action_dist.proba_distribution(action_logits=logits)
+        return distribution
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "mask_excluded": self.mask_excluded}
 
 
 #: Algorithm name -> class (all accept ``"MultiInputPolicy"`` and Dict observations).
@@ -333,6 +552,7 @@ def build_model(
     n_quantiles: int = 50,
     dueling: bool = False,
     tied_item_embeddings: bool = False,
+    mask_excluded: bool = False,
     seed: int | None = None,
     device: str = "cpu",
     tensorboard_log: str | None = None,
@@ -350,6 +570,13 @@ def build_model(
     :param dueling: ``dqn`` only: :class:`DuelingDQNPolicy` instead of SB3's Q-network
     :param tied_item_embeddings: with ``dueling``: score items through the extractor's item
         embeddings (see :class:`DuelingQNetwork`)
+    :param mask_excluded: in-network masking (default False, the plain algorithm): the items
+        set in the observation's ``"excluded"`` field (history and already recommended, i.e.
+        ``~action_masks()``) are never chosen by ``predict``, the greedy part of
+        epsilon-greedy, the TD target's max / argmax (``dqn``, ``qrdqn``) or the actor-critic
+        policy's distribution (``ppo``, ``a2c``); see :class:`MaskedQNetwork`,
+        :class:`MaskedQuantileNetwork`, :class:`MaskedActorCriticPolicy`. Not for
+        ``maskable_ppo``, which masks through the environment's ``action_masks()`` already
     :param seed: seed of SB3's random generators
     :param device: torch device (default ``"cpu"``)
     :param tensorboard_log: TensorBoard folder (None: no TensorBoard)
@@ -363,11 +590,21 @@ def build_model(
         raise ValueError(f"dueling=True is only available for algo='dqn', not {algo!r}")
     if tied_item_embeddings and not dueling:
         raise ValueError("tied_item_embeddings=True needs dueling=True (it is a dueling-head option)")
+    if mask_excluded and algo == "maskable_ppo":
+        raise ValueError(
+            "mask_excluded=True is not available for algo='maskable_ppo': it masks through the "
+            "environment's action_masks() (the same items); pass action_masks= to its predict()"
+        )
     policy_kwargs = make_policy_kwargs(algo, extractor_kwargs, net_arch, n_quantiles)
+    policy: str | type = "MultiInputPolicy"  # SB3's own policy when nothing is added
     if dueling:
-        policy_kwargs["tied_item_embeddings"] = tied_item_embeddings
+        policy, policy_kwargs["tied_item_embeddings"] = DuelingDQNPolicy, tied_item_embeddings
+    elif mask_excluded:
+        policy = {"dqn": MaskedDQNPolicy, "qrdqn": MaskedQRDQNPolicy}.get(algo, MaskedActorCriticPolicy)
+    if mask_excluded:
+        policy_kwargs["mask_excluded"] = True
     return cls(
-        DuelingDQNPolicy if dueling else "MultiInputPolicy",
+        policy,
         env,
         policy_kwargs=policy_kwargs,
         seed=seed,

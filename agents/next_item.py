@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 
 #: Observation fields the sampler builds (the ``MovieLensRec-v0`` Dict observation).
-FIELDS: tuple[str, ...] = ("user", "history", "liked")
+FIELDS: tuple[str, ...] = ("user", "history", "liked", "excluded")
 
 
 class LoggedNextItems:
@@ -14,7 +14,8 @@ class LoggedNextItems:
 
     A pair is ``(s, a)``: ``s`` is the state of user ``u`` after the first ``p`` train items,
     built by the environment's observation rules (user features; the last ``history_len`` of
-    those items, front-padded with 0; the liked ones among them as packed bits), and ``a`` is the
+    those items, front-padded with 0; the liked ones among them as packed bits; all of them as the
+    packed ``"excluded"`` bits, since nothing has been recommended at a logged state), and ``a`` is the
     user's train item at position ``p`` (0-based), i.e. the next item of the logged sequence,
     whatever its rating. Every ``1 <= p <= n_train(u) - 1`` of every user is a pair (79,057 on
     ML-100K's default split), drawn uniformly, so long sequences weigh more, as in SASRec's
@@ -77,7 +78,7 @@ class LoggedNextItems:
         :param users: int ``(B,)`` user indices
         :param prefixes: int ``(B,)`` prefix lengths, ``1 <= p <= n_train(u) - 1``
         :return: ``{"user": (B, 3) int32, "history": (B, history_len) int32,
-            "liked": (B, ceil(n_items / 8)) uint8}``
+            "liked": (B, ceil(n_items / 8)) uint8, "excluded": (B, ceil(n_items / 8)) uint8}``
         """
         users = np.asarray(users, dtype=np.int64)
         prefixes = np.asarray(prefixes, dtype=np.int64)
@@ -89,12 +90,16 @@ class LoggedNextItems:
         offset = self._train_lo[users] - (np.cumsum(prefixes) - prefixes)
         flat = np.repeat(offset, prefixes) + np.arange(int(prefixes.sum()))
         sel = self._train_liked[flat]
-        mask = np.zeros((n, self.n_items), dtype=bool)
-        mask[rows[sel], self._train_items[flat[sel]]] = True
+        liked = np.zeros((n, self.n_items), dtype=bool)
+        liked[rows[sel], self._train_items[flat[sel]]] = True
+        seen = np.zeros((n, self.n_items), dtype=bool)
+        seen[rows, self._train_items[flat]] = True
+        n_bytes = (self.n_items + 7) // 8
         return {
             "user": self.user_features[users],
             "history": history,
-            "liked": np.packbits(mask, axis=1, bitorder="little").reshape(n, (self.n_items + 7) // 8),
+            "liked": np.packbits(liked, axis=1, bitorder="little").reshape(n, n_bytes),
+            "excluded": np.packbits(seen, axis=1, bitorder="little").reshape(n, n_bytes),
         }
 
     def __call__(self, batch_size: int) -> tuple[dict[str, np.ndarray], np.ndarray]:

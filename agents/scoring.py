@@ -7,7 +7,9 @@ The score of item ``a`` in state ``s`` is
 * PPO / A2C / MaskablePPO: the policy logit of ``a`` (SB3 stores normalised log-probabilities,
   which rank identically).
 
-In every case ``argmax_a score(s, a)`` is the model's own deterministic action.
+For a model built with ``mask_excluded=True`` the items the observation excludes (history and
+already recommended) score :data:`agents.masking.MASKED_VALUE`. In every case
+``argmax_a score(s, a)`` is the model's own deterministic action.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3 import DQN
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
+
+from agents.masking import acting_values
+from recsim_env.evaluation import evaluate_greedy
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 
@@ -39,11 +44,12 @@ def score_observations(model: BaseAlgorithm, observations: dict[str, np.ndarray]
     obs_tensor, _ = policy.obs_to_tensor(observations)
     with th.no_grad():
         if isinstance(model, DQN):
-            scores = model.q_net(obs_tensor)
+            scores = acting_values(model.q_net, model.q_net(obs_tensor), obs_tensor)
         elif isinstance(model, QRDQN):
-            scores = model.quantile_net(obs_tensor).mean(dim=1)  # (B, n_quantiles, n) -> (B, n)
+            quantiles = model.quantile_net(obs_tensor)  # (B, n_quantiles, n)
+            scores = acting_values(model.quantile_net, quantiles.mean(dim=1), obs_tensor)
         elif isinstance(policy, (ActorCriticPolicy, MaskableActorCriticPolicy)):  # PPO, A2C, MaskablePPO
-            scores = policy.get_distribution(obs_tensor).distribution.logits
+            scores = policy.get_distribution(obs_tensor).distribution.logits  # masked by the policy
         else:
             raise TypeError(f"cannot score items with a {type(model).__name__} model")
     return scores.float().cpu().numpy()
@@ -82,48 +88,19 @@ def greedy_return(
     users: np.ndarray | None = None,
     use_masks: bool = True,
 ) -> dict[str, float]:
-    """Simulated return of the greedy policy: one episode per user, all users in batches.
+    """Simulated return of the model's greedy policy: one episode per user, all users in batches.
 
-    Runs ``MovieLensRecVectorEnv`` (normally test mode) on ``num_envs`` users at a time,
-    started with ``reset(options={"user": batch})``; each step takes ``argmax`` of the item
-    scores (:func:`score_observations`), over the items ``action_masks()`` allows when
-    ``use_masks`` (no repeats, nothing already in the history), over all items otherwise.
-    A sub-environment's first episode is the only one counted (later autoresets are ignored).
+    :func:`recsim_env.evaluate_greedy` with the model's item scores (:func:`score_observations`):
+    each step takes the argmax over the items the observation allows when ``use_masks`` (no
+    repeats, nothing already in the history), over all items otherwise.
 
     :param model: trained model
     :param vec_env: a ``MovieLensRecVectorEnv`` (e.g. ``gym.make_vec("MovieLensRec-v0",
-        num_envs=64, vectorization_mode="vector_entry_point", mode="test")``)
+        num_envs=64, vectorization_mode="vector_entry_point", mode="test")``) or a single env
     :param users: users to simulate (default: ``vec_env.unwrapped.users``, every user that can
         start an episode in this mode)
-    :param use_masks: restrict the argmax to ``action_masks()``
+    :param use_masks: restrict the argmax to the allowed items
     :return: ``{"mean_return", "mean_length", "mean_likes", "n_episodes"}`` (likes = steps
         with a positive reward)
     """
-    base = vec_env.unwrapped
-    n = base.num_envs
-    users = np.asarray(base.users if users is None else users, dtype=np.int64)
-    returns, lengths, likes = [], [], []
-    for start in range(0, users.size, n):
-        batch = users[start : start + n]
-        real = batch.size
-        batch = np.resize(batch, n)  # pad the last batch by repeating users (not counted)
-        obs, _ = vec_env.reset(options={"user": batch})
-        ret, length, liked = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.int64)
-        running = np.ones(n, dtype=bool)
-        while running[:real].any():
-            scores = score_observations(model, obs)
-            if use_masks:
-                scores = np.where(base.action_masks(), scores, -np.inf)
-            obs, reward, terminated, truncated, _ = vec_env.step(scores.argmax(axis=1))
-            ret += np.where(running, reward, 0.0)
-            length += running
-            liked += running & (np.asarray(reward) > 0)
-            running &= ~(np.asarray(terminated) | np.asarray(truncated))
-        returns.append(ret[:real]), lengths.append(length[:real]), likes.append(liked[:real])
-    returns, lengths, likes = (np.concatenate(x) if x else np.zeros(0) for x in (returns, lengths, likes))
-    return {
-        "mean_return": float(returns.mean()) if returns.size else 0.0,
-        "mean_length": float(lengths.mean()) if lengths.size else 0.0,
-        "mean_likes": float(likes.mean()) if likes.size else 0.0,
-        "n_episodes": int(returns.size),
-    }
+    return evaluate_greedy(lambda obs: score_observations(model, obs), vec_env, users, masked=use_masks)

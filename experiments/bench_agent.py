@@ -35,6 +35,7 @@ def observation_space(n_items: int, history_len: int = 20):
         "user": spaces.Box(0, np.array([1, 6, 20]), shape=(3,), dtype=np.int32),
         "history": spaces.Box(0, n_items, shape=(history_len,), dtype=np.int32),
         "liked": spaces.Box(0, 255, shape=((n_items + 7) // 8,), dtype=np.uint8),
+        "excluded": spaces.Box(0, 255, shape=((n_items + 7) // 8,), dtype=np.uint8),
     })  # fmt: skip
 
 
@@ -91,7 +92,8 @@ def bench_training(train_steps: int, threads: int) -> dict[str, float]:
     th.set_num_threads(threads)
     vec_env = make_train_vec_env(config, load_split(config))
     model = build_model("dqn", vec_env, extractor_kwargs=extractor_kwargs(config), net_arch=config.net_arch,
-                        dueling=config.dueling, seed=0, device="cpu", **_algo_kwargs(config))  # fmt: skip
+                        dueling=config.dueling, mask_excluded=config.mask_excluded, seed=0, device="cpu",
+                        **_algo_kwargs(config))  # fmt: skip
     marks: dict[str, float] = {}
 
     class Clock(BaseCallback):
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     config = make_config("default")
     print(f"torch {th.__version__}, {args.threads} thread(s); extractor {extractor_kwargs(config)}")
 
-    print("\nreplay memory (SB3 DictReplayBuffer, obs + next_obs stored, liked as packed bits):")
+    print("\nreplay memory (SB3 DictReplayBuffer, obs + next_obs stored, liked and excluded as packed bits):")
     for name, n in N_ITEMS.items():
         per = replay_bytes_per_transition(observation_space(n), gym.spaces.Discrete(n))
         print(f"  {name:8s} {n:5d} items: {per:5d} bytes/transition; {config.buffer_size:,} transitions = "

@@ -102,6 +102,7 @@ class TrainConfig:
     tied_item_embeddings: bool = True  # dqn dueling head: A(s, a) = <u(s), item embedding of a> + b_a
     double_q: bool = True  # dqn only: double Q-learning target instead of eq. 9's max
     mask_actions: bool = True  # dqn/qrdqn: epsilon-greedy over action_masks() items only
+    mask_excluded: bool = True  # in-network masking: predict, TD target max and scores skip obs["excluded"] items (not maskable_ppo)
     next_item_weight: float = 0.1  # dqn (dueling) only: weight of the auxiliary next-item loss (0: off)
     loss: str = "huber"  # dqn only: TD loss "huber" (SB3's smooth L1) or "mse" (paper eq. 10)
     n_quantiles: int = 50  # qrdqn quantiles per action
@@ -246,6 +247,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         loss="mse",  # eq. 10
         train_rewards=None,  # the environment's reward: rating / 5 on a like, else 0
         mask_actions=False,  # plain SB3 epsilon-greedy over all items
+        mask_excluded=False,  # eq. 9: the max runs over all items
         dueling=False,  # one Q-value per item straight from the head (section 3.3)
         tied_item_embeddings=False,
         layer_norm=False,

@@ -298,7 +298,7 @@ def replay_bytes_per_transition(observation_space: gym.spaces.Dict, action_space
     """Bytes one transition takes in SB3's ``DictReplayBuffer`` (no memory optimisation).
 
     ``2 * sum(obs field bytes)`` (observation and next observation, stored in their own
-    dtypes: int32 user and history, uint8 packed liked bits) + the action (int64 for
+    dtypes: int32 user and history, uint8 packed liked and excluded bits) + the action (int64 for
     ``Discrete``) + reward, done and timeout (float32 each).
 
     :param observation_space: the Dict observation space
@@ -739,6 +739,8 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
                 config.algo, vec_env, extractor_kwargs=extractor_kwargs(config), net_arch=config.net_arch,
                 n_quantiles=config.n_quantiles, dueling=dueling,
                 tied_item_embeddings=dueling and config.tied_item_embeddings,
+                # MaskablePPO masks through action_masks() (the same items) instead.
+                mask_excluded=config.mask_excluded and config.algo != "maskable_ppo",
                 seed=config.seed, device=device, **_algo_kwargs(config),
             )  # fmt: skip
             # A checkpoint before the first step: a run killed at any later moment (even

@@ -17,8 +17,8 @@ from gymnasium.envs.registration import register, registry
 
 if TYPE_CHECKING:
     from recsim_env.dataset import MovieLensData, Split, item_to_token, token_to_item
-    from recsim_env.env import MovieLensRecEnv, unpack_liked
-    from recsim_env.evaluation import evaluate_ranking
+    from recsim_env.env import MovieLensRecEnv, unpack_bits, unpack_liked
+    from recsim_env.evaluation import evaluate_greedy, evaluate_ranking
     from recsim_env.movielens import load_movielens
     from recsim_env.splits import holdout_last, split_ratings
     from recsim_env.vector_env import MovieLensRecVectorEnv
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 _EXPORTS: dict[str, str] = {
     "MovieLensRecEnv": "recsim_env.env",
     "unpack_liked": "recsim_env.env",
+    "unpack_bits": "recsim_env.env",
     "MovieLensRecVectorEnv": "recsim_env.vector_env",
     "MovieLensData": "recsim_env.dataset",
     "Split": "recsim_env.dataset",
@@ -35,6 +36,7 @@ _EXPORTS: dict[str, str] = {
     "split_ratings": "recsim_env.splits",
     "holdout_last": "recsim_env.splits",
     "evaluate_ranking": "recsim_env.evaluation",
+    "evaluate_greedy": "recsim_env.evaluation",
 }
 
 __all__ = sorted(_EXPORTS)

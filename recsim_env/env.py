@@ -54,24 +54,36 @@ def _age_labels() -> tuple[str, ...]:
 AGE_GROUPS: tuple[str, ...] = _age_labels()
 
 
-def unpack_liked(liked: np.ndarray, n_items: int) -> np.ndarray:
-    """Bool liked-item mask of a packed ``"liked"`` observation.
+def unpack_bits(packed: np.ndarray, n_items: int, name: str = "packed") -> np.ndarray:
+    """Bool item mask of a packed-bit observation field (``"liked"`` or ``"excluded"``).
 
     Item ``i`` is bit ``i % 8`` (least significant first) of byte ``i // 8``, i.e. the inverse
-    of ``np.packbits(mask, bitorder="little")``.
+    of ``np.packbits(mask, bitorder="little")``. ``env.action_masks()`` equals
+    ``~unpack_bits(obs["excluded"], n_items)``.
+
+    :param packed: uint8 array ``(..., ceil(n_items / 8))``, one observation or a batch
+    :param n_items: number of items of the dataset
+    :param name: the field's name, for the error message (default ``"packed"``)
+    :return: bool array ``(..., n_items)``
+    """
+    packed = np.asarray(packed, dtype=np.uint8)
+    n_bytes = (int(n_items) + 7) // 8
+    if packed.ndim == 0 or packed.shape[-1] != n_bytes:
+        raise ValueError(
+            f"{name} must have {n_bytes} bytes in its last axis for n_items={n_items}, "
+            f"got shape {packed.shape}"
+        )
+    return np.unpackbits(packed, axis=-1, count=int(n_items), bitorder="little").astype(bool)
+
+
+def unpack_liked(liked: np.ndarray, n_items: int) -> np.ndarray:
+    """Bool liked-item mask of a packed ``"liked"`` observation (see :func:`unpack_bits`).
 
     :param liked: uint8 array ``(..., ceil(n_items / 8))``, one observation or a batch
     :param n_items: number of items of the dataset
     :return: bool array ``(..., n_items)``
     """
-    liked = np.asarray(liked, dtype=np.uint8)
-    n_bytes = (int(n_items) + 7) // 8
-    if liked.ndim == 0 or liked.shape[-1] != n_bytes:
-        raise ValueError(
-            f"liked must have {n_bytes} bytes in its last axis for n_items={n_items}, "
-            f"got shape {liked.shape}"
-        )
-    return np.unpackbits(liked, axis=-1, count=int(n_items), bitorder="little").astype(bool)
+    return unpack_bits(liked, n_items, "liked")
 
 
 def default_reward_map(like_threshold: int = 4) -> dict[int, float]:
@@ -355,15 +367,16 @@ class _EpisodeTables:
         user: int,
         prefix: int,
         history: np.ndarray,
-        blocked: np.ndarray,
+        excluded: np.ndarray,
         liked: np.ndarray,
         targets: np.ndarray,
         scratch: np.ndarray,
     ) -> tuple[int, int]:
         """Write user ``user``'s start state (first ``prefix`` train items) into the buffers.
 
-        ``blocked`` (the complement of the action mask) gets the history items; ``targets`` the
-        rating of each target item (0 elsewhere).
+        ``excluded`` (packed bits, the complement of the action mask) gets the whole history
+        (at a start state nothing has been recommended yet); ``targets`` the rating of each
+        target item (0 elsewhere).
 
         :return: ``(n_targets, n_liked_targets)``
         """
@@ -371,8 +384,9 @@ class _EpisodeTables:
         hi = lo + prefix
         p_lo = self.pad_lo[user] + prefix
         history[:] = self.padded_tokens[p_lo : p_lo + self.history_len]
-        blocked.fill(False)
-        blocked[self.hist_items[lo:hi]] = True
+        scratch.fill(False)
+        scratch[self.hist_items[lo:hi]] = True
+        excluded[:] = np.packbits(scratch, bitorder="little")
         scratch.fill(False)
         scratch[self.liked_items[self.liked_cum[lo] : self.liked_cum[hi]]] = True
         liked[:] = np.packbits(scratch, bitorder="little")
@@ -425,10 +439,13 @@ class _EpisodeTables:
         sel = self.hist_liked[flat]
         mask = np.zeros((n, self.n_items), dtype=bool)
         mask[rows[sel], self.hist_items[flat[sel]]] = True
+        liked = np.packbits(mask, axis=1, bitorder="little").reshape(n, self.n_bytes)
+        mask[rows, self.hist_items[flat]] = True  # nothing recommended yet: excluded = history
         return {
             "user": self.user_features[users],
             "history": history,
-            "liked": np.packbits(mask, axis=1, bitorder="little").reshape(n, self.n_bytes),
+            "liked": liked,
+            "excluded": np.packbits(mask, axis=1, bitorder="little").reshape(n, self.n_bytes),
         }
 
     # ----------------------------------------------------------------- spaces and text
@@ -441,6 +458,7 @@ class _EpisodeTables:
                     low=0, high=self.n_items, shape=(self.history_len,), dtype=np.int32
                 ),
                 "liked": spaces.Box(low=0, high=255, shape=(self.n_bytes,), dtype=np.uint8),
+                "excluded": spaces.Box(low=0, high=255, shape=(self.n_bytes,), dtype=np.uint8),
             }
         )
 
@@ -527,11 +545,18 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
     | `"user"`    | `(3,)`                  | int32  | 0   | `[1, 6, 20]` | gender (0 F, 1 M), age group (ML-1M's 7 groups), occupation code |
     | `"history"` | `(history_len,)`        | int32  | 0   | `n_items`    | last `history_len` item tokens (item + 1), 0-padded in front, most recent last |
     | `"liked"`   | `(ceil(n_items / 8),)`  | uint8  | 0   | 255          | long-term liked-item set, packed bits: item `i` is bit `i % 8` of byte `i // 8` |
+    | `"excluded"`| `(ceil(n_items / 8),)`  | uint8  | 0   | 255          | items that cannot be recommended now, packed bits as `"liked"`: the episode's whole history (not only the last `history_len`) and every item recommended this episode |
 
-    The liked set is packed (``np.packbits(mask, bitorder="little")``, undo it with
-    :func:`recsim_env.unpack_liked`) so that an ML-1M observation takes 556 bytes and a replay
-    buffer of 200,000 transitions (observation and next observation) about 0.2 GiB.
-    Every call returns fresh arrays.
+    ``"excluded"`` makes the MDP Markov in its observation: a miss leaves the user's interest
+    state (``"history"``, ``"liked"``) unchanged, as in the paper, but it always sets the
+    recommended item's bit, so a deterministic policy can avoid repeats, and
+    ``action_masks() == ~unpack_bits(obs["excluded"], n_items)`` exactly. It holds nothing about
+    the targets (only the history and the agent's own actions); ``"liked"`` is a subset of it.
+
+    Both item sets are packed (``np.packbits(mask, bitorder="little")``, undo it with
+    :func:`recsim_env.unpack_bits`) so that an ML-100K observation takes 514 bytes and an ML-1M
+    one 1,020 bytes; a replay buffer of 200,000 transitions (observation and next observation)
+    then takes about 0.2 GiB (ML-100K) or 0.4 GiB (ML-1M). Every call returns fresh arrays.
 
     ## Rewards
 
@@ -539,8 +564,9 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
     ``r``, the reward is ``reward_map[r]`` and the item is consumed (it is no longer a target).
     By default ``reward_map = {r: r / 5 for r >= like_threshold, else 0}``: 0.8 for a 4, 1.0 for
     a 5. If ``r >= like_threshold`` (a *like*) the item is also appended to the history and to the
-    liked set; otherwise the state does not change. Any other item gives reward 0 and leaves the
-    state unchanged.
+    liked set; otherwise the interest state does not change. Any other item gives reward 0 and
+    leaves the interest state unchanged. Whatever the outcome, the recommended item joins
+    ``"excluded"`` for the rest of the episode.
 
     ## Starting State
 
@@ -552,6 +578,9 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
     * ``mode="test"``: history = the user's whole train sequence, targets = the user's test items;
       ``env.unwrapped.users`` are the users with at least one liked test item. No test item is
       ever in a start history.
+
+    In a start state nothing has been recommended yet, so ``"excluded"`` is the set of the start
+    history's items (all ``p`` of them, or the whole train sequence in test mode).
 
     ``reset(options={"user": u})`` starts user ``u`` (``"prefix": p`` also fixes the prefix in
     train mode); ``reset(options={"user": "next"})`` visits ``env.unwrapped.users`` in order,
@@ -570,13 +599,18 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
        ``truncated`` is only ``True`` when ``terminated`` is not.
 
     ``info`` (after ``reset`` and ``step``) holds ``"user"`` (user index), ``"prefix"`` (start
-    history length), ``"rating"`` (rating of the recommended item if it was a remaining target,
-    else 0; 0 after ``reset``), ``"liked"`` (bool), ``"n_targets_left"`` and ``"n_liked_left"``
-    (remaining target items, all and liked).
+    history length) and ``"liked"`` (bool: the recommended item was liked, which the observation
+    shows too). In train mode it also holds ``"rating"`` (rating of the recommended item if it was
+    a remaining target, else 0; 0 after ``reset``), ``"n_targets_left"`` and ``"n_liked_left"``
+    (remaining target items, all and liked): diagnostics of the training data. In test mode
+    these three keys are left out, because they depend on the held-out targets (the rating
+    of a non-liked test item, the recall denominator): no wrapper or agent can read the answer
+    from ``info``. Use the reward, or :func:`recsim_env.evaluate_ranking` for ranking metrics.
 
     ``action_masks()`` marks the items that may be recommended now: not in the episode's history
-    (the whole history, not only the last ``history_len``) and not yet recommended this episode.
-    It never depends on the targets. Masks are advisory: a masked action is still a valid action.
+    (the whole history, not only the last ``history_len``) and not yet recommended this episode,
+    i.e. ``~unpack_bits(obs["excluded"], n_items)`` of the last observation. It never depends on
+    the targets. Masks are advisory: a masked action is still a valid action (it gives reward 0).
 
     ## Arguments
 
@@ -587,8 +621,8 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
     >>> env  # doctest: +SKIP
     <OrderEnforcing<PassiveEnvChecker<MovieLensRecEnv<MovieLensRec-v0>>>>
     >>> obs, info = env.reset(seed=0)  # doctest: +SKIP
-    >>> sorted(obs), obs["history"].shape, obs["liked"].shape  # doctest: +SKIP
-    (['history', 'liked', 'user'], (20,), (211,))
+    >>> sorted(obs), obs["history"].shape, obs["liked"].shape, obs["excluded"].shape  # doctest: +SKIP
+    (['excluded', 'history', 'liked', 'user'], (20,), (211,), (211,))
     >>> env = gym.make("MovieLensRec-v0", dataset="ml-1m", mode="test", data_dir="/path/to/root")  # doctest: +SKIP
 
     ```
@@ -688,8 +722,9 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
 
         # Episode state, preallocated once.
         self._history = np.zeros(self.history_len, dtype=np.int32)
-        # Items in the history or recommended this episode: the complement of action_masks().
-        self._blocked = np.zeros(self.n_items, dtype=bool)
+        # Packed bits of the items in the history or recommended this episode: the "excluded"
+        # observation, and action_masks() is its complement (one array, so they always agree).
+        self._excluded = np.zeros(tables.n_bytes, dtype=np.uint8)
         self._liked = np.zeros(tables.n_bytes, dtype=np.uint8)
         # Rating of each remaining target item, 0 elsewhere.
         self._targets = np.zeros(self.n_items, dtype=np.int8)
@@ -737,7 +772,7 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
                 raise ValueError('options["prefix"] needs options["user"]')
             user, prefix = tables.draw_start(self.np_random)
         self._n_targets_left, self._n_liked_left = tables.write_start(
-            user, prefix, self._history, self._blocked, self._liked, self._targets, self._scratch
+            user, prefix, self._history, self._excluded, self._liked, self._targets, self._scratch
         )
         self._user_obs[:] = tables.user_features[user]
         self._user = user
@@ -769,7 +804,7 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         if self._user < 0:
             raise ResetNeeded("Call reset() before step(): the episode has no user yet")
         rating = int(self._targets[action])
-        self._blocked[action] = True
+        self._excluded[action >> 3] |= 1 << (action & 7)
         liked = False
         reward = 0.0
         if rating:
@@ -799,11 +834,12 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
     def action_masks(self) -> np.ndarray:
         """bool ``(n_items,)``: ``True`` for items not in the history and not recommended yet.
 
-        Never depends on the targets. For sb3-contrib ``MaskablePPO``.
+        Exactly ``~unpack_bits(obs["excluded"], n_items)`` of the last observation. Never depends
+        on the targets. For sb3-contrib ``MaskablePPO``.
         """
         if self._user < 0:
             raise ResetNeeded("Call reset() before action_masks()")
-        return ~self._blocked
+        return np.unpackbits(self._excluded, count=self.n_items, bitorder="little") == 0
 
     def render(self) -> str | np.ndarray | None:
         """Render the session in ``self.render_mode``.
@@ -841,7 +877,10 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
             Train mode: users of ``self.users``
         :param prefixes: train mode only: int ``(B,)`` prefix lengths; default each user's
             largest valid prefix (up to its last liked train item)
-        :return: ``{"user": (B, 3), "history": (B, history_len), "liked": (B, ceil(n_items / 8))}``
+        :return: ``{"user": (B, 3), "history": (B, history_len), "liked": (B, ceil(n_items / 8)),
+            "excluded": (B, ceil(n_items / 8))}``, each row exactly the observation
+            ``reset(options={"user": u[, "prefix": p]})`` returns (``"excluded"`` = the start
+            history's items)
         """
         return self._tables.start_observations(users, prefixes)
 
@@ -870,9 +909,12 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
             "user": self._user_obs.copy(),
             "history": self._history.copy(),
             "liked": self._liked.copy(),
+            "excluded": self._excluded.copy(),
         }
 
     def _info(self, rating: int, liked: bool) -> dict[str, Any]:
+        if self.mode == "test":  # only what the observation shows too: the targets are the answer
+            return {"user": self._user, "prefix": self._prefix, "liked": liked}
         return {
             "user": self._user,
             "prefix": self._prefix,

@@ -12,17 +12,24 @@ items are *all* of the user's test items (whatever their rating).
 
 Each is averaged over the evaluated users. Ties between equal scores are broken towards
 the lower item index, so a constant scorer is deterministic.
+
+:func:`evaluate_greedy` is the simulated counterpart: the return of a greedy recommender in
+``MovieLensRec-v0``, one episode per user, restricted to the items each observation allows.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
+import gymnasium as gym
 import numpy as np
 
 from recsim_env.dataset import Split
+from recsim_env.env import unpack_bits
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
+#: ``obs_score_fn(observations) -> (B, n_items)``: item scores of a batch of Dict observations.
+ObsScoreFn = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
 def gather_csr(indptr: np.ndarray, values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -149,3 +156,80 @@ def evaluate_ranking(
             f"hit_rate@{k}": hit_rate,
         }
     return result
+
+
+def evaluate_greedy(
+    obs_score_fn: ObsScoreFn,
+    env: Any,
+    users: np.ndarray | None = None,
+    masked: bool = True,
+) -> dict[str, float]:
+    """Simulated return of a greedy recommender: one episode per user, numpy only.
+
+    Each episode starts with ``reset(options={"user": u})`` (the test-mode start state of a
+    test-mode environment) and recommends, at every step, the item with the highest score
+    ``obs_score_fn(obs)`` among the items the observation allows, ``~unpack_bits(
+    obs["excluded"], n_items)`` (= ``action_masks()``: not in the history, not recommended yet),
+    until termination or truncation. Ties go to the lower item index. Works with any agent
+    that can score items: Q-values, policy logits, or a fixed popularity vector.
+
+    :param obs_score_fn: maps a Dict observation batch (leading axis ``B``) to float scores
+        ``(B, n_items)``; higher is better
+    :param env: a ``MovieLensRec-v0`` environment (``gym.make``), stepped one user at a time,
+        or a :class:`recsim_env.MovieLensRecVectorEnv` (``gym.make_vec(...,
+        vectorization_mode="vector_entry_point")``), stepped ``num_envs`` users at a time
+    :param users: users to simulate (default: ``env.unwrapped.users``, every user that can
+        start an episode in the environment's mode)
+    :param masked: restrict the argmax to the allowed items (default True); ``False`` takes
+        the plain argmax, as an unmasked ``predict(deterministic=True)`` does
+    :return: ``{"mean_return", "mean_length", "mean_likes", "n_episodes"}``: per-user means of
+        the episode return, its number of steps and of steps with a positive reward
+    :raises ValueError: a score batch of the wrong shape, or NaN scores
+    """
+    base = env.unwrapped
+    users = np.asarray(base.users if users is None else users, dtype=np.int64)
+    if users.ndim != 1:
+        raise ValueError(f"users must be a 1-D array of user indices, got shape {users.shape}")
+    vector = isinstance(env, gym.vector.VectorEnv)
+    n = int(base.num_envs) if vector else 1
+    n_items = int(base.n_items)
+    returns, lengths, likes = (np.zeros(users.size), np.zeros(users.size, np.int64),
+                               np.zeros(users.size, np.int64))  # fmt: skip
+    for start in range(0, users.size, n):
+        batch = users[start : start + n]
+        real = batch.size
+        if vector:  # pad the last batch by repeating users (not counted)
+            obs, _ = env.reset(options={"user": np.resize(batch, n)})
+        else:
+            obs, _ = env.reset(options={"user": int(batch[0])})
+            obs = {k: v[None] for k, v in obs.items()}
+        running = np.ones(n, dtype=bool)
+        while running[:real].any():
+            scores = np.asarray(obs_score_fn(obs), dtype=np.float64)
+            if scores.shape != (n, n_items):
+                raise ValueError(
+                    f"obs_score_fn returned shape {scores.shape}, expected ({n}, {n_items}): "
+                    "one score per item for each observation of the batch"
+                )
+            if np.isnan(scores).any():
+                raise ValueError("obs_score_fn returned NaN scores")
+            if masked:
+                scores = np.where(unpack_bits(obs["excluded"], n_items, "excluded"), -np.inf, scores)
+            actions = scores.argmax(axis=1)
+            if vector:
+                obs, reward, terminated, truncated, _ = env.step(actions)
+            else:
+                obs, reward, terminated, truncated, _ = env.step(int(actions[0]))
+                obs = {k: v[None] for k, v in obs.items()}
+            reward = np.asarray(reward, dtype=np.float64).reshape(n)
+            sl = slice(start, start + real)
+            returns[sl] += np.where(running, reward, 0.0)[:real]
+            lengths[sl] += running[:real]
+            likes[sl] += (running & (reward > 0))[:real]
+            running &= ~(np.asarray(terminated).reshape(n) | np.asarray(truncated).reshape(n))
+    return {
+        "mean_return": float(returns.mean()) if users.size else 0.0,
+        "mean_length": float(lengths.mean()) if users.size else 0.0,
+        "mean_likes": float(likes.mean()) if users.size else 0.0,
+        "n_episodes": int(users.size),
+    }

@@ -33,8 +33,8 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
 
     Same rules, spaces and arguments as :class:`recsim_env.MovieLensRecEnv` (see its docstring),
     plus ``num_envs``. Per-environment state lives in 2-D arrays (remaining-target ratings
-    ``(num_envs, n_items)`` int8, blocked items = history or recommended, history tokens, packed
-    liked bits), so a step costs a few dozen numpy calls whatever ``num_envs`` is.
+    ``(num_envs, n_items)`` int8, history tokens, packed liked bits, packed excluded bits =
+    history or recommended), so a step costs a few dozen numpy calls whatever ``num_envs`` is.
 
     * Autoreset: ``AutoresetMode.NEXT_STEP`` (Gymnasium's default). The step after a sub-env
       terminates or truncates resets it and ignores its action: it returns the new user's start
@@ -44,10 +44,13 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
       single ``MovieLensRecEnv`` reset with ``seed=s + i`` given the same actions.
     * ``reset(options={"user": users[, "prefix": prefixes]})`` starts the given users (arrays of
       length ``num_envs``); later autoresets draw users at random again.
-    * ``info`` has the single environment's keys (``"user"``, ``"prefix"``, ``"rating"``,
-      ``"liked"``, ``"n_targets_left"``, ``"n_liked_left"``) as arrays of length ``num_envs``,
-      each with its all-True ``"_key"`` mask, as :class:`gymnasium.vector.SyncVectorEnv` builds it.
-    * ``action_masks()`` returns bool ``(num_envs, n_items)``.
+    * ``info`` has the single environment's keys as arrays of length ``num_envs`` (train mode:
+      ``"user"``, ``"prefix"``, ``"rating"``, ``"liked"``, ``"n_targets_left"``,
+      ``"n_liked_left"``; test mode: only ``"user"``, ``"prefix"``, ``"liked"``, nothing that
+      depends on the targets), each with its all-True ``"_key"`` mask, as
+      :class:`gymnasium.vector.SyncVectorEnv` builds it.
+    * ``action_masks()`` returns bool ``(num_envs, n_items)``, exactly
+      ``~unpack_bits(obs["excluded"], n_items)`` of the last observations.
     * ``render()``: ``render_mode="ansi"`` gives a tuple of texts, ``"rgb_array"`` a tuple of
       frames (each the single environment's picture of that sub-env), as
       :class:`gymnasium.vector.SyncVectorEnv` would; ``"human"`` is not supported.
@@ -131,8 +134,9 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         self._row_offset = self._rows * m  # flat index of (row, item 0)
         self._byte_offset = self._rows * tables.n_bytes
         self._targets = np.zeros((n, m), dtype=np.int8)  # rating of each remaining target, else 0
-        # Items in the history or recommended this episode: ~action_masks().
-        self._blocked = np.zeros((n, m), dtype=bool)
+        # Packed bits of the items in the history or recommended this episode: the "excluded"
+        # observation; action_masks() is its complement.
+        self._excluded = np.zeros((n, tables.n_bytes), dtype=np.uint8)
         self._history = np.zeros((n, self.history_len), dtype=np.int32)
         self._liked = np.zeros((n, tables.n_bytes), dtype=np.uint8)
         self._user_obs = np.zeros((n, 3), dtype=np.int32)
@@ -147,11 +151,11 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         self._last_rating = np.zeros(n, dtype=np.int64)
         # Flat views, so a step indexes (row, item) pairs with one integer array.
         self._targets_flat = self._targets.reshape(-1)
-        self._blocked_flat = self._blocked.reshape(-1)
+        self._excluded_flat = self._excluded.reshape(-1)
         self._liked_flat = self._liked.reshape(-1)
         self._bits = (1 << np.arange(8)).astype(np.uint8)
         self._row_views = [
-            (self._history[i], self._blocked[i], self._liked[i], self._targets[i]) for i in range(n)
+            (self._history[i], self._excluded[i], self._liked[i], self._targets[i]) for i in range(n)
         ]
         self._n_items_u64 = np.uint64(self.n_items)
         self._prev_done = np.zeros(n, dtype=bool)
@@ -247,7 +251,8 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         reward = self._reward_table[rating]
         liked = self._like_table[rating]
         self._targets_flat[flat] = 0
-        self._blocked_flat[flat] = True
+        # One action per row, so the byte indices are distinct and |= needs no accumulation.
+        self._excluded_flat[self._byte_offset + (a >> 3)] |= self._bits[a & 7]
         self._n_targets_left -= rating > 0
         self._n_liked_left -= liked
         if np.count_nonzero(liked):
@@ -284,10 +289,13 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         return self._obs(), reward, terminated, truncated, self._info(rating, liked)
 
     def action_masks(self) -> np.ndarray:
-        """bool ``(num_envs, n_items)``: items not in each history and not recommended yet."""
+        """bool ``(num_envs, n_items)``: items not in each history and not recommended yet.
+
+        Exactly ``~unpack_bits(obs["excluded"], n_items)`` of the last observations.
+        """
         if not self._has_reset:
             raise ResetNeeded("Call reset() before action_masks()")
-        return ~self._blocked
+        return np.unpackbits(self._excluded, axis=1, count=self.n_items, bitorder="little") == 0
 
     def start_observations(
         self, users: np.ndarray, prefixes: np.ndarray | None = None
@@ -438,11 +446,18 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
             "user": self._user_obs.copy(),
             "history": self._history.copy(),
             "liked": self._liked.copy(),
+            "excluded": self._excluded.copy(),
         }
 
     def _info(self, rating: np.ndarray, liked: np.ndarray) -> dict[str, Any]:
         # Every sub-env reports every key: all-True "_key" masks, one fresh row each.
         masks = np.ones((6, self.num_envs), dtype=bool)
+        if self.mode == "test":  # as the single env: nothing that depends on the targets
+            return {
+                "user": self._user.copy(), "_user": masks[0],
+                "prefix": self._prefix.copy(), "_prefix": masks[1],
+                "liked": liked, "_liked": masks[3],
+            }  # fmt: skip
         return {
             "user": self._user.copy(), "_user": masks[0],
             "prefix": self._prefix.copy(), "_prefix": masks[1],

@@ -14,7 +14,7 @@ import pytest
 from gymnasium.error import ResetNeeded
 
 import recsim_env
-from recsim_env import MovieLensData, MovieLensRecEnv, Split, rendering, unpack_liked
+from recsim_env import MovieLensData, MovieLensRecEnv, Split, rendering, unpack_bits, unpack_liked
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -90,6 +90,16 @@ def liked_items(obs: dict[str, np.ndarray], n_items: int = TINY_ITEMS) -> set[in
     return set(np.flatnonzero(unpack_liked(obs["liked"], n_items)).tolist())
 
 
+def excluded_items(obs: dict[str, np.ndarray], n_items: int = TINY_ITEMS) -> set[int]:
+    return set(np.flatnonzero(unpack_bits(obs["excluded"], n_items)).tolist())
+
+
+def assert_interest_equal(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
+    """The user's interest state (everything but ``"excluded"``) is the same."""
+    for key in ("user", "history", "liked"):
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
 def assert_obs_equal(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
     assert a.keys() == b.keys()
     for key in a:
@@ -107,6 +117,8 @@ def test_observation_layout(tiny: Split) -> None:
     assert obs["history"].dtype == np.int32 and obs["liked"].dtype == np.uint8
     assert obs["liked"].shape == (1,)
     assert liked_items(obs) == {0, 2}  # ratings 5 and 4 in the prefix; 1 and 3 are not liked
+    assert obs["excluded"].dtype == np.uint8 and obs["excluded"].shape == (1,)
+    assert excluded_items(obs) == {0, 1, 2, 3}  # the whole prefix, beyond the 3 history tokens
     assert obs["user"].tolist() == tiny.data.user_features[0].tolist()
     assert info == {
         "user": 0, "prefix": 4, "rating": 0, "liked": False, "n_targets_left": 1, "n_liked_left": 1
@@ -121,8 +133,62 @@ def test_unpack_liked_is_packbits_inverse() -> None:
     mask = rng.random((4, 21)) < 0.3
     packed = np.packbits(mask, axis=1, bitorder="little")
     np.testing.assert_array_equal(unpack_liked(packed, 21), mask)
-    with pytest.raises(ValueError, match="3 bytes"):
+    np.testing.assert_array_equal(unpack_bits(packed, 21), mask)
+    np.testing.assert_array_equal(unpack_bits(packed[1], 21), mask[1])
+    with pytest.raises(ValueError, match="liked must have 3 bytes"):
         unpack_liked(packed[:, :2], 21)
+    with pytest.raises(ValueError, match="excluded must have 3 bytes"):
+        unpack_bits(packed[:, :2], 21, "excluded")
+
+
+@pytest.mark.parametrize("mode", ["train", "test"])
+def test_action_mask_is_a_function_of_the_observation(mode: str, ml100k_split: Split) -> None:
+    """action_masks() == ~unpack_bits(obs["excluded"]) at every step, resets included."""
+    env = MovieLensRecEnv(split_data=ml100k_split, mode=mode, max_steps=30)
+    rng = np.random.default_rng(0)
+    obs, info = env.reset(seed=3)
+    n_old_history_blocked = 0
+    for _ in range(600):
+        mask = env.action_masks()
+        np.testing.assert_array_equal(mask, ~unpack_bits(obs["excluded"], env.n_items))
+        # Items excluded but invisible in "history" and "liked": why the field is needed.
+        visible = unpack_liked(obs["liked"], env.n_items)
+        visible[obs["history"][obs["history"] > 0] - 1] = True
+        n_old_history_blocked += int(np.count_nonzero(~mask & ~visible) > 0)
+        allowed = np.flatnonzero(mask)
+        # Mostly allowed items, sometimes an excluded one (masks are advisory).
+        action = int(rng.choice(allowed) if rng.random() < 0.9 else rng.choice(np.flatnonzero(~mask)))
+        obs, reward, terminated, truncated, info = env.step(action)
+        assert unpack_bits(obs["excluded"], env.n_items)[action]
+        if terminated or truncated:
+            obs, info = env.reset()
+    assert n_old_history_blocked > 0
+
+
+def test_test_mode_info_reveals_nothing_about_targets() -> None:
+    # Users 0 and 1 share a train history; item 3 is a test item (rated 2) of user 1 only.
+    train = {0: [(0, 5), (1, 4)], 1: [(0, 5), (1, 4)]}
+    same_features = np.zeros((2, 3), np.int32)
+    split = make_split(train, {0: [(2, 5)], 1: [(3, 2), (4, 5), (5, 4)]}, 7, same_features)
+    traces = []
+    for user in (0, 1):
+        env = MovieLensRecEnv(split_data=split, mode="test")
+        obs, info = env.reset(options={"user": user})
+        trace = [({k: v for k, v in info.items() if k != "user"}, obs)]
+        for item in (3, 6, 0):  # a non-liked test item of user 1, a non-target, a history item
+            obs, reward, terminated, truncated, info = env.step(item)
+            trace.append((info, obs, reward, terminated, truncated))
+        assert set(info) == {"user", "prefix", "liked"}
+        traces.append(trace)
+    for (info0, obs0, *rest0), (info1, obs1, *rest1) in zip(*traces):
+        assert {k: v for k, v in info0.items() if k != "user"} == {
+            k: v for k, v in info1.items() if k != "user"
+        }
+        assert_obs_equal(obs0, obs1)
+        assert rest0 == rest1
+    # Train mode keeps the training-data diagnostics.
+    _, info = MovieLensRecEnv(split_data=split).reset(options={"user": 0})
+    assert {"rating", "n_targets_left", "n_liked_left"} <= set(info)
 
 
 def test_train_starts_cover_exactly_the_valid_users_and_prefixes(tiny: Split) -> None:
@@ -146,7 +212,7 @@ def test_test_mode_starts_from_whole_train_history(tiny: Split) -> None:
     assert env.users.tolist() == [0, 2]  # user 1 has no liked test item
     obs, info = env.reset(options={"user": 0})
     assert tokens(obs) == [0, 1, 2, 3, 4]
-    assert info["prefix"] == 5 and info["n_targets_left"] == 2 and info["n_liked_left"] == 1
+    assert info == {"user": 0, "prefix": 5, "liked": False}  # no target-dependent keys
     _, reward, terminated, _, info = env.step(5)  # the liked test item
     assert reward == pytest.approx(0.8) and info["liked"] and terminated
 
@@ -165,15 +231,18 @@ def test_like_nonlike_and_nontarget_semantics(tiny: Split) -> None:
     assert not terminated and not truncated
     assert tokens(obs0) == [0, 1]  # the earlier observation was not mutated
 
+    assert excluded_items(obs) == {0, 1, 2}
     for item in (7, 0, 2):  # not a target, a history item, an already consumed target
         after, reward, terminated, _, info = env.step(item)
         assert reward == 0.0 and info["rating"] == 0 and not info["liked"] and not terminated
-        assert_obs_equal(after, obs)
+        assert_interest_equal(after, obs)  # the paper's rule: a miss leaves the user as is
+    assert excluded_items(after) == {0, 1, 2, 7}  # ...but the recommendation is remembered
 
     after, reward, terminated, _, info = env.step(3)  # a target rated 1: consumed, not liked
     assert reward == 0.0 and info["rating"] == 1 and not info["liked"]
     assert info["n_targets_left"] == 1 and info["n_liked_left"] == 1 and not terminated
-    assert_obs_equal(after, obs)
+    assert_interest_equal(after, obs)
+    assert excluded_items(after) == {0, 1, 2, 3, 7}
     _, _, _, _, info = env.step(3)
     assert info["rating"] == 0 and info["n_targets_left"] == 1
 
@@ -181,6 +250,7 @@ def test_like_nonlike_and_nontarget_semantics(tiny: Split) -> None:
     assert reward == pytest.approx(1.0) and info["liked"]
     assert terminated and not truncated and info["n_liked_left"] == 0
     assert tokens(obs) == [0, 1, 2, 4] and liked_items(obs) == {0, 2, 4}
+    assert excluded_items(obs) == {0, 1, 2, 3, 4, 7}
 
 
 def test_truncation_at_max_steps(tiny: Split) -> None:
@@ -322,6 +392,9 @@ def test_no_test_item_in_any_test_start_state(ml100k_split: Split) -> None:
         test_items, _ = ml100k_split.test_of(u)
         assert not np.isin(test_items + 1, start["history"][u]).any()
         assert not liked[u, test_items].any()
+    excluded = unpack_bits(start["excluded"], env.n_items)
+    for u in all_users[::50]:  # nothing recommended yet: excluded = the whole train history
+        assert np.flatnonzero(excluded[u]).tolist() == sorted(ml100k_split.train_of(u)[0].tolist())
     for u in env.users[:100]:  # the full history, beyond the last 20, through the mask
         env.reset(options={"user": int(u)})
         test_items, _ = ml100k_split.test_of(u)

@@ -87,3 +87,44 @@ def test_bad_scores_are_rejected():
         evaluate_ranking(lambda u: np.zeros((len(u), 4)), split)
     with pytest.raises(ValueError, match="NaN"):
         evaluate_ranking(lambda u: np.full((len(u), 5), np.nan), split)
+
+
+# ----------------------------------------------------------------------------- evaluate_greedy
+def test_evaluate_greedy_known_answer_masked_and_unmasked():
+    from recsim_env import MovieLensRecEnv, evaluate_greedy
+
+    # user 0: train {0}, test {1, 2}; user 1: train {3}, test {4}; every rating 5 (a like, reward 1).
+    split = make_split([[0], [3]], [[1, 2], [4]], n_items=6)
+    env = MovieLensRecEnv(split_data=split, mode="test", max_steps=4)
+
+    def lowest_index_first(obs):  # the same ranking for every state: 0, 1, 2, ...
+        return np.tile(-np.arange(6, dtype=float), (len(obs["user"]), 1))
+
+    masked = evaluate_greedy(lowest_index_first, env)
+    # user 0: 1, 2 (two likes, done); user 1: 0, 1, 2, 4 (miss, miss, miss, like: done at step 4).
+    assert masked == {"mean_return": 1.5, "mean_length": 3.0, "mean_likes": 1.5, "n_episodes": 2}
+    # Unmasked, the deterministic argmax repeats item 0 until truncation.
+    assert evaluate_greedy(lowest_index_first, env, masked=False) == {
+        "mean_return": 0.0, "mean_length": 4.0, "mean_likes": 0.0, "n_episodes": 2
+    }
+    with pytest.raises(ValueError, match=r"expected \(1, 6\)"):
+        evaluate_greedy(lambda obs: np.zeros((1, 5)), env)
+
+
+def test_evaluate_greedy_vector_env_equals_single_env(ml100k_split):
+    import gymnasium as gym
+
+    from recsim_env import MovieLensRecEnv, evaluate_greedy
+
+    popularity = np.bincount(ml100k_split.train_items, minlength=ml100k_split.n_items).astype(float)
+
+    def score(obs):
+        return np.tile(popularity, (len(obs["user"]), 1))
+
+    single = MovieLensRecEnv(split_data=ml100k_split, mode="test", max_steps=20)
+    vec = gym.make_vec("MovieLensRec-v0", num_envs=16, vectorization_mode="vector_entry_point",
+                       mode="test", split_data=ml100k_split, max_steps=20)
+    users = single.users[:40]  # 40 users on 16 envs: a padded last batch
+    got = evaluate_greedy(score, vec, users)
+    assert got == pytest.approx(evaluate_greedy(score, single, users))
+    assert got["n_episodes"] == 40 and got["mean_return"] > 0

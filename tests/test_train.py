@@ -127,6 +127,7 @@ def test_replay_bytes_formula_matches_sb3_buffer_and_ml1m_fits_2gib():
         "user": gym.spaces.Box(0, np.array([1, 6, 20]), shape=(3,), dtype=np.int32),
         "history": gym.spaces.Box(0, n_items, shape=(20,), dtype=np.int32),
         "liked": gym.spaces.Box(0, 255, shape=((n_items + 7) // 8,), dtype=np.uint8),
+        "excluded": gym.spaces.Box(0, 255, shape=((n_items + 7) // 8,), dtype=np.uint8),
     })  # fmt: skip
     action_space = gym.spaces.Discrete(n_items)
     per = replay_bytes_per_transition(space, action_space)
@@ -134,7 +135,7 @@ def test_replay_bytes_formula_matches_sb3_buffer_and_ml1m_fits_2gib():
     arrays = [*buf.observations.values(), *buf.next_observations.values(), buf.actions, buf.rewards,
               buf.dones, buf.timeouts]
     assert sum(a.nbytes for a in arrays) == per * 64
-    assert per == 2 * (12 + 80 + 464) + 8 + 12
+    assert per == 2 * (12 + 80 + 464 + 464) + 8 + 12
     assert per * make_config("default").buffer_size < 2 * 2**30
     assert make_config("default").buffer_size >= 200_000
 
@@ -614,6 +615,9 @@ def test_logged_next_items_include_the_pairs_after_the_last_liked_train_item(spl
     liked[seq[:p][ratings[:p] >= 4]] = True
     np.testing.assert_array_equal(obs["liked"][0], np.packbits(liked, bitorder="little"))
     np.testing.assert_array_equal(obs["user"][0], split.data.user_features[u])
+    seen = np.zeros(split.n_items, dtype=bool)  # nothing recommended yet: excluded = the prefix
+    seen[seq[:p]] = True
+    np.testing.assert_array_equal(obs["excluded"][0], np.packbits(seen, bitorder="little"))
     # A field the sampler cannot build is an error, not a state missing that field.
     base.observation_space = gym.spaces.Dict({**base.observation_space.spaces,
                                               "extra": gym.spaces.Box(0, 1, (3,), np.uint8)})

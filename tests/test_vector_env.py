@@ -11,7 +11,7 @@ from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode
 from test_env import TINY_ITEMS, assert_obs_equal, make_split  # the hand-made dataset builder
 
-from recsim_env import MovieLensRecEnv, MovieLensRecVectorEnv, Split
+from recsim_env import MovieLensRecEnv, MovieLensRecVectorEnv, Split, unpack_bits
 
 TINY_TRAIN = {
     0: [(0, 5), (1, 2), (2, 4), (3, 1), (4, 5)],
@@ -66,6 +66,8 @@ def test_vector_matches_single_envs(
     n_likes = n_terminated = n_truncated = 0
     for _ in range(60):
         np.testing.assert_array_equal(vec.action_masks(), np.stack(sync.call("action_masks")))
+        # The mask is a function of the observation, autoresets included.
+        np.testing.assert_array_equal(vec.action_masks(), ~unpack_bits(obs_v["excluded"], split.n_items))
         actions = oracle_actions(split, info_v, rng, mode)
         obs_v, reward_v, term_v, trunc_v, info_v = vec.step(actions)
         obs_s, reward_s, term_s, trunc_s, info_s = sync.step(actions)
@@ -78,6 +80,8 @@ def test_vector_matches_single_envs(
         n_terminated += int(term_v.sum())
         n_truncated += int(trunc_v.sum())
     assert n_likes > 0 and n_terminated > 0 and n_truncated > 0  # every path was exercised
+    if mode == "test":  # nothing that depends on the targets
+        assert {k for k in info_v if not k.startswith("_")} == {"user", "prefix", "liked"}
 
 
 def test_sub_env_follows_single_env_seed(tiny: Split) -> None:
@@ -131,10 +135,12 @@ def test_make_vec_with_real_data(ml100k_dir: Path, monkeypatch: pytest.MonkeyPat
     obs, info = envs.reset(seed=0)
     assert envs.observation_space.contains(obs)
     assert obs["history"].shape == (64, 20) and obs["liked"].shape == (64, 211)
+    assert obs["excluded"].shape == (64, 211)
     assert envs.action_masks().shape == (64, 1682)
     for _ in range(60):  # past max_steps=50: every sub-env truncates and autoresets
         obs, reward, term, trunc, info = envs.step(envs.action_space.sample())
         assert envs.observation_space.contains(obs) and reward.dtype == np.float64
+        np.testing.assert_array_equal(envs.action_masks(), ~unpack_bits(obs["excluded"], 1682))
     assert len(set(info["user"].tolist())) > 1
 
 
