@@ -26,7 +26,7 @@ DEFAULT_GRIDS: dict[str, list[dict[str, Any]]] = {
     "popularity": [{}],
     "itemcf": [{"k": k} for k in (10, 20, 50, 100, 200, None)],
     "usercf": [{"k": k} for k in (10, 20, 50, 100, 200, None)],
-    "ease": [{"l2": v} for v in (10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)],
+    "ease": [{"l2": v} for v in (10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 20000.0)],
     "sasrec": [{}],
     "gru4rec": [{}],
     "stamp": [{}],
