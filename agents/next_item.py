@@ -13,22 +13,24 @@ class LoggedNextItems:
     """Sampler of real train-sequence prefixes and the item each user rated right after.
 
     A pair is ``(s, a)``: ``s`` is the state of user ``u`` after the first ``p`` train items,
-    built by the environment's observation rules (user features; the last ``history_len`` of
-    those items, front-padded with 0; the liked ones among them as packed bits; all of them as the
-    packed ``"excluded"`` bits, since nothing has been recommended at a logged state), and ``a`` is the
-    user's train item at position ``p`` (0-based), i.e. the next item of the logged sequence,
-    whatever its rating. Every ``1 <= p <= n_train(u) - 1`` of every user is a pair (79,057 on
-    ML-100K's default split), drawn uniformly, so long sequences weigh more, as in SASRec's
-    training. Only the train part of the split is read: nothing of the test items.
+    built by the simulator's observation rules
+    (:meth:`recsim_env.simulator.ReplaySimulator.prefix_observations`: user features; the last
+    ``history_len`` of those items, front-padded with 0; the liked ones among them as packed
+    bits; all of them as the packed ``"excluded"`` bits, since nothing has been recommended at
+    a logged state), and ``a`` is the user's train item at position ``p`` (0-based), i.e. the
+    next item of the logged sequence, whatever its rating. Every ``1 <= p <= n_train(u) - 1``
+    of every user is a pair (79,057 on ML-100K's default split), drawn uniformly, so long
+    sequences weigh more, as in SASRec's training. Only the train part of the split is read:
+    nothing of the test items.
 
-    Why the sampler builds states itself: a logged state need not be a valid *episode start*.
-    The environment only starts train episodes up to the last liked train item (an episode
-    needs a liked target), which would drop the pairs after it (1,554 on ML-100K), the ones
-    closest to the test period. For ``p`` up to that limit the states equal
-    ``env.unwrapped.start_observations(users, prefixes)`` exactly (tested).
+    A logged state need not be a valid *episode start*: the environment only starts train
+    episodes up to the last liked train item (an episode needs a liked target), which would
+    drop the pairs after it (1,554 on ML-100K), the ones closest to the test period; the
+    simulator's prefix observations have no such limit. For ``p`` up to that limit the states
+    equal ``env.unwrapped.start_observations(users, prefixes)`` exactly (tested).
 
     :param env: a ``MovieLensRec-v0`` environment in ``mode="train"`` (the training env); its
-        split, ``history_len``, ``like_threshold`` and observation space are used
+        simulator (split, ``history_len``, ``like_threshold``) and observation space are used
     :param seed: seed of the sampler's own generator
     :raises ValueError: not a train-mode ``MovieLensRec-v0`` env, or its observation has fields
         the sampler does not build (see :data:`FIELDS`)
@@ -36,7 +38,7 @@ class LoggedNextItems:
 
     def __init__(self, env: gym.Env, seed: int | None = None) -> None:
         base = env.unwrapped
-        if getattr(base, "mode", None) != "train" or not hasattr(base, "start_observations"):
+        if getattr(base, "mode", None) != "train" or not hasattr(base, "simulator"):
             raise ValueError("LoggedNextItems needs a MovieLensRec-v0 environment in mode='train'")
         unknown = sorted(set(base.observation_space.spaces) - set(FIELDS))
         if unknown:
@@ -44,10 +46,8 @@ class LoggedNextItems:
                 f"LoggedNextItems builds the observation fields {list(FIELDS)}, but the environment "
                 f"also has {unknown}; teach agents/next_item.py to build them from the split"
             )
+        self.simulator = base.simulator
         split = base.split
-        self.history_len = int(base.history_len)
-        self.n_items = int(split.n_items)
-        self.user_features = np.ascontiguousarray(split.data.user_features, dtype=np.int32)
         indptr = np.asarray(split.train_indptr, dtype=np.int64)
         items = np.asarray(split.train_items, dtype=np.int64)
         n_train = np.diff(indptr)
@@ -56,16 +56,6 @@ class LoggedNextItems:
         self.users = users
         self.prefixes = np.arange(users.size) - (np.cumsum(n_pairs) - n_pairs)[users] + 1
         self.items = items[indptr[:-1][users] + self.prefixes]
-        # Each user's train tokens (item + 1) behind history_len zeros: the history of prefix p
-        # is then the slice [pad_lo + p, pad_lo + p + history_len), as in the environment.
-        hl = self.history_len
-        self._pad_lo = indptr[:-1] + hl * np.arange(n_train.size)
-        self._tokens = np.zeros(items.size + hl * n_train.size, dtype=np.int32)
-        shift = np.repeat(self._pad_lo + hl - indptr[:-1], n_train)
-        self._tokens[shift + np.arange(items.size)] = items + 1
-        self._train_lo = indptr[:-1]
-        self._train_items = items
-        self._train_liked = np.asarray(split.train_ratings) >= int(base.like_threshold)
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -80,27 +70,7 @@ class LoggedNextItems:
         :return: ``{"user": (B, 3) int32, "history": (B, history_len) int32,
             "liked": (B, ceil(n_items / 8)) uint8, "excluded": (B, ceil(n_items / 8)) uint8}``
         """
-        users = np.asarray(users, dtype=np.int64)
-        prefixes = np.asarray(prefixes, dtype=np.int64)
-        n = users.size
-        start = self._pad_lo[users] + prefixes
-        history = self._tokens[start[:, None] + np.arange(self.history_len)]
-        # Every (row, position) of the prefixes, flattened, to scatter the liked bits.
-        rows = np.repeat(np.arange(n), prefixes)
-        offset = self._train_lo[users] - (np.cumsum(prefixes) - prefixes)
-        flat = np.repeat(offset, prefixes) + np.arange(int(prefixes.sum()))
-        sel = self._train_liked[flat]
-        liked = np.zeros((n, self.n_items), dtype=bool)
-        liked[rows[sel], self._train_items[flat[sel]]] = True
-        seen = np.zeros((n, self.n_items), dtype=bool)
-        seen[rows, self._train_items[flat]] = True
-        n_bytes = (self.n_items + 7) // 8
-        return {
-            "user": self.user_features[users],
-            "history": history,
-            "liked": np.packbits(liked, axis=1, bitorder="little").reshape(n, n_bytes),
-            "excluded": np.packbits(seen, axis=1, bitorder="little").reshape(n, n_bytes),
-        }
+        return self.simulator.prefix_observations(users, prefixes)
 
     def __call__(self, batch_size: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Draw ``batch_size`` pairs with replacement.

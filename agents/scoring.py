@@ -58,9 +58,10 @@ def score_observations(model: BaseAlgorithm, observations: dict[str, np.ndarray]
 def make_score_fn(model: BaseAlgorithm, env: gym.Env, batch_size: int = 1024) -> ScoreFn:
     """``score_fn(users) -> (B, n_items)`` for :func:`recsim_env.evaluation.evaluate_ranking`.
 
-    Each user is scored in its start state of ``env``'s mode, built by
-    ``env.unwrapped.start_observations(users)``; for a test-mode env that is the user's whole
-    train history, which is what the ranking protocol scores from.
+    Each user is scored in its start state of ``env``'s mode, built by the env's simulator
+    (``env.unwrapped.simulator.start_observations(users)``, :mod:`recsim_env.simulator`); for
+    a test-mode env that is the user's whole train history, which is what the ranking
+    protocol scores from.
 
     :param model: trained model (see :func:`score_observations`)
     :param env: a ``MovieLensRec-v0`` environment, normally in ``mode="test"``
@@ -68,15 +69,19 @@ def make_score_fn(model: BaseAlgorithm, env: gym.Env, batch_size: int = 1024) ->
     :return: the scoring function
     """
     base = env.unwrapped
-    if not hasattr(base, "start_observations"):
-        raise TypeError(f"{type(base).__name__} has no start_observations(); pass a MovieLensRec-v0 env")
+    if not hasattr(base, "simulator"):
+        raise TypeError(
+            f"{type(base).__name__} has no simulator to build start_observations from; "
+            f"pass a MovieLensRec-v0 env"
+        )
+    simulator = base.simulator
 
     def score_fn(users: np.ndarray) -> np.ndarray:
         users = np.asarray(users, dtype=np.int64)
         parts = []
         for start in range(0, max(len(users), 1), batch_size):
             chunk = users[start : start + batch_size]
-            parts.append(score_observations(model, base.start_observations(chunk)))
+            parts.append(score_observations(model, simulator.start_observations(chunk)))
         return np.concatenate(parts, axis=0) if len(users) else parts[0]
 
     return score_fn

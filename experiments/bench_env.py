@@ -28,7 +28,7 @@ import gymnasium as gym
 import numpy as np
 
 import recsim_env  # noqa: F401  (registers MovieLensRec-v0)
-from recsim_env.env import DATASETS
+from recsim_env.dataset import DATASETS
 
 
 @dataclass

@@ -27,12 +27,12 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+from recsim_env.dataset import DATASETS  # the package's one list of dataset names
+
 #: Algorithms :mod:`agents.factory` can build around the extractor.
 ALGOS: tuple[str, ...] = ("dqn", "qrdqn", "ppo", "a2c", "maskable_ppo")
 #: Off-policy (replay-buffer) algorithms among :data:`ALGOS`.
 OFF_POLICY_ALGOS: tuple[str, ...] = ("dqn", "qrdqn")
-#: Datasets the environment can load.
-DATASETS: tuple[str, ...] = ("ml-100k", "ml-1m")
 SPLITS: tuple[str, ...] = ("temporal", "random")
 LOSSES: tuple[str, ...] = ("huber", "mse")
 

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 from gymnasium.envs.registration import register, registry
 
 if TYPE_CHECKING:
-    from recsim_env.dataset import MovieLensData, Split, item_to_token, token_to_item
+    from recsim_env.dataset import DATASETS, MovieLensData, Split, item_to_token, token_to_item
     from recsim_env.env import MovieLensRecEnv, unpack_bits, unpack_liked
     from recsim_env.evaluation import evaluate_greedy, evaluate_ranking
     from recsim_env.movielens import load_movielens
+    from recsim_env.simulator import ReplaySimulator
     from recsim_env.splits import holdout_last, split_ratings
     from recsim_env.vector_env import MovieLensRecVectorEnv
 
@@ -28,6 +29,8 @@ _EXPORTS: dict[str, str] = {
     "unpack_liked": "recsim_env.env",
     "unpack_bits": "recsim_env.env",
     "MovieLensRecVectorEnv": "recsim_env.vector_env",
+    "ReplaySimulator": "recsim_env.simulator",
+    "DATASETS": "recsim_env.dataset",
     "MovieLensData": "recsim_env.dataset",
     "Split": "recsim_env.dataset",
     "item_to_token": "recsim_env.dataset",

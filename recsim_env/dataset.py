@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: Names of the datasets the package loads (the one list: loader, environment and scripts use it).
+DATASETS: tuple[str, ...] = ("ml-100k", "ml-1m")
 #: Column order of :attr:`MovieLensData.user_features`.
 USER_FEATURES: tuple[str, ...] = ("gender", "age", "occupation")
 #: Number of distinct codes of each user feature (the ``high`` of its Box is this minus one).

@@ -1,7 +1,7 @@
 """Fetching the official GroupLens MovieLens zips into the per-user cache directory.
 
 This module only downloads and unpacks; :mod:`recsim_env.movielens` decides when to call it
-and parses the files. The table :data:`DATASETS` (URL, MD5, required files) and the
+and parses the files. The table :data:`SOURCES` (URL, MD5, required files) and the
 ``opener`` argument of :func:`download_dataset` are the injection points for mirrors and tests.
 """
 
@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+from recsim_env.dataset import DATASETS
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +44,9 @@ class DatasetSource:
     files: tuple[str, ...]
 
 
-#: The official GroupLens releases. Tests and mirrors may replace entries.
-DATASETS: dict[str, DatasetSource] = {
+#: The official GroupLens release of each name of :data:`recsim_env.dataset.DATASETS`. Tests and
+#: mirrors may replace entries.
+SOURCES: dict[str, DatasetSource] = {
     "ml-100k": DatasetSource(
         url=_GROUPLENS + "ml-100k.zip",
         md5="0e33842e24a9c977be4e0107933c0723",
@@ -89,12 +92,11 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
 
 
 def dataset_source(name: str) -> DatasetSource:
-    """The :data:`DATASETS` entry of ``name``; a clear ``ValueError`` for unknown names."""
-    try:
-        return DATASETS[name]
-    except KeyError:
+    """The :data:`SOURCES` entry of ``name``; a clear ``ValueError`` for unknown names."""
+    if name not in DATASETS or name not in SOURCES:
         known = ", ".join(repr(k) for k in DATASETS)
-        raise ValueError(f"Unknown MovieLens dataset {name!r}; choose one of {known}.") from None
+        raise ValueError(f"Unknown MovieLens dataset {name!r}; choose one of {known}.")
+    return SOURCES[name]
 
 
 def is_complete(folder: Path, name: str) -> bool:
@@ -116,10 +118,10 @@ def download_dataset(
     """Download the official zip of ``name`` into the cache, verify it and unpack it.
 
     The zip is streamed into a temporary file in the cache directory, its MD5 compared with
-    :data:`DATASETS`, and only then renamed; the dataset folder is unpacked into a temporary
+    :data:`SOURCES`, and only then renamed; the dataset folder is unpacked into a temporary
     directory and renamed into place, so ``<cache>/<name>/`` is either complete or absent.
 
-    :param name: ``"ml-100k"`` or ``"ml-1m"`` (a key of :data:`DATASETS`)
+    :param name: ``"ml-100k"`` or ``"ml-1m"`` (one of :data:`recsim_env.dataset.DATASETS`)
     :param cache_dir: cache directory, see :func:`cache_root`
     :param opener: transport, ``opener(url, timeout)`` -> readable binary response;
         default :func:`urllib.request.urlopen`

@@ -24,7 +24,11 @@ every frame of an environment has the same size, as video recorders need; with t
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+
+from recsim_env.dataset import AGE_GROUP_LOWER_BOUNDS
 
 #: Side of one cell in pixels (its last pixel row and column are background).
 CELL: int = 16
@@ -138,3 +142,99 @@ def session_frame(
     filled = round(frame.shape[1] * min(max(int(steps), 0), max_steps) / max_steps)
     bar[:, :filled] = PROGRESS
     return frame
+
+
+#: ML-1M occupation names by code (``ml-1m/README``); ML-100K codes are mapped onto them.
+OCCUPATIONS: tuple[str, ...] = (
+    "other", "academic/educator", "artist", "clerical/admin", "college/grad student",
+    "customer service", "doctor/health care", "executive/managerial", "farmer", "homemaker",
+    "K-12 student", "lawyer", "programmer", "retired", "sales/marketing", "scientist",
+    "self-employed", "technician/engineer", "tradesman/craftsman", "unemployed", "writer",
+)  # fmt: skip
+
+
+def _age_labels() -> tuple[str, ...]:
+    bounds = AGE_GROUP_LOWER_BOUNDS
+    labels = [f"under {bounds[1]}"]
+    labels += [f"{lo}-{hi - 1}" for lo, hi in zip(bounds[1:-1], bounds[2:])]
+    return (*labels, f"{bounds[-1]}+")
+
+
+#: Labels of the 7 age groups.
+AGE_GROUPS: tuple[str, ...] = _age_labels()
+
+
+class SessionRenderer:
+    """The ``"ansi"`` text and the ``"rgb_array"`` frame of a session, for both environments.
+
+    :param simulator: the environment's simulator (:class:`recsim_env.simulator.ReplaySimulator`);
+        its split gives the titles and genres, its settings the like rule and rewards
+    """
+
+    def __init__(self, simulator: Any) -> None:
+        data = simulator.split.data
+        self.n_items = simulator.n_items
+        self.like_threshold = simulator.like_threshold
+        self.reward_list = simulator.reward_list
+        self.max_steps = simulator.max_steps
+        self.user_features = simulator.user_features
+        self.titles = data.item_titles
+        self.item_genres = data.item_genres
+        self.user_raw_ids = data.user_raw_ids
+        self._item_colours: np.ndarray | None = None  # built on the first rgb_array frame
+
+    def describe_user(self, user: int) -> str:
+        """One line: user index, raw id, gender, age group and occupation."""
+        gender, age, occupation = (int(x) for x in self.user_features[user])
+        gender_s = "FM"[gender] if gender in (0, 1) else "?"
+        age_s = AGE_GROUPS[age] if 0 <= age < len(AGE_GROUPS) else "?"
+        occ_s = OCCUPATIONS[occupation] if 0 <= occupation < len(OCCUPATIONS) else "?"
+        return (
+            f"user {user} (raw id {int(self.user_raw_ids[user])}): gender {gender_s}, "
+            f"age {age_s}, occupation {occupation} ({occ_s})"
+        )
+
+    def text(
+        self,
+        user: int,
+        history: np.ndarray,
+        history_size: int,
+        steps: int,
+        action: int,
+        rating: int,
+        n_liked_left: int,
+    ) -> str:
+        """The ``"ansi"`` rendering: the user, the recent history and the last recommendation."""
+        recent = [int(t) - 1 for t in history[-5:] if t > 0]
+        titles = " | ".join(str(self.titles[i]) for i in recent) or "(empty)"
+        lines = [
+            self.describe_user(user),
+            f"history ({len(recent)} most recent of {history_size}, oldest first): {titles}",
+        ]
+        if action < 0:
+            lines.append(f"step {steps}: no recommendation yet; {n_liked_left} liked targets left")
+        else:
+            if rating >= self.like_threshold:
+                outcome = f"LIKED (rating {rating}, reward {self.reward_list[rating]:g})"
+            elif rating > 0:
+                reward = self.reward_list[rating]
+                outcome = f"watched, not liked (rating {rating}, reward {reward:g})"
+            else:
+                outcome = "not a target (reward 0)"
+            lines.append(
+                f'step {steps}: recommended item {action} "{self.titles[action]}" -> {outcome}; '
+                f"{n_liked_left} liked targets left"
+            )
+        return "\n".join(lines) + "\n"
+
+    def frame(self, history: np.ndarray, outcomes: np.ndarray, steps: int) -> np.ndarray:
+        """The ``rgb_array`` frame of one session (layout in the module docstring)."""
+        if self._item_colours is None:
+            genres = np.asarray(self.item_genres)
+            if genres.ndim != 2 or genres.shape[0] != self.n_items:
+                raise ValueError(
+                    f"split.data.item_genres must be a bool (n_items={self.n_items}, n_genres) "
+                    f"array to colour the rgb_array frame, got shape {genres.shape}"
+                )
+            self._item_colours = item_colours(genres)
+        return session_frame(history, outcomes, steps, self.max_steps, self._item_colours)

@@ -14,8 +14,9 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from recsim_env.dataset import Split
-from recsim_env.env import _EpisodeTables, check_reset_options
-from recsim_env.rendering import OUTCOME_DISLIKED, OUTCOME_HIT, OUTCOME_MISS
+from recsim_env.env import check_reset_options
+from recsim_env.rendering import OUTCOME_DISLIKED, OUTCOME_HIT, OUTCOME_MISS, SessionRenderer
+from recsim_env.simulator import BatchState, ReplaySimulator
 
 #: Attributes every sub-environment shares (``get_attr`` returns one copy per sub-env).
 SHARED_ATTRS: tuple[str, ...] = (
@@ -58,8 +59,8 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
       over single environments would, one entry per sub-env, for the sub-env methods
       :data:`METHODS` (``envs.call("action_masks")`` is a tuple of ``(n_items,)`` masks) and the
       attributes :data:`SHARED_ATTRS` and :data:`PER_ENV_ATTRS`. ``set_attr`` can only set
-      ``"np_random"``: every other setting is shared by all sub-envs through one set of
-      precomputed tables, so it is chosen when the vector env is made.
+      ``"np_random"``: every other setting is shared by all sub-envs through one
+      simulator (:mod:`recsim_env.simulator`), so it is chosen when the vector env is made.
 
     ```python
     >>> import gymnasium as gym
@@ -105,7 +106,7 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
                 f"render_mode must be None or one of {self.metadata['render_modes']}, "
                 f"got {render_mode!r}"
             )
-        self._tables = tables = _EpisodeTables(
+        self.simulator = sim = ReplaySimulator(
             dataset=dataset, mode=mode, data_dir=data_dir, download=download, split=split,
             train_ratio=train_ratio, split_seed=split_seed, history_len=history_len,
             like_threshold=like_threshold, reward_map=reward_map, max_steps=max_steps,
@@ -113,56 +114,30 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         )  # fmt: skip
         self.num_envs = n = int(num_envs)
         self.render_mode = render_mode
-        self.mode: str = tables.mode
-        self.split: Split = tables.split
-        self.users: np.ndarray = tables.users
-        self.max_prefixes: np.ndarray = tables.max_prefix.view()
+        self.mode: str = sim.mode
+        self.split: Split = sim.split
+        self.users: np.ndarray = sim.users
+        self.max_prefixes: np.ndarray = sim.max_prefix.view()
         self.max_prefixes.setflags(write=False)
-        self.n_items: int = tables.n_items
-        self.history_len: int = tables.history_len
-        self.like_threshold: int = tables.like_threshold
-        self.reward_map: dict[int, float] = tables.reward_map
-        self.max_steps: int = tables.max_steps
+        self.n_items: int = sim.n_items
+        self.history_len: int = sim.history_len
+        self.like_threshold: int = sim.like_threshold
+        self.reward_map: dict[int, float] = sim.reward_map
+        self.max_steps: int = sim.max_steps
 
         self.single_action_space = spaces.Discrete(self.n_items)
         self.action_space = batch_space(self.single_action_space, n)
-        self.single_observation_space = tables.observation_space()
+        self.single_observation_space = sim.observation_space()
         self.observation_space = batch_space(self.single_observation_space, n)
 
-        m = self.n_items
-        self._rows = np.arange(n)
-        self._row_offset = self._rows * m  # flat index of (row, item 0)
-        self._byte_offset = self._rows * tables.n_bytes
-        self._targets = np.zeros((n, m), dtype=np.int8)  # rating of each remaining target, else 0
-        # Packed bits of the items in the history or recommended this episode: the "excluded"
-        # observation; action_masks() is its complement.
-        self._excluded = np.zeros((n, tables.n_bytes), dtype=np.uint8)
-        self._history = np.zeros((n, self.history_len), dtype=np.int32)
-        self._liked = np.zeros((n, tables.n_bytes), dtype=np.uint8)
-        self._user_obs = np.zeros((n, 3), dtype=np.int32)
-        self._scratch = np.zeros(m, dtype=bool)
-        self._user = np.full(n, -1, dtype=np.int64)
-        self._prefix = np.zeros(n, dtype=np.int64)
-        self._history_size = np.zeros(n, dtype=np.int64)
-        self._steps = np.zeros(n, dtype=np.int64)
-        self._n_targets_left = np.zeros(n, dtype=np.int64)
-        self._n_liked_left = np.zeros(n, dtype=np.int64)
-        self._last_flat = self._row_offset.copy()  # flat (row, item) index of the last actions
-        self._last_rating = np.zeros(n, dtype=np.int64)
-        # Flat views, so a step indexes (row, item) pairs with one integer array.
-        self._targets_flat = self._targets.reshape(-1)
-        self._excluded_flat = self._excluded.reshape(-1)
-        self._liked_flat = self._liked.reshape(-1)
-        self._bits = (1 << np.arange(8)).astype(np.uint8)
-        self._row_views = [
-            (self._history[i], self._excluded[i], self._liked[i], self._targets[i]) for i in range(n)
-        ]
+        # Per-sub-env episode state as 2-D arrays, updated in place by the simulator.
+        self._state = BatchState(n, self.n_items, self.history_len)
+        self._scratch = np.zeros(self.n_items, dtype=bool)
         self._n_items_u64 = np.uint64(self.n_items)
         self._prev_done = np.zeros(n, dtype=bool)
-        self._like_table = np.arange(len(tables.reward_table)) >= self.like_threshold
-        self._reward_table = tables.reward_table
         self._rngs: list[np.random.Generator] | None = None
         self._has_reset = False
+        self._renderer = SessionRenderer(sim) if render_mode is not None else None
         # Outcome code of each recommendation of each episode, kept only for rgb_array frames.
         self._outcomes = (
             np.zeros((n, self.max_steps), np.int8) if render_mode == "rgb_array" else None
@@ -246,28 +221,7 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
             )
         if not self._has_reset:
             raise ResetNeeded("Call reset() before step()")
-        flat = self._row_offset + a
-        rating = self._targets_flat[flat].astype(np.int64)  # 0 = not a remaining target
-        reward = self._reward_table[rating]
-        liked = self._like_table[rating]
-        self._targets_flat[flat] = 0
-        # One action per row, so the byte indices are distinct and |= needs no accumulation.
-        self._excluded_flat[self._byte_offset + (a >> 3)] |= self._bits[a & 7]
-        self._n_targets_left -= rating > 0
-        self._n_liked_left -= liked
-        if np.count_nonzero(liked):
-            rows = liked.nonzero()[0]
-            item = a[rows]
-            history = self._history
-            history[rows, :-1] = history[rows, 1:]
-            history[rows, -1] = item + 1
-            self._liked_flat[self._byte_offset[rows] + (item >> 3)] |= self._bits[item & 7]
-            self._history_size[rows] += 1
-        self._steps += 1
-        self._last_flat = flat
-        self._last_rating = rating
-        terminated = self._n_liked_left == 0
-        truncated = (self._steps >= self.max_steps) & ~terminated
+        reward, terminated, truncated, rating, liked = self.simulator.step_batch(self._state, a)
 
         # NEXT_STEP autoreset: sub-envs that ended last step restart now; their action is void.
         done_before = self._prev_done
@@ -285,7 +239,7 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
             outcome = np.where(
                 liked[rows], OUTCOME_HIT, np.where(rating[rows] > 0, OUTCOME_DISLIKED, OUTCOME_MISS)
             )
-            self._outcomes[rows, self._steps[rows] - 1] = outcome
+            self._outcomes[rows, self._state.steps[rows] - 1] = outcome
         return self._obs(), reward, terminated, truncated, self._info(rating, liked)
 
     def action_masks(self) -> np.ndarray:
@@ -295,13 +249,13 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         """
         if not self._has_reset:
             raise ResetNeeded("Call reset() before action_masks()")
-        return np.unpackbits(self._excluded, axis=1, count=self.n_items, bitorder="little") == 0
+        return np.unpackbits(self._state.excluded, axis=1, count=self.n_items, bitorder="little") == 0
 
     def start_observations(
         self, users: np.ndarray, prefixes: np.ndarray | None = None
     ) -> dict[str, np.ndarray]:
         """Batched start observations; see :meth:`MovieLensRecEnv.start_observations`."""
-        return self._tables.start_observations(users, prefixes)
+        return self.simulator.start_observations(users, prefixes)
 
     def render(self) -> tuple[str, ...] | tuple[np.ndarray, ...] | None:
         """One rendering per sub-env, as the single environment renders it.
@@ -314,17 +268,19 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
             return None
         if not self._has_reset:
             raise ResetNeeded("Call reset() before render()")
+        state, renderer = self._state, self._renderer
+        assert renderer is not None
         if self._outcomes is not None:
             return tuple(
-                self._tables.render_frame(self._history[i], self._outcomes[i], int(self._steps[i]))
+                renderer.frame(state.history[i], self._outcomes[i], int(state.steps[i]))
                 for i in range(self.num_envs)
             )
         return tuple(
-            self._tables.render_text(
-                int(self._user[i]), self._history[i],
-                int(self._history_size[i]), int(self._steps[i]),
-                int(self._last_flat[i] - self._row_offset[i]) if self._steps[i] else -1,
-                int(self._last_rating[i]), int(self._n_liked_left[i]),
+            renderer.text(
+                int(state.user[i]), state.history[i],
+                int(state.history_size[i]), int(state.steps[i]),
+                int(state.last_flat[i] - state.row_offset[i]) if state.steps[i] else -1,
+                int(state.last_rating[i]), int(state.n_liked_left[i]),
             )  # fmt: skip
             for i in range(self.num_envs)
         )
@@ -380,7 +336,7 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
     def set_attr(self, name: str, values: list[Any] | tuple[Any, ...] | Any) -> None:
         """Set ``name`` on every sub-env, as ``SyncVectorEnv.set_attr``; only ``"np_random"``.
 
-        The other attributes cannot differ between sub-envs (one set of precomputed tables
+        The other attributes cannot differ between sub-envs (one simulator
         serves them all) nor change after construction: make a new vector env with the
         setting instead, or use ``vectorization_mode="sync"`` for per-sub-env settings.
 
@@ -423,46 +379,41 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         return values.tolist()
 
     def _reset_row(self, i: int, options: dict[str, Any] | None) -> None:
-        tables = self._tables
+        sim = self.simulator
         assert self._rngs is not None
         rng = self._rngs[i]
         if options is None:
-            user, prefix = tables.draw_start(rng)
+            user, prefix = sim.draw_start(rng)
         else:
-            user, prefix = tables.check_start(options, rng)
-        self._n_targets_left[i], self._n_liked_left[i] = tables.write_start(
-            user, prefix, *self._row_views[i], self._scratch
-        )
-        self._user_obs[i] = tables.user_features[user]
-        self._user[i] = user
-        self._prefix[i] = prefix
-        self._history_size[i] = prefix
-        self._steps[i] = 0
+            user, prefix = sim.check_start(options, rng)
+        sim.reset_row(self._state, i, user, prefix, self._scratch)
         if self._outcomes is not None:
             self._outcomes[i] = 0
 
     def _obs(self) -> dict[str, np.ndarray]:
+        state = self._state
         return {
-            "user": self._user_obs.copy(),
-            "history": self._history.copy(),
-            "liked": self._liked.copy(),
-            "excluded": self._excluded.copy(),
+            "user": state.user_obs.copy(),
+            "history": state.history.copy(),
+            "liked": state.liked.copy(),
+            "excluded": state.excluded.copy(),
         }
 
     def _info(self, rating: np.ndarray, liked: np.ndarray) -> dict[str, Any]:
         # Every sub-env reports every key: all-True "_key" masks, one fresh row each.
+        state = self._state
         masks = np.ones((6, self.num_envs), dtype=bool)
         if self.mode == "test":  # as the single env: nothing that depends on the targets
             return {
-                "user": self._user.copy(), "_user": masks[0],
-                "prefix": self._prefix.copy(), "_prefix": masks[1],
+                "user": state.user.copy(), "_user": masks[0],
+                "prefix": state.prefix.copy(), "_prefix": masks[1],
                 "liked": liked, "_liked": masks[3],
             }  # fmt: skip
         return {
-            "user": self._user.copy(), "_user": masks[0],
-            "prefix": self._prefix.copy(), "_prefix": masks[1],
+            "user": state.user.copy(), "_user": masks[0],
+            "prefix": state.prefix.copy(), "_prefix": masks[1],
             "rating": rating, "_rating": masks[2],
             "liked": liked, "_liked": masks[3],
-            "n_targets_left": self._n_targets_left.copy(), "_n_targets_left": masks[4],
-            "n_liked_left": self._n_liked_left.copy(), "_n_liked_left": masks[5],
+            "n_targets_left": state.n_targets_left.copy(), "_n_targets_left": masks[4],
+            "n_liked_left": state.n_liked_left.copy(), "_n_liked_left": masks[5],
         }  # fmt: skip

@@ -56,8 +56,8 @@ def served(tmp_path: Path, ml100k_dir: Path) -> Iterator[tuple[str, Path]]:
 
 
 def _use_source(monkeypatch: pytest.MonkeyPatch, url: str, md5: str) -> None:
-    original = download.DATASETS["ml-100k"]
-    monkeypatch.setitem(download.DATASETS, "ml-100k", DatasetSource(url, md5, original.files))
+    original = download.SOURCES["ml-100k"]
+    monkeypatch.setitem(download.SOURCES, "ml-100k", DatasetSource(url, md5, original.files))
 
 
 def _md5(path: Path) -> str:

@@ -1,0 +1,625 @@
+"""The simulated MovieLens user: start states, like and reward, transition and episode end.
+
+The rules of ``MovieLensRec-v0``'s user live here, in one place, and everything that builds
+states or outcomes uses them: the single environment (:mod:`recsim_env.env`, the Gymnasium
+face), the native vector environment (:mod:`recsim_env.vector_env`), the agents' scoring
+(``agents.scoring``) and the logged-data sampler (``agents.next_item``).
+
+:class:`ReplaySimulator` is the replay user of the LSRWRL paper: an episode replays one real
+user, and a recommended item is liked only when it is one of the user's remaining logged
+target items rated ``>= like_threshold``.
+
+* **Start states** (:meth:`ReplaySimulator.draw_start`, :meth:`ReplaySimulator.check_start`):
+  train mode draws a user and a prefix of their train sequence (history = the prefix, targets
+  = the rest of it); test mode starts from the whole train history with the test items as
+  targets. :meth:`ReplaySimulator.prefix_observations` builds the observation of any prefix.
+* **Like and reward** (:meth:`ReplaySimulator.step`, :meth:`ReplaySimulator.step_batch`): a
+  remaining target with rating ``r`` earns ``reward_map[r]`` and is consumed; it is liked when
+  ``r >= like_threshold``; anything else earns 0.
+* **Transition**: a like appends the item to the history and the liked set; every
+  recommended item joins the ``"excluded"`` set (no repeats); nothing else changes.
+* **Episode end**: terminated when no liked target is left, truncated after ``max_steps``.
+
+The per-episode state (:class:`EpisodeState` for one user, :class:`BatchState` for
+``num_envs`` users) is preallocated once by the environment and updated in place, so that
+``reset``/``step`` never touch pandas.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from recsim_env.dataset import DATASETS, USER_FEATURE_CARDINALITIES, Split
+
+#: Episode modes: replay the train split, or start from the train history and target the test part.
+MODES: tuple[str, ...] = ("train", "test")
+#: Valid MovieLens ratings.
+RATINGS: tuple[int, ...] = (1, 2, 3, 4, 5)
+
+
+def default_reward_map(like_threshold: int = 4) -> dict[int, float]:
+    """The default reward of a recommended target item by rating: ``rating / 5`` on a like, else 0.
+
+    :param like_threshold: smallest rating that counts as a like (default 4)
+    """
+    return {r: (r / 5.0 if r >= like_threshold else 0.0) for r in RATINGS}
+
+
+def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """``value`` as an int, or a ``ValueError`` naming ``name`` and the allowed range.
+
+    :param name: the setting's name, for the message
+    :param value: the value (bool is rejected)
+    :param low: smallest allowed value
+    :param high: largest allowed value (default: no upper bound)
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < low or (high is not None and value > high):
+        upper = "" if high is None else f" and <= {high}"
+        raise ValueError(f"{name} must be >= {low}{upper}, got {value}")
+    return int(value)
+
+
+def _rating_key(key: Any) -> int:
+    """The rating of a ``reward_map`` key: an integer, or its decimal string as JSON writes it."""
+    # JSON object keys are strings: spec.to_json() turns {4: 1.0} into {"4": 1.0}.
+    if isinstance(key, str) and key.isascii() and key.isdigit() and str(int(key)) == key:
+        rating = int(key)
+    elif isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
+        rating = int(key)
+    else:
+        raise ValueError(
+            f'reward_map keys must be integer ratings 1..5 (or their strings such as "4", '
+            f"as JSON stores them), got {key!r}"
+        )
+    if not 1 <= rating <= 5:
+        raise ValueError(f"reward_map keys must be ratings 1..5, got {key!r}")
+    return rating
+
+
+def reward_table(reward_map: Mapping[int | str, float] | None, like_threshold: int) -> np.ndarray:
+    """float64 ``(6,)``: the reward of a consumed target by rating; index 0 (no target) is 0.
+
+    :param reward_map: rating 1..5 (or ``"1"``..``"5"``) -> reward; ratings it leaves out earn
+        0; ``None``: :func:`default_reward_map`
+    :param like_threshold: smallest rating that counts as a like (for the default map)
+    """
+    if reward_map is None:
+        reward_map = default_reward_map(like_threshold)
+    if not isinstance(reward_map, Mapping):
+        raise ValueError(f"reward_map must be a mapping rating -> reward, got {reward_map!r}")
+    table = np.zeros(len(RATINGS) + 1, dtype=np.float64)
+    seen: dict[int, Any] = {}
+    for key, reward in reward_map.items():
+        rating = _rating_key(key)
+        if rating in seen:
+            raise ValueError(
+                f"reward_map gives rating {rating} twice (keys {seen[rating]!r} and {key!r})"
+            )
+        seen[rating] = key
+        try:
+            value = float(reward)
+        except (TypeError, ValueError):
+            raise ValueError(f"reward_map[{rating}] must be a number, got {reward!r}") from None
+        if not math.isfinite(value):
+            raise ValueError(f"reward_map[{rating}] must be finite, got {reward!r}")
+        table[int(rating)] = value
+    return table
+
+
+def load_split(
+    dataset: str,
+    data_dir: str | os.PathLike | None,
+    download: bool,
+    split: str,
+    train_ratio: float,
+    split_seed: int,
+) -> Split:
+    """Load ``dataset`` (:func:`recsim_env.load_movielens`) and split it (:func:`recsim_env.split_ratings`).
+
+    :param dataset: one of :data:`recsim_env.dataset.DATASETS`
+    :param data_dir: data root, or ``None`` for ``$MOVIELENS_DATA``, the cache, a download
+    :param download: download the official zip when the files are nowhere else
+    :param split: ``"temporal"`` or ``"random"``
+    :param train_ratio: fraction of each user's ratings in the train part
+    :param split_seed: seed of the random split
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {list(DATASETS)}")
+    # Imported here: the data layer (pandas) is only needed when no split is injected.
+    from recsim_env.movielens import load_movielens
+    from recsim_env.splits import split_ratings
+
+    data = load_movielens(dataset, data_dir, download=download)
+    return split_ratings(data, split, train_ratio, split_seed)
+
+
+class EpisodeState:
+    """One user's episode, updated in place by :meth:`ReplaySimulator.step`.
+
+    :param n_items: number of items
+    :param history_len: length of the ``"history"`` observation
+    """
+
+    __slots__ = (
+        "user", "prefix", "history", "excluded", "liked", "targets", "user_obs", "history_size",
+        "steps", "n_targets_left", "n_liked_left", "last_action", "last_rating",
+    )  # fmt: skip
+
+    def __init__(self, n_items: int, history_len: int) -> None:
+        n_bytes = (n_items + 7) // 8
+        self.user = -1  # -1: not reset yet
+        self.prefix = 0
+        self.history = np.zeros(history_len, dtype=np.int32)
+        # Packed bits of the items in the history or recommended this episode: the "excluded"
+        # observation, and action_masks() is its complement (one array, so they always agree).
+        self.excluded = np.zeros(n_bytes, dtype=np.uint8)
+        self.liked = np.zeros(n_bytes, dtype=np.uint8)
+        self.targets = np.zeros(n_items, dtype=np.int8)  # rating of each remaining target, else 0
+        self.user_obs = np.zeros(3, dtype=np.int32)
+        self.history_size = 0
+        self.steps = 0
+        self.n_targets_left = 0
+        self.n_liked_left = 0
+        self.last_action = -1
+        self.last_rating = 0
+
+
+class BatchState:
+    """``num_envs`` users' episodes as 2-D arrays, updated in place by :meth:`ReplaySimulator.step_batch`.
+
+    :param num_envs: number of users stepped together
+    :param n_items: number of items
+    :param history_len: length of the ``"history"`` observation
+    """
+
+    def __init__(self, num_envs: int, n_items: int, history_len: int) -> None:
+        n, m = num_envs, n_items
+        n_bytes = (n_items + 7) // 8
+        self.rows = np.arange(n)
+        self.row_offset = self.rows * m  # flat index of (row, item 0)
+        self.byte_offset = self.rows * n_bytes
+        self.targets = np.zeros((n, m), dtype=np.int8)  # rating of each remaining target, else 0
+        # Packed bits of the items in the history or recommended this episode: the "excluded"
+        # observation; action_masks() is its complement.
+        self.excluded = np.zeros((n, n_bytes), dtype=np.uint8)
+        self.history = np.zeros((n, history_len), dtype=np.int32)
+        self.liked = np.zeros((n, n_bytes), dtype=np.uint8)
+        self.user_obs = np.zeros((n, 3), dtype=np.int32)
+        self.user = np.full(n, -1, dtype=np.int64)
+        self.prefix = np.zeros(n, dtype=np.int64)
+        self.history_size = np.zeros(n, dtype=np.int64)
+        self.steps = np.zeros(n, dtype=np.int64)
+        self.n_targets_left = np.zeros(n, dtype=np.int64)
+        self.n_liked_left = np.zeros(n, dtype=np.int64)
+        self.last_flat = self.row_offset.copy()  # flat (row, item) index of the last actions
+        self.last_rating = np.zeros(n, dtype=np.int64)
+        # Flat views, so a step indexes (row, item) pairs with one integer array.
+        self.targets_flat = self.targets.reshape(-1)
+        self.excluded_flat = self.excluded.reshape(-1)
+        self.liked_flat = self.liked.reshape(-1)
+
+    def row(self, i: int) -> EpisodeState:
+        """Sub-env ``i`` as an :class:`EpisodeState` whose arrays are views of this batch's rows.
+
+        Only the arrays are shared; the scalar fields of the returned object are copies.
+        """
+        view = EpisodeState.__new__(EpisodeState)
+        view.history, view.excluded = self.history[i], self.excluded[i]
+        view.liked, view.targets, view.user_obs = self.liked[i], self.targets[i], self.user_obs[i]
+        return view
+
+
+_BITS = (1 << np.arange(8)).astype(np.uint8)
+
+
+class ReplaySimulator:
+    """The replay user of ``MovieLensRec-v0`` (rules in the module docstring).
+
+    Per-user arrays are precomputed once from the split, so that starting and stepping an
+    episode costs a few numpy calls.
+
+    :param mode: ``"train"`` (replay the train split) or ``"test"`` (targets = test items)
+    :param split_data: the split (:func:`recsim_env.split_ratings`); ``None`` loads
+        ``dataset`` with :func:`load_split`
+    :param dataset: dataset name, used only when ``split_data`` is ``None``
+    :param data_dir: data root, used only when ``split_data`` is ``None``
+    :param download: allow a download, used only when ``split_data`` is ``None``
+    :param split: split method, used only when ``split_data`` is ``None``
+    :param train_ratio: train fraction, used only when ``split_data`` is ``None``
+    :param split_seed: seed of the random split, used only when ``split_data`` is ``None``
+    :param history_len: length of the ``"history"`` observation (default 20)
+    :param like_threshold: smallest rating (1..5) that counts as a like (default 4)
+    :param reward_map: rating -> reward of a consumed target (default :func:`default_reward_map`)
+    :param max_steps: recommendations per episode before truncation (default 50)
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: str = "train",
+        split_data: Split | None = None,
+        dataset: str = "ml-100k",
+        data_dir: str | os.PathLike | None = None,
+        download: bool = True,
+        split: str = "temporal",
+        train_ratio: float = 0.8,
+        split_seed: int = 0,
+        history_len: int = 20,
+        like_threshold: int = 4,
+        reward_map: Mapping[int | str, float] | None = None,
+        max_steps: int = 50,
+    ) -> None:
+        if dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {dataset!r}; choose one of {list(DATASETS)}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
+        self.mode = mode
+        self.history_len = check_int("history_len", history_len, 1)
+        self.like_threshold = check_int("like_threshold", like_threshold, 1, 5)
+        self.max_steps = check_int("max_steps", max_steps, 1)
+        self.reward_table = reward_table(reward_map, self.like_threshold)
+        self.reward_list: list[float] = self.reward_table.tolist()
+        self.reward_map: dict[int, float] = {r: self.reward_list[r] for r in RATINGS}
+        #: bool ``(6,)``: whether a consumed target of each rating is a like (index 0: no target).
+        self.like_table = np.arange(len(self.reward_table)) >= self.like_threshold
+
+        if split_data is None:
+            split_data = load_split(dataset, data_dir, download, split, train_ratio, split_seed)
+        elif not isinstance(split_data, Split):
+            raise ValueError(
+                f"split_data must be a recsim_env.Split (from split_ratings), "
+                f"got {type(split_data).__name__}"
+            )
+        self.split = split_data
+        data = split_data.data
+        self.n_users = split_data.n_users
+        self.n_items = split_data.n_items
+        if self.n_items < 1:
+            raise ValueError("the dataset has no items")
+        self.n_bytes = (self.n_items + 7) // 8
+        self.user_features = np.ascontiguousarray(data.user_features, dtype=np.int32)
+
+        thr = self.like_threshold
+        train_indptr = np.asarray(split_data.train_indptr, dtype=np.int64)
+        test_indptr = np.asarray(split_data.test_indptr, dtype=np.int64)
+        train_items = np.asarray(split_data.train_items, dtype=np.intp)
+        test_items = np.asarray(split_data.test_items, dtype=np.intp)
+        train_ratings = np.asarray(split_data.train_ratings, dtype=np.int8)
+        test_ratings = np.asarray(split_data.test_ratings, dtype=np.int8)
+        self._check_split(
+            train_indptr, train_items, train_ratings, test_indptr, test_items, test_ratings
+        )
+        train_liked = train_ratings >= thr
+        test_liked = test_ratings >= thr
+        n_train = np.diff(train_indptr)
+
+        # Histories always come from the train part.
+        self.hist_items = train_items
+        self.hist_liked = train_liked
+        self.hist_lo: list[int] = train_indptr[:-1].tolist()
+        self.n_train = n_train
+        # Each user's train tokens behind history_len zeros: the start "history" observation of
+        # prefix p is then the single slice [pad_lo + p, pad_lo + p + history_len).
+        hl = self.history_len
+        self.padded_tokens = np.zeros(train_items.size + hl * self.n_users, dtype=np.int32)
+        pad_lo = train_indptr[:-1] + hl * np.arange(self.n_users)
+        shift = np.repeat(pad_lo + hl - train_indptr[:-1], n_train)
+        self.padded_tokens[shift + np.arange(train_items.size)] = train_items + 1
+        self.pad_lo: list[int] = pad_lo.tolist()
+        # The liked train items in order, so a prefix's liked set is one slice.
+        self.liked_items = train_items[train_liked]
+        self.liked_cum: list[int] = np.concatenate(([0], np.cumsum(train_liked))).tolist()
+        if mode == "train":
+            # Largest prefix that still leaves a liked target: the last liked position >= 1.
+            user_of = np.repeat(np.arange(self.n_users), n_train)
+            position = np.arange(train_items.size) - train_indptr[:-1][user_of]
+            candidates = np.append(np.where(train_liked & (position >= 1), position, 0), 0)
+            # The appended 0 keeps reduceat in range; empty segments are zeroed after.
+            last_liked = np.maximum.reduceat(candidates, train_indptr[:-1]) * (n_train > 0)
+            self.max_prefix = last_liked
+            self.eligible = last_liked >= 1
+            self.tgt_items, self.tgt_ratings, tgt_liked = train_items, train_ratings, train_liked
+            self.tgt_lo = self.hist_lo
+            self.tgt_hi: list[int] = train_indptr[1:].tolist()
+            why = "a train sequence of >= 2 items with a liked item after the first"
+        else:
+            test_user_of = np.repeat(np.arange(self.n_users), np.diff(test_indptr))
+            n_liked_test = np.bincount(test_user_of, weights=test_liked, minlength=self.n_users)
+            self.max_prefix = n_train
+            self.eligible = n_liked_test >= 1
+            self.tgt_items, self.tgt_ratings, tgt_liked = test_items, test_ratings, test_liked
+            self.tgt_lo = test_indptr[:-1].tolist()
+            self.tgt_hi = test_indptr[1:].tolist()
+            why = f"at least one test rating >= like_threshold={thr}"
+        self.tgt_liked_cum: list[int] = np.concatenate(([0], np.cumsum(tgt_liked))).tolist()
+        self.max_prefix_list: list[int] = self.max_prefix.tolist()
+        #: int64 ``(n_eligible,)``, read-only: the users that can start an episode in this mode.
+        self.users = np.flatnonzero(self.eligible).astype(np.int64)
+        self.users.setflags(write=False)
+        self.users_list: list[int] = self.users.tolist()
+        if self.users.size == 0:
+            raise ValueError(f"no user can start an episode in {mode} mode: it needs {why}")
+        self.eligible_reason = why
+
+    def _check_split(
+        self,
+        train_indptr: np.ndarray,
+        train_items: np.ndarray,
+        train_ratings: np.ndarray,
+        test_indptr: np.ndarray,
+        test_items: np.ndarray,
+        test_ratings: np.ndarray,
+    ) -> None:
+        for part, indptr, items, ratings in (
+            ("train", train_indptr, train_items, train_ratings),
+            ("test", test_indptr, test_items, test_ratings),
+        ):
+            if indptr.shape != (self.n_users + 1,) or indptr[0] != 0 or indptr[-1] != items.size:
+                raise ValueError(f"split.{part}_indptr is not a CSR index over {self.n_users} users")
+            if items.size and (items.min() < 0 or items.max() >= self.n_items):
+                raise ValueError(
+                    f"split.{part}_items holds item indices outside [0, {self.n_items})"
+                )
+            bad_rating = ratings.size and (ratings.min() < 1 or ratings.max() > 5)
+            if ratings.shape != items.shape or bad_rating:
+                raise ValueError(f"split.{part}_ratings must be ratings 1..5, one per item")
+        # One rating per (user, item): a duplicate would make an item both history and target.
+        users = np.concatenate(
+            (np.repeat(np.arange(self.n_users), np.diff(train_indptr)),
+             np.repeat(np.arange(self.n_users), np.diff(test_indptr)))
+        )  # fmt: skip
+        keys = np.sort(users * self.n_items + np.concatenate((train_items, test_items)))
+        if np.any(keys[1:] == keys[:-1]):
+            raise ValueError(
+                "split has a user who rated the same item twice; expected one rating per (user, item)"
+            )
+
+    # ----------------------------------------------------------------- start states
+    def draw_start(self, rng: np.random.Generator) -> tuple[int, int]:
+        """A uniformly random eligible user and, in train mode, a uniform prefix length.
+
+        :param rng: the episode's generator (the env's ``np_random``)
+        :return: ``(user, prefix)``
+        """
+        user = self.users_list[rng.integers(len(self.users_list))]
+        if self.mode == "train":
+            return user, int(rng.integers(1, self.max_prefix_list[user] + 1))
+        return user, self.max_prefix_list[user]
+
+    def check_start(self, options: Mapping[str, Any], rng: np.random.Generator) -> tuple[int, int]:
+        """The ``(user, prefix)`` of ``reset(options={"user": u[, "prefix": p]})``.
+
+        :param options: ``{"user": u}`` and, in train mode, optionally ``"prefix": p``
+        :param rng: draws the prefix when ``options`` gives none (train mode)
+        :raises ValueError: a user out of range or not eligible, a bad prefix
+        """
+        user = options["user"]
+        if isinstance(user, (bool, np.bool_)) or not isinstance(user, (int, np.integer)):
+            raise ValueError(
+                f'options["user"] must be an integer user index or "next", got {user!r}'
+            )
+        user = int(user)
+        if not 0 <= user < self.n_users:
+            raise ValueError(
+                f'options["user"]={user} is out of range: user indices are 0..{self.n_users - 1}; '
+                f"choose one of env.unwrapped.users"
+            )
+        if not self.eligible[user]:
+            raise ValueError(
+                f"user {user} cannot start an episode in {self.mode} mode (it needs "
+                f"{self.eligible_reason}); choose one of env.unwrapped.users"
+            )
+        prefix = options.get("prefix")
+        if prefix is None:
+            if self.mode == "train":
+                return user, int(rng.integers(1, self.max_prefix_list[user] + 1))
+            return user, self.max_prefix_list[user]
+        if self.mode != "train":
+            raise ValueError('options["prefix"] is only allowed in train mode')
+        hi = self.max_prefix_list[user]
+        prefix = check_int('options["prefix"]', prefix, 1, hi)
+        return user, prefix
+
+    def reset(self, state: EpisodeState, user: int, prefix: int, scratch: np.ndarray) -> None:
+        """Write user ``user``'s start state (first ``prefix`` train items) into ``state``.
+
+        ``excluded`` gets the whole history (at a start state nothing has been recommended
+        yet); ``targets`` the rating of each target item (0 elsewhere).
+
+        :param state: the episode state to overwrite (arrays written in place)
+        :param user: user index
+        :param prefix: number of train items in the start history
+        :param scratch: bool ``(n_items,)`` work array
+        """
+        lo = self.hist_lo[user]
+        hi = lo + prefix
+        p_lo = self.pad_lo[user] + prefix
+        state.history[:] = self.padded_tokens[p_lo : p_lo + self.history_len]
+        scratch.fill(False)
+        scratch[self.hist_items[lo:hi]] = True
+        state.excluded[:] = np.packbits(scratch, bitorder="little")
+        scratch.fill(False)
+        scratch[self.liked_items[self.liked_cum[lo] : self.liked_cum[hi]]] = True
+        state.liked[:] = np.packbits(scratch, bitorder="little")
+        targets = state.targets
+        targets.fill(0)
+        if self.mode == "train":
+            t_lo, t_hi = hi, self.tgt_hi[user]
+        else:
+            t_lo, t_hi = self.tgt_lo[user], self.tgt_hi[user]
+        targets[self.tgt_items[t_lo:t_hi]] = self.tgt_ratings[t_lo:t_hi]
+        state.n_targets_left = t_hi - t_lo
+        state.n_liked_left = self.tgt_liked_cum[t_hi] - self.tgt_liked_cum[t_lo]
+        state.user_obs[:] = self.user_features[user]
+        state.user = user
+        state.prefix = prefix
+        state.history_size = prefix
+        state.steps = 0
+        state.last_action = -1
+        state.last_rating = 0
+
+    def reset_row(self, batch: BatchState, i: int, user: int, prefix: int, scratch: np.ndarray) -> None:
+        """:meth:`reset` for row ``i`` of a :class:`BatchState`."""
+        row = batch.row(i)
+        self.reset(row, user, prefix, scratch)
+        batch.n_targets_left[i], batch.n_liked_left[i] = row.n_targets_left, row.n_liked_left
+        batch.user[i] = user
+        batch.prefix[i] = prefix
+        batch.history_size[i] = prefix
+        batch.steps[i] = 0
+
+    # ----------------------------------------------------------------- like, reward, transition
+    def step(self, state: EpisodeState, action: int) -> tuple[float, bool, bool, int, bool]:
+        """Recommend item ``action`` (a valid item index) to the user of ``state``.
+
+        :return: ``(reward, terminated, truncated, rating, liked)``: ``rating`` is the rating
+            of the item if it was a remaining target, else 0
+        """
+        rating = int(state.targets[action])
+        state.excluded[action >> 3] |= 1 << (action & 7)
+        liked = False
+        reward = 0.0
+        if rating:
+            state.targets[action] = 0
+            state.n_targets_left -= 1
+            reward = self.reward_list[rating]
+            if rating >= self.like_threshold:
+                liked = True
+                history = state.history
+                history[:-1] = history[1:]
+                history[-1] = action + 1
+                state.liked[action >> 3] |= 1 << (action & 7)
+                state.history_size += 1
+                state.n_liked_left -= 1
+        state.steps += 1
+        state.last_action = action
+        state.last_rating = rating
+        terminated = state.n_liked_left == 0
+        truncated = not terminated and state.steps >= self.max_steps
+        return reward, terminated, truncated, rating, liked
+
+    def step_batch(
+        self, batch: BatchState, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`step` for every row of ``batch`` at once.
+
+        :param actions: int64 ``(num_envs,)`` valid item indices
+        :return: ``(reward float64, terminated, truncated, rating int64, liked)``, each ``(num_envs,)``
+        """
+        a = actions
+        flat = batch.row_offset + a
+        rating = batch.targets_flat[flat].astype(np.int64)  # 0 = not a remaining target
+        reward = self.reward_table[rating]
+        liked = self.like_table[rating]
+        batch.targets_flat[flat] = 0
+        # One action per row, so the byte indices are distinct and |= needs no accumulation.
+        batch.excluded_flat[batch.byte_offset + (a >> 3)] |= _BITS[a & 7]
+        batch.n_targets_left -= rating > 0
+        batch.n_liked_left -= liked
+        if np.count_nonzero(liked):
+            rows = liked.nonzero()[0]
+            item = a[rows]
+            history = batch.history
+            history[rows, :-1] = history[rows, 1:]
+            history[rows, -1] = item + 1
+            batch.liked_flat[batch.byte_offset[rows] + (item >> 3)] |= _BITS[item & 7]
+            batch.history_size[rows] += 1
+        batch.steps += 1
+        batch.last_flat = flat
+        batch.last_rating = rating
+        terminated = batch.n_liked_left == 0
+        truncated = (batch.steps >= self.max_steps) & ~terminated
+        return reward, terminated, truncated, rating, liked
+
+    # ----------------------------------------------------------------- observations
+    def prefix_observations(self, users: np.ndarray, prefixes: np.ndarray) -> dict[str, np.ndarray]:
+        """Observations of ``users`` after their first ``prefixes`` train items, nothing recommended.
+
+        Any prefix ``0 <= p <= n_train(u)`` is allowed (not only valid episode starts), so that
+        logged states after the last liked train item can be built too.
+
+        :param users: int ``(B,)`` user indices
+        :param prefixes: int ``(B,)`` prefix lengths
+        :return: the Dict observation batch (``"excluded"`` = the prefix's items)
+        """
+        users = np.asarray(users, dtype=np.int64)
+        prefix = np.asarray(prefixes, dtype=np.int64)
+        n = users.size
+        lo = np.asarray(self.hist_lo, dtype=np.int64)[users]
+        start = np.asarray(self.pad_lo, dtype=np.int64)[users] + prefix
+        history = self.padded_tokens[start[:, None] + np.arange(self.history_len)]
+        # Every (row, item) pair of the prefixes, flattened, to scatter the liked bits.
+        total = int(prefix.sum())
+        rows = np.repeat(np.arange(n), prefix)
+        flat = np.repeat(lo - (np.cumsum(prefix) - prefix), prefix) + np.arange(total)
+        sel = self.hist_liked[flat]
+        mask = np.zeros((n, self.n_items), dtype=bool)
+        mask[rows[sel], self.hist_items[flat[sel]]] = True
+        liked = np.packbits(mask, axis=1, bitorder="little").reshape(n, self.n_bytes)
+        mask[rows, self.hist_items[flat]] = True  # nothing recommended yet: excluded = history
+        return {
+            "user": self.user_features[users],
+            "history": history,
+            "liked": liked,
+            "excluded": np.packbits(mask, axis=1, bitorder="little").reshape(n, self.n_bytes),
+        }
+
+    def start_observations(
+        self, users: np.ndarray, prefixes: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """Batched start observations (see ``MovieLensRecEnv.start_observations``).
+
+        :param users: int ``(B,)`` user indices (train mode: users of :attr:`users`)
+        :param prefixes: train mode only: int ``(B,)`` prefix lengths in ``[1, max_prefix]``;
+            default each user's largest valid prefix
+        """
+        users = np.asarray(users)
+        if users.ndim != 1 or not np.issubdtype(users.dtype, np.integer):
+            raise ValueError(f"users must be a 1-D integer array of user indices, got {users!r}")
+        users = users.astype(np.int64)
+        if users.size and (users.min() < 0 or users.max() >= self.n_users):
+            raise ValueError(f"users must be user indices in [0, {self.n_users - 1}]")
+        if self.mode == "test":
+            if prefixes is not None:
+                raise ValueError("prefixes are only allowed in train mode")
+            prefix = self.n_train[users]
+        elif prefixes is None:
+            bad = users[~self.eligible[users]]
+            if bad.size:
+                raise ValueError(
+                    f"users {bad[:5].tolist()} cannot start a train episode "
+                    f"(they need {self.eligible_reason})"
+                )
+            prefix = self.max_prefix[users]
+        else:
+            prefix = np.asarray(prefixes)
+            if prefix.shape != users.shape or not np.issubdtype(prefix.dtype, np.integer):
+                raise ValueError("prefixes must be an integer array shaped like users")
+            prefix = prefix.astype(np.int64)
+            if np.any(prefix < 1) or np.any(prefix > self.max_prefix[users]):
+                raise ValueError(
+                    "each prefix must lie in [1, last liked train position] of its user"
+                )
+        return self.prefix_observations(users, prefix)
+
+    def observation_space(self) -> spaces.Dict:
+        """The Dict observation space (see the ``MovieLensRecEnv`` docstring)."""
+        high_user = np.array([c - 1 for c in USER_FEATURE_CARDINALITIES], dtype=np.int32)
+        return spaces.Dict(
+            {
+                "user": spaces.Box(low=0, high=high_user, shape=(len(high_user),), dtype=np.int32),
+                "history": spaces.Box(
+                    low=0, high=self.n_items, shape=(self.history_len,), dtype=np.int32
+                ),
+                "liked": spaces.Box(low=0, high=255, shape=(self.n_bytes,), dtype=np.uint8),
+                "excluded": spaces.Box(low=0, high=255, shape=(self.n_bytes,), dtype=np.uint8),
+            }
+        )

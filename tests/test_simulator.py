@@ -1,0 +1,42 @@
+"""The simulator module: the one home of the simulated user's rules, shared by every consumer."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from recsim_env import DATASETS, ReplaySimulator, Split
+
+
+def test_both_envs_and_the_sampler_share_one_simulator_and_one_list_of_datasets(
+    ml100k_split: Split,
+) -> None:
+    from agents.next_item import LoggedNextItems
+    from experiments import bench_env, config
+    from recsim_env import download
+
+    env = gym.make("MovieLensRec-v0", split_data=ml100k_split)
+    vec = gym.make_vec("MovieLensRec-v0", num_envs=2, vectorization_mode="vector_entry_point",
+                       split_data=ml100k_split)
+    assert isinstance(env.unwrapped.simulator, ReplaySimulator)
+    assert isinstance(vec.unwrapped.simulator, ReplaySimulator)
+    assert LoggedNextItems(env).simulator is env.unwrapped.simulator
+    # One tuple of names: the loader's sources, the scripts' choices and the env's check.
+    assert config.DATASETS is bench_env.DATASETS is DATASETS
+    assert tuple(download.SOURCES) == DATASETS
+
+
+def test_prefix_observations_reach_past_the_last_valid_start(ml100k_split: Split) -> None:
+    """Logged states after the last liked train item exist; up to it they equal the starts."""
+    sim = ReplaySimulator(split_data=ml100k_split, mode="train")
+    users = sim.users[:50]
+    prefixes = sim.max_prefix[users]
+    np.testing.assert_equal(sim.prefix_observations(users, prefixes),
+                            sim.start_observations(users, prefixes))
+    longest = np.asarray(sim.n_train[users])
+    past = longest > prefixes
+    assert past.any()
+    obs = sim.prefix_observations(users[past], longest[past])
+    for row, (u, p) in enumerate(zip(users[past], longest[past])):
+        items, _ = ml100k_split.train_of(int(u))
+        assert obs["history"][row, -1] == items[p - 1] + 1  # the last train item is the newest
