@@ -48,6 +48,7 @@ def test_presets_are_valid_and_paper_preset_has_the_papers_settings():
     assert paper.exploration_initial_eps == paper.exploration_final_eps == pytest.approx(0.1)
     assert paper.loss == "mse" and paper.max_episodes == 1000 and paper.algo == "dqn"
     assert paper.next_item_weight == 0.0 and not paper.dueling  # eq. 10: the TD loss alone
+    assert not paper.mask_excluded and make_config("default").mask_excluded  # eq. 9's max over all items
     assert paper.total_timesteps == 1000 * paper.max_steps
 
 
@@ -171,6 +172,8 @@ def test_every_algorithm_trains_end_to_end(algo, tmp_path):
         assert (run / name).is_file(), name
     assert any((run / "tensorboard").iterdir())
     assert result.model.num_timesteps >= 240
+    # The default preset's in-network masking reaches every policy but MaskablePPO's (env masks).
+    assert getattr(result.model.policy, "mask_excluded", False) == (algo != "maskable_ppo")
     m = result.metrics
     assert m["n_users"] == 943
     assert set(m) >= {"precision@10", "recall@10", "ndcg@10", "hit_rate@10", "greedy_mean_return"}
@@ -370,7 +373,8 @@ def test_logged_next_items_are_real_prefixes_and_the_item_rated_next(split):
         seq = split.train_items[split.train_indptr[u]:split.train_indptr[u + 1]]
         assert item == seq[p]  # the item right after the prefix
         reset_obs, _ = env.reset(options={"user": int(u), "prefix": int(p)})
-        for key in ("user", "history", "liked"):
+        assert obs.keys() == reset_obs.keys()  # "excluded" included: the prefix's items
+        for key in reset_obs:
             np.testing.assert_array_equal(obs[key][row], reset_obs[key])
     with pytest.raises(ValueError, match="mode='train'"):
         LoggedNextItems(gym.make("MovieLensRec-v0", split_data=split, mode="test"))
