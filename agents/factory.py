@@ -3,7 +3,9 @@
 ``build_model("dqn", env, ...)`` returns a ready-to-train model whose policy reads the
 ``MovieLensRec-v0`` Dict observation through the long/short-term interest extractor and puts
 the algorithm's usual heads on top (one Q-value per item for DQN, one quantile set per item
-for QR-DQN, policy logits per item plus a value for PPO / A2C / MaskablePPO).
+for QR-DQN, policy logits per item plus a value for PPO / A2C / MaskablePPO). With
+``mask_excluded=True`` the heads never choose an item the observation's ``"excluded"`` field
+marks (:mod:`agents.masking`).
 """
 
 from __future__ import annotations
