@@ -47,8 +47,9 @@ class MaskedEpsilonGreedyMixin:
     otherwise the allowed item with the highest Q-value (mean quantile for QR-DQN). Allowed =
     ``action_masks()``: not in the history, not yet recommended this episode; the masks never
     reveal targets. SB3's own collection (``mask_actions=False``) draws over all items and
-    flips one coin for all environments, so a greedy policy may recommend the same unwanted
-    item until the episode is truncated. Training targets and evaluation are unchanged.
+    flips one coin for all environments, and its greedy part repeats the same unwanted item
+    until the episode is truncated unless the network masks excluded items itself
+    (``mask_excluded``, which also masks the training targets; this mixin does not change them).
     """
 
     mask_actions: bool
