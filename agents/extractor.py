@@ -60,6 +60,10 @@ class LongShortExtractor(BaseFeaturesExtractor):
     liked     ``(B, ceil(N / 8))``  packed bits of the liked-item set (little bit order)
     ========= ===================== ==========================================================
 
+    The ``excluded`` field (items that cannot be recommended now) is not an input of the
+    interest encoder; the heads mask those items instead (``mask_excluded``, see
+    :mod:`agents.masking`).
+
     **Short-term** (paper eqs. 2-5, :class:`~agents.attention.ShortTermEncoder`): token
     embeddings ``E`` (``(N + 1, d)``, row 0 = padding, kept at zero) plus sinusoidal positions,
     ``n_layers`` of masked ``n_heads``-head self-attention, average over real positions:

@@ -3,7 +3,9 @@
 ``build_model("dqn", env, ...)`` returns a ready-to-train model whose policy reads the
 ``MovieLensRec-v0`` Dict observation through the long/short-term interest extractor and puts
 the algorithm's usual heads on top (one Q-value per item for DQN, one quantile set per item
-for QR-DQN, policy logits per item plus a value for PPO / A2C / MaskablePPO).
+for QR-DQN, policy logits per item plus a value for PPO / A2C / MaskablePPO). With
+``mask_excluded=True`` the heads never choose an item the observation's ``"excluded"`` field
+marks (:mod:`agents.masking`).
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ class MaskedEpsilonGreedyMixin:
     otherwise the allowed item with the highest Q-value (mean quantile for QR-DQN). Allowed =
     ``action_masks()``: not in the history, not yet recommended this episode; the masks never
     reveal targets. SB3's own collection (``mask_actions=False``) draws over all items and
-    flips one coin for all environments, so a greedy policy may recommend the same unwanted
-    item until the episode is truncated. Training targets and evaluation are unchanged.
+    flips one coin for all environments, and its greedy part repeats the same unwanted item
+    until the episode is truncated unless the network masks excluded items itself
+    (``mask_excluded``, which also masks the training targets; this mixin does not change them).
     """
 
     mask_actions: bool

@@ -43,6 +43,7 @@ def reference_returns(
     eval_at: tuple[int, ...] = (10_000, 25_000),
     seed: int = 0,
     num_envs: int = 64,
+    n_users: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Greedy test-mode returns of the reference policies (see the module docstring).
@@ -53,6 +54,7 @@ def reference_returns(
     :param eval_at: extra budgets (steps, below ``dqn_steps``) at which the DQN is evaluated too
     :param seed: seed of the DQN and of the random policy
     :param num_envs: users simulated at once by the test vector environment
+    :param n_users: evaluate the first ``n_users`` test users only (None: all of them)
     :param progress: print a line per result
     :return: JSON-ready dict
     """
@@ -68,8 +70,10 @@ def reference_returns(
     n_items = split.n_items
     results: dict[str, Any] = {}
 
+    users = test_env.unwrapped.users[:n_users]
+
     def evaluate(name: str, score, masked: bool = True) -> dict[str, float]:
-        got = evaluate_greedy(score, test_env, masked=masked)
+        got = evaluate_greedy(score, test_env, users, masked=masked)
         say(f"{name:<32} mean return {got['mean_return']:.3f}  likes {got['mean_likes']:.2f}  "
             f"length {got['mean_length']:.1f}  ({got['n_episodes']} users)")
         return got
@@ -149,11 +153,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dqn-steps", type=int, default=50_000, help="SB3 DQN training steps (0: skip)")
     parser.add_argument("--eval-at", default="10000,25000", help="extra DQN budgets to evaluate, comma-separated")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-users", type=int, default=None, help="first N test users only (default: all)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="JSON file to write (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.dqn_steps < 0:
         parser.error(f"--dqn-steps must be >= 0, got {args.dqn_steps}")
+    if args.n_users is not None and args.n_users < 1:
+        parser.error(f"--n-users must be >= 1, got {args.n_users}")
     try:
         eval_at = tuple(int(s) for s in args.eval_at.split(",") if s.strip())
     except ValueError:
@@ -162,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
 
     th.set_num_threads(args.threads)
     command = "python -m experiments.own_code_reference " + " ".join(argv if argv is not None else sys.argv[1:])
-    result = reference_returns(args.dataset, args.data_dir, args.dqn_steps, eval_at, args.seed)
+    result = reference_returns(args.dataset, args.data_dir, args.dqn_steps, eval_at, args.seed,
+                               n_users=args.n_users)  # fmt: skip
     atomic_write_json(args.out, {"command": command.strip(), **result})
     print(f"written: {args.out}")
     return 0

@@ -57,6 +57,7 @@ def test_presets_are_valid_and_paper_preset_has_the_papers_settings():
     assert paper.exploration_initial_eps == paper.exploration_final_eps == pytest.approx(0.1)
     assert paper.loss == "mse" and paper.max_episodes == 1000 and paper.algo == "dqn"
     assert paper.next_item_weight == 0.0 and not paper.dueling  # eq. 10: the TD loss alone
+    assert not paper.mask_excluded and make_config("default").mask_excluded  # eq. 9's max over all items
     assert paper.total_timesteps == 1000 * paper.max_steps
 
 
@@ -171,6 +172,8 @@ def test_every_algorithm_trains_end_to_end(algo, tmp_path):
         assert (run / name).is_file(), name
     assert any((run / "tensorboard").iterdir())
     assert result.model.num_timesteps >= 240
+    # The default preset's in-network masking reaches every policy but MaskablePPO's (env masks).
+    assert getattr(result.model.policy, "mask_excluded", False) == (algo != "maskable_ppo")
     m = result.metrics
     assert m["n_users"] == 943
     assert set(m) >= {"precision@10", "recall@10", "ndcg@10", "hit_rate@10", "greedy_mean_return"}
