@@ -301,6 +301,7 @@ class _Runner:
         self.next_eval = config.eval_freq
         self.next_checkpoint = config.checkpoint_freq
         self.stop_reason = "total_timesteps reached"
+        self.on_evaluation: Callable[[int, dict[str, float]], None] | None = None
 
     def train_seconds(self) -> float:
         """Training wall time so far (all sessions), validation time included."""
@@ -320,6 +321,8 @@ class _Runner:
                **{key: m[key] for key in (f"precision@{k}", f"recall@{k}", f"ndcg@{k}", f"hit_rate@{k}")}}
         self.curve["validation"].append(row)
         self.eval_seconds += time.monotonic() - t0
+        if self.on_evaluation is not None:
+            self.on_evaluation(row["step"], dict(row))
         model.logger.record(f"validation/precision@{k}", m[f"precision@{k}"])
         model.logger.record(f"validation/recall@{k}", m[f"recall@{k}"])
 
@@ -388,6 +391,7 @@ def train(
     progress: bool = True,
     *,
     resume: bool = False,
+    on_evaluation: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train, evaluate and save one run.
 
@@ -398,6 +402,10 @@ def train(
     :param resume: continue from ``run_dir/checkpoints`` (model, replay buffer, curve, budget
         already used); the environments are re-seeded, so a resumed run is not bit-identical
         to an uninterrupted one
+    :param on_evaluation: called after every validation evaluation (each ``eval_freq``
+        environment steps and at the end) with the step and that evaluation's row (``step``,
+        ``seconds``, ``precision@k`` ...); :mod:`experiments.search` reports it to Ray Tune.
+        Default none
     :return: :class:`TrainResult`
     """
     config.validate()
@@ -430,6 +438,7 @@ def train(
 
         # Model.
         runner = _Runner(config, run_dir, val_split)
+        runner.on_evaluation = on_evaluation
         cls = algorithm_class(config.algo)
         if resume:
             ckpt = run_dir / "checkpoints" / json.loads((run_dir / "checkpoints" / "latest.json").read_text())["checkpoint"]
