@@ -145,6 +145,10 @@ def trial_config(opts: SearchOptions, sample: dict[str, Any]):
     return make_config(opts.base_preset, **opts.trial_overrides(), **sample)
 
 
+def _trial_name(trial) -> str:
+    return f"trial-{trial.trial_id}"
+
+
 def search_trial(config: dict[str, Any]) -> None:
     """Ray Tune trainable: train one sampled configuration, reporting each validation evaluation."""
     from ray import tune
@@ -293,7 +297,8 @@ def run_search(opts: SearchOptions, out: str | os.PathLike, storage: str | os.Pa
             trainable,
             param_space={**tune_space(), "options": asdict(opts)},
             tune_config=tune.TuneConfig(metric=METRIC, mode="max", search_alg=search_alg, scheduler=scheduler,
-                                        num_samples=opts.trials),  # fmt: skip
+                                        num_samples=opts.trials, trial_name_creator=_trial_name,
+                                        trial_dirname_creator=_trial_name),  # fmt: skip
             run_config=tune.RunConfig(name=f"search-{opts.name}", storage_path=storage_path, verbose=1,
                                       log_to_file=True, failure_config=tune.FailureConfig(max_failures=0)),
         )
@@ -363,6 +368,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default="results/sweeps", help="folder of the record files (default: %(default)s)")
     parser.add_argument("--preset-name", default=d.preset_name,
                         help="write the chosen configuration as this preset ('none': do not; default: %(default)s)")
+    parser.add_argument("--presets-dir", default=str(PRESET_DIR),
+                        help="folder of the preset file (default: experiments/presets, read by experiments.config)")
     parser.add_argument("--overwrite-preset", action="store_true", help="replace an existing preset file")
     parser.add_argument("--machine-note", default="", help="text recorded beside the wall time (e.g. the load)")
     add_ray_arguments(parser)
@@ -387,8 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         raise SystemExit(str(err)) from None
     with session_from_args(args):
-        record = run_search(opts, args.out, storage=args.storage, overwrite_preset=args.overwrite_preset,
-                            machine_note=args.machine_note)  # fmt: skip
+        record = run_search(opts, args.out, storage=args.storage, presets_dir=args.presets_dir,
+                            overwrite_preset=args.overwrite_preset, machine_note=args.machine_note)  # fmt: skip
     best = record["best"]
     print(f"best: {best['trial']} validation {METRIC} {best[f'last_{METRIC}']:.4f} with {best['params']}")
     print(f"record: {Path(args.out) / f'search_{opts.name}.json'}"

@@ -305,7 +305,7 @@ def _trial_error(last_result: dict[str, Any] | None, trial_path: str | None) -> 
         f" (see {trial_path}/error.txt)" if trial_path else "")
 
 
-def _waves(specs: Sequence[RunSpec], datasets: dict[str, MovieLensData]) -> list[list[RunSpec]]:
+def plan_waves(specs: Sequence[RunSpec], datasets: dict[str, MovieLensData]) -> list[list[RunSpec]]:
     """Split the runs so that each baseline tuning is computed by one run only.
 
     Wave 1: every run whose tuning no earlier run of the plan shares (and LSRWRL); wave 2: the
@@ -363,7 +363,7 @@ def run_specs(
     start = time.perf_counter()
     keys = {s.name: table1.run_key(s.model, datasets[s.dataset], s.seed, s.options, out) for s in specs}
     result = SweepResult(runs={}, computed=[], failed={}, experiments=[], seconds=0.0, planned=len(specs))
-    waves = _waves(specs, datasets)
+    waves = plan_waves(specs, datasets)
     for number, wave in enumerate(waves, 1):
         digest = hashlib.sha256(json.dumps([[s.name, _normalised(keys[s.name])] for s in wave],
                                            sort_keys=True).encode()).hexdigest()[:12]  # fmt: skip
@@ -472,8 +472,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     datasets = dict(table1.load_datasets(args, opts))
     specs = table_specs(list(datasets), opts)
     out = Path(args.out)
-    with session_from_args(args):
-        result = run_specs(specs, datasets, out, storage=args.storage, data_dir=opts.data_dir, force=args.force)
+    try:
+        with session_from_args(args):
+            result = run_specs(specs, datasets, out, storage=args.storage, data_dir=opts.data_dir, force=args.force)
+    except KeyboardInterrupt:  # outside Tune's own Ctrl+C handling (e.g. between two waves)
+        print("interrupted: run the same command again to resume (finished runs are not recomputed)")
+        return 130
     read = len(result.runs) - len(result.computed) - len(result.failed)
     print(f"{len(result.runs)}/{len(specs)} runs in {result.seconds:.0f} s: {len(result.computed)} computed, "
           f"{read} read from their result files, {len(result.failed)} failed")
