@@ -53,9 +53,11 @@ def test_preset_file_loads_on_top_of_its_base_and_bad_files_name_the_problem(tmp
     bad.write_text(json.dumps({"overrides": {"gama": 0.5}}))
     with pytest.raises(ValueError, match=r"bad.json.*unknown fields \['gama'\]"):
         load_preset_file(bad)
-    (tmp_path / "paper.json").write_text(json.dumps({"overrides": {}}))
-    with pytest.raises(ValueError, match="built-in preset name"):
-        config_module._add_preset_files(tmp_path)
+    shadowing = tmp_path / "shadow"
+    shadowing.mkdir()
+    (shadowing / "paper.json").write_text(json.dumps({"overrides": {}}))
+    with pytest.raises(ValueError, match="'paper' is a built-in preset name"):
+        config_module._add_preset_files(shadowing)
 
 
 def test_the_searched_preset_is_usable_by_make_train() -> None:
