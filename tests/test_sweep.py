@@ -56,6 +56,14 @@ def test_an_ablation_is_a_list_of_tagged_specs_with_their_own_options() -> None:
     assert again == specs[1] and again.options.lsrwrl_overrides == {"next_item_weight": 0.0}
 
 
+def test_the_environment_agents_and_table_never_import_ray() -> None:
+    code = ("import sys, recsim_env, agents, agents.baselines, experiments.config, experiments.train, "
+            "experiments.table1; print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 def test_cluster_address_rejects_local_only_options() -> None:
     pytest.importorskip("ray")
     with pytest.raises(ValueError, match="configure a local Ray"):
