@@ -129,7 +129,8 @@ def ray_session(
             f"{address!r} declares its own (set them on `ray start`), so drop them"
         )
     try:
-        ray.init(address=address, **kwargs)
+        # "local": always a new Ray of our own, never a `ray start` cluster found on this machine.
+        ray.init(address=address or "local", **kwargs)
         yield ray
     finally:
         ray.shutdown()
