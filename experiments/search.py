@@ -271,7 +271,8 @@ def run_search(opts: SearchOptions, out: str | os.PathLike, storage: str | os.Pa
     preset_path = Path(presets_dir) / f"{opts.preset_name}.json" if opts.preset_name else None
     if preset_path is not None and preset_path.exists() and not overwrite_preset:
         raise FileExistsError(f"{preset_path} exists; choose another --preset-name or pass --overwrite-preset")
-    if opts.preset_name in PRESETS and (preset_path is None or not preset_path.exists()):
+    built_in = [name for name in PRESETS if not (PRESET_DIR / f"{name}.json").is_file()]
+    if opts.preset_name in built_in:
         raise ValueError(f"--preset-name {opts.preset_name!r} is a built-in preset; choose another name")
     trial_config(opts, {})  # every fixed setting is valid before anything starts
     out = Path(out)

@@ -385,6 +385,7 @@ def run_specs(
                 tune_config=tune.TuneConfig(
                     trial_name_creator=lambda t: t.config["trial"]["run_name"],
                     trial_dirname_creator=lambda t: t.config["trial"]["run_name"],
+                    reuse_actors=True,  # no new process (and imports) per run; every run seeds itself
                 ),
                 run_config=tune.RunConfig(
                     name=name, storage_path=storage_path, verbose=0, log_to_file=True,
