@@ -9,7 +9,7 @@ export MOVIELENS_DATA
 DATASET ?= ml-100k
 ARGS ?=
 
-.PHONY: install test train evaluate table bench bench-data bench-env bench-agent clean
+.PHONY: install test train evaluate table sweep search bench bench-data bench-env bench-agent clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,12 @@ evaluate: install
 
 table: install
 	$(PY) -m experiments.table1 $(ARGS)
+
+sweep: install
+	$(PY) -m experiments.sweep $(ARGS)
+
+search: install
+	$(PY) -m experiments.search $(ARGS)
 
 bench: bench-data bench-env bench-agent
 

@@ -25,6 +25,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from recsim_env.dataset import DATASETS  # the package's one list of dataset names
@@ -265,6 +266,38 @@ PRESETS: dict[str, dict[str, Any]] = {
         checkpoint_freq=25_000,
     ),
 }
+
+#: Folder of preset files (``<name>.json``, written by :mod:`experiments.search`): each holds
+#: ``"base_preset"`` and field ``"overrides"``; they join :data:`PRESETS` under their file name.
+PRESET_DIR = Path(__file__).with_name("presets")
+
+
+def load_preset_file(path: str | Path) -> dict[str, Any]:
+    """The field overrides of one preset file, on top of its base preset.
+
+    :raises ValueError: unreadable file, unknown base preset or unknown field (naming the file)
+    """
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        base, overrides = record.get("base_preset", "default"), dict(record["overrides"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"preset file {path}: expected JSON with an 'overrides' object ({exc})") from None
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if base not in PRESETS or unknown:
+        raise ValueError(f"preset file {path}: base_preset {base!r} (known: {', '.join(PRESETS)}), "
+                         f"unknown fields {unknown}; fix or remove the file")
+    return {**PRESETS[base], **overrides, "preset": path.stem}
+
+
+def _add_preset_files(folder: Path = PRESET_DIR) -> None:
+    for path in sorted(folder.glob("*.json")):
+        if path.stem in PRESETS:
+            raise ValueError(f"preset file {path}: {path.stem!r} is a built-in preset name; rename the file")
+        PRESETS[path.stem] = load_preset_file(path)
+
+
+_add_preset_files()
 
 
 def make_config(preset: str = "default", **overrides: Any) -> TrainConfig:

@@ -218,6 +218,14 @@ def _tuning_key(name: str, data: MovieLensData, seed: int, opts: TableOptions) -
     }  # fmt: skip
 
 
+def tuning_key(name: str, data: MovieLensData, seed: int, opts: TableOptions) -> dict[str, Any] | None:
+    """The configuration of a baseline's stored tuning (``None`` for LSRWRL, which is not tuned here).
+
+    Runs with equal tuning keys share one ``tuning-*.json`` file (every seed of a temporal split).
+    """
+    return None if name == LSRWRL else _tuning_key(name, data, seed, opts)
+
+
 def lsrwrl_config(dataset: str, seed: int, opts: TableOptions, out: Path):
     """The :class:`~experiments.config.TrainConfig` of LSRWRL's run on one seed of the table."""
     from experiments.config import make_config
@@ -610,6 +618,18 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
+def table_plan(opts: TableOptions) -> list[tuple[int, str]]:
+    """The (seed, model) runs of one dataset's table, in the order they are run and listed."""
+    return [(seed, name) for seed in opts.seeds for name in opts.models]
+
+
+def table_split(data: MovieLensData, seed: int, opts: TableOptions) -> Split:
+    """The split of one seed of the table (the same for every seed of a temporal split)."""
+    from recsim_env.splits import split_ratings
+
+    return split_ratings(data, opts.split, opts.train_ratio, seed=seed)
+
+
 def run_table(
     data: MovieLensData,
     opts: TableOptions,
@@ -630,19 +650,17 @@ def run_table(
     :return: the :class:`TableResult` (the table files are rewritten after every run, so an
         interrupted table keeps what it has)
     """
-    from recsim_env.splits import split_ratings
-
     out = Path(out)
     runs: list[Run] = []
     splits: dict[int | None, Split] = {}
-    plan = [(seed, name) for seed in opts.seeds for name in opts.models]
+    plan = table_plan(opts)
     durations: dict[str, list[float]] = {}
     start = time.perf_counter()
     result: TableResult | None = None
     for index, (seed, name) in enumerate(plan, 1):
         split_key = seed if opts.split == "random" else None
         if split_key not in splits:
-            splits[split_key] = split_ratings(data, opts.split, opts.train_ratio, seed=seed)
+            splits[split_key] = table_split(data, seed, opts)
         label = f"[{index}/{len(plan)} {data.name} seed {seed}] {LABELS.get(name, name)}"
         log(f"{label} ... (elapsed {_duration(time.perf_counter() - start)}{_estimate(plan[index - 1:], durations)})")
         t0 = time.perf_counter()
@@ -673,12 +691,13 @@ def _estimate(remaining: list[tuple[int, str]], durations: dict[str, list[float]
 
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+def build_parser(
+    prog: str = "python -m experiments.table1",
+    description: str = "Reproduce Table 1: every baseline and LSRWRL on one split with one evaluator.",
+) -> argparse.ArgumentParser:
+    """The table's command-line options (:mod:`experiments.sweep` adds its own to the same parser)."""
     models = [*available_recommenders(), LSRWRL]
-    parser = argparse.ArgumentParser(
-        prog="python -m experiments.table1",
-        description="Reproduce Table 1: every baseline and LSRWRL on one split with one evaluator.",
-    )
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--datasets", nargs="+", default=None, metavar="NAME",
                         help="datasets (default: ml-100k, plus ml-1m when its files are present)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (default: 0 1 2)")
@@ -713,7 +732,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default="results", help="output folder (default: results/)")
     parser.add_argument("--force", action="store_true",
                         help="recompute every run even if its result file exists (default: reuse finished runs)")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """Parse and check the table's options (``parser``: default :func:`build_parser`)."""
+    parser = parser or build_parser()
     args = parser.parse_args(argv)
+    models = [*available_recommenders(), LSRWRL]
     unknown = [m for m in (args.models or []) if m not in models]
     if unknown:
         parser.error(f"unknown model(s) {unknown}; choose from {models}")
@@ -741,16 +767,19 @@ def lsrwrl_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; returns the exit status (1 if any model failed on every seed)."""
-    args = parse_args(argv)
-    opts = TableOptions(
+def options_from_args(args: argparse.Namespace) -> TableOptions:
+    """The :class:`TableOptions` of parsed :func:`parse_args` options."""
+    return TableOptions(
         seeds=list(args.seeds), models=list(args.models or LABELS), split=args.split,
         train_ratio=args.train_ratio, val_fraction=args.val_fraction, tune_metric=args.tune_metric,
         max_epochs=args.max_epochs, threads=args.threads, quick=args.quick,
         lsrwrl_preset=args.lsrwrl_preset, lsrwrl_overrides=lsrwrl_overrides(args),
         data_dir=args.data_dir, download=not args.no_download, expect_official=not args.edited_copy,
     )  # fmt: skip
+
+
+def load_datasets(args: argparse.Namespace, opts: TableOptions) -> list[tuple[str, MovieLensData]]:
+    """The datasets of ``--datasets`` (default: ML-100K, plus ML-1M when its files are present)."""
     datasets: list[tuple[str, MovieLensData]] = []
     for name in args.datasets or ["ml-100k"]:
         datasets.append((name, load_dataset(name, opts)))
@@ -760,6 +789,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             datasets.append(("ml-1m", load_dataset("ml-1m", probe)))
         except FileNotFoundError as exc:  # absent or incomplete; a damaged copy is an error
             print(f"ml-1m skipped (files not present: {_error_text(exc)[:200]})")
+    return datasets
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the exit status (1 if any model failed on every seed)."""
+    args = parse_args(argv)
+    opts = options_from_args(args)
+    datasets = load_datasets(args, opts)
     failed = False
     for name, data in datasets:
         t0 = time.perf_counter()

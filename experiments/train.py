@@ -431,6 +431,7 @@ class _Runner:
         self.next_checkpoint = config.checkpoint_freq
         self.stop_reason: str | None = None  # why model.learn stopped, set by the callback
         self.checkpoint: Path | None = None  # newest checkpoint folder
+        self.on_evaluation: Callable[[int, dict[str, float]], None] | None = None
 
     def train_seconds(self) -> float:
         """Training wall time so far (all sessions), validation time included."""
@@ -450,6 +451,8 @@ class _Runner:
                **{key: m[key] for key in (f"precision@{k}", f"recall@{k}", f"ndcg@{k}", f"hit_rate@{k}")}}
         self.curve["validation"].append(row)
         self.eval_seconds += time.monotonic() - t0
+        if self.on_evaluation is not None:
+            self.on_evaluation(row["step"], dict(row))
         model.logger.record(f"validation/precision@{k}", m[f"precision@{k}"])
         model.logger.record(f"validation/recall@{k}", m[f"recall@{k}"])
 
@@ -606,6 +609,7 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     report: bool | None = None,
+    on_evaluation: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train, evaluate and save one run.
 
@@ -627,6 +631,10 @@ def train(
     :param overwrite: replace an existing run directory ``run_dir`` (its files are deleted
         once the data have loaded); folders without ``config.json`` are never deleted
     :param report: print the closing report (default: as ``progress``)
+    :param on_evaluation: called after every validation evaluation (each ``eval_freq``
+        environment steps and at the end) with the step and that evaluation's row (``step``,
+        ``seconds``, ``precision@k`` ...); :mod:`experiments.search` reports it to Ray Tune.
+        Default none
     :return: :class:`TrainResult`
     :raises ValueError: invalid config
     :raises SetupError: device, run directory or data problem (nothing was created or changed)
@@ -639,7 +647,8 @@ def train(
         run_dir = Path(run_dir) if run_dir is not None else None
         claimed: dict[str, Any] = {"dir": None, "created": False, "runner": None}
         try:
-            return _train(config, run_dir, progress, resume, overwrite, report, say, signals, claimed)
+            return _train(config, run_dir, progress, resume, overwrite, report, say, signals, claimed,
+                          on_evaluation)
         except KeyboardInterrupt as exc:
             if isinstance(exc, TrainingInterrupted):
                 raise
@@ -653,7 +662,8 @@ def train(
                                       checkpoint, step) from None
 
 
-def _train(config, run_dir, progress, resume, overwrite, report, say, signals, claimed) -> TrainResult:
+def _train(config, run_dir, progress, resume, overwrite, report, say, signals, claimed,
+           on_evaluation=None) -> TrainResult:
     import torch as th
 
     from agents.factory import algorithm_class, build_model
@@ -718,6 +728,7 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
         # Model.
         runner = _Runner(config, run_dir, val_split, signals)
         claimed["runner"] = runner
+        runner.on_evaluation = on_evaluation
         cls = algorithm_class(config.algo)
         if resume:
             ckpt = latest_checkpoint(run_dir)

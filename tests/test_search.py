@@ -1,0 +1,130 @@
+"""``experiments.search``: the LSRWRL validation search, its presets, and ``train``'s evaluation hook."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from experiments import config as config_module
+from experiments.config import PRESETS, add_config_arguments, config_from_args, load_preset_file, make_config
+from experiments.search import METRIC, SEARCH_SPACE, SearchOptions, choose, trial_config
+from test_table1 import write_tiny_ml1m
+
+
+def test_every_point_of_the_search_space_is_a_valid_validation_slice_config() -> None:
+    opts = SearchOptions()
+    for name, (kind, *args) in SEARCH_SPACE.items():
+        values = list(args[0]) if kind == "choice" else [args[0], args[1]]  # the corners of each range
+        for value in values:
+            config = trial_config(opts, {name: value})
+            assert getattr(config, name) == value
+            assert config.tune and config.max_train_seconds is None  # validation slice, budget in steps
+            assert config.total_timesteps == opts.max_steps and config.torch_threads == opts.cpus_per_trial
+
+
+def test_search_options_are_checked_before_anything_runs() -> None:
+    with pytest.raises(ValueError, match="grace_steps=500000 exceeds max_steps=200000"):
+        SearchOptions(grace_steps=500_000).validate()
+    with pytest.raises(ValueError, match="no report before ASHA's first rung"):
+        SearchOptions(eval_freq=100_000, grace_steps=50_000).validate()
+
+
+def test_choose_takes_the_best_trial_that_trained_the_full_budget() -> None:
+    trials = [
+        {"trial": "a", "status": "stopped early", f"last_{METRIC}": 0.5},  # high early, but not comparable
+        {"trial": "b", "status": "completed", f"last_{METRIC}": 0.2},
+        {"trial": "c", "status": "completed", f"last_{METRIC}": 0.3},
+        {"trial": "d", "status": "failed", f"last_{METRIC}": None},
+    ]
+    assert choose(trials)["trial"] == "c"
+    with pytest.raises(RuntimeError, match="no trial trained the full budget"):
+        choose(trials[:1])
+
+
+def test_preset_file_loads_on_top_of_its_base_and_bad_files_name_the_problem(tmp_path: Path) -> None:
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"base_preset": "paper", "overrides": {"gamma": 0.5, "embed_dim": 16}}))
+    values = load_preset_file(path)
+    assert values["gamma"] == 0.5 and values["loss"] == "mse" and values["preset"] == "mine"  # paper's loss kept
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"overrides": {"gama": 0.5}}))
+    with pytest.raises(ValueError, match=r"bad.json.*unknown fields \['gama'\]"):
+        load_preset_file(bad)
+    shadowing = tmp_path / "shadow"
+    shadowing.mkdir()
+    (shadowing / "paper.json").write_text(json.dumps({"overrides": {}}))
+    with pytest.raises(ValueError, match="'paper' is a built-in preset name"):
+        config_module._add_preset_files(shadowing)
+
+
+def test_the_searched_preset_is_usable_by_make_train() -> None:
+    """``make train ARGS="--preset searched"``: the committed search result loads and validates."""
+    import argparse
+
+    assert (config_module.PRESET_DIR / "searched.json").is_file()
+    record = json.loads((config_module.PRESET_DIR / "searched.json").read_text())
+    assert Path(config_module.PRESET_DIR.parents[1] / record["record"]).is_file()  # the search's record
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    config = config_from_args(parser.parse_args(["--preset", "searched"]))
+    assert config.preset == "searched"
+    for name, value in record["overrides"].items():
+        assert getattr(config, name) == (tuple(value) if isinstance(value, list) else value)
+    assert set(record["overrides"]) <= set(SEARCH_SPACE)
+    assert "searched" in PRESETS and make_config("searched").tune is False  # trains on the full train part
+
+
+def test_train_reports_every_validation_evaluation(tmp_path: Path) -> None:
+    from experiments.train import train
+
+    root = write_tiny_ml1m(tmp_path / "data")
+    seen: list[tuple[int, dict]] = []
+    config = make_config(
+        "default", dataset="ml-1m", data_dir=str(root), runs_dir=str(tmp_path / "runs"), torch_threads=1,
+        n_envs=2, max_steps=5, total_timesteps=120, learning_starts=20, batch_size=8, buffer_size=500,
+        embed_dim=8, dnn_hidden=(8,), net_arch=(16,), eval_freq=40, checkpoint_freq=0, max_train_seconds=None,
+        tune=True,
+    )  # fmt: skip
+    result = train(config, progress=False, on_evaluation=lambda step, row: seen.append((step, row)))
+    assert [s for s, _ in seen] == [row["step"] for row in result.curve["validation"]]
+    assert [s for s, _ in seen][:3] == [40, 80, 120] and len(seen) == 4  # every eval_freq, and at the end
+    assert all(0.0 <= row[METRIC] <= 1.0 for _, row in seen)
+
+
+@pytest.mark.slow
+def test_tiny_search_runs_on_local_ray_and_writes_record_and_preset(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    pytest.importorskip("optuna")
+    from experiments.search import run_search
+    from experiments.sweep import _ray_processes, ray_session
+
+    root = write_tiny_ml1m(tmp_path / "data")
+    opts = SearchOptions(name="tiny", dataset="ml-1m", trials=3, max_steps=384, eval_freq=128, grace_steps=128,
+                         reduction_factor=2, data_dir=str(root), runs_dir=str(tmp_path / "runs"))  # fmt: skip
+    temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    with ray_session(num_cpus=2, object_store_mb=100, temp_dir=temp_dir):
+        record = run_search(opts, tmp_path / "out", storage=tmp_path / "tune", presets_dir=tmp_path / "presets")
+    assert _ray_processes(temp_dir) == [], "Ray processes left after the search"
+
+    assert len(record["trials"]) == 3 and record["scheduler"]["type"] == "ASHA"
+    for trial in record["trials"]:
+        assert trial["status"] in ("completed", "stopped early"), trial
+        steps = [s for s, _ in trial["curve"]]
+        assert steps[0] == 128 and steps == sorted(steps)  # validation reports reached the scheduler
+        assert set(trial["params"]) == set(SEARCH_SPACE)
+    best = record["best"]
+    assert best["status"] == "completed" and best["last_step"] >= opts.max_steps
+    # every trial trained on the validation slice only
+    configs = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/config.json")]
+    assert len(configs) == 3 and all(c["tune"] and c["total_timesteps"] == 384 for c in configs)
+    assert (tmp_path / "out" / "search_tiny.md").read_text().count("| trial-") == 3
+
+    preset = load_preset_file(tmp_path / "presets" / "searched.json")
+    assert all(preset[k] == v for k, v in best["params"].items()) and preset["preset"] == "searched"
+    make_config("default", **{k: v for k, v in preset.items() if k != "preset"})
+    # a second search does not overwrite the preset unless asked
+    with pytest.raises(FileExistsError, match="--overwrite-preset"):
+        run_search(opts, tmp_path / "out", storage=tmp_path / "tune", presets_dir=tmp_path / "presets")
