@@ -54,6 +54,7 @@ class TrainConfig:
     # --- data and environment (MovieLensRec-v0 arguments) ---
     dataset: str = "ml-100k"  # "ml-100k" or "ml-1m"
     data_dir: str | None = None  # root holding ml-100k/ and ml-1m/ (None: MOVIELENS_DATA, cache, download)
+    expect_official: bool = True  # check ml-100k / ml-1m against the official figures (False: an edited copy)
     split: str = "temporal"  # "temporal" (chronological per user) or "random" per user
     train_ratio: float = 0.8  # fraction of each user's ratings in the train part
     split_seed: int = 0  # seed of the random split (unused by temporal)

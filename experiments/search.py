@@ -89,6 +89,8 @@ class SearchOptions:
     :param searcher: ``"optuna"`` (TPE) or ``"random"``
     :param cpus_per_trial: CPUs of a trial (its torch threads are set to match)
     :param data_dir: data root of the trials (default: each worker's ``$MOVIELENS_DATA`` / cache)
+    :param expect_official: check the dataset against the official release's figures (``False``
+        for an edited copy)
     :param runs_dir: parent folder of the trials' run directories
     :param preset_name: write the chosen configuration as this preset (``None``: do not)
     """
@@ -105,6 +107,7 @@ class SearchOptions:
     searcher: str = "optuna"
     cpus_per_trial: int = 1
     data_dir: str | None = None
+    expect_official: bool = True
     runs_dir: str = "runs/search"
     preset_name: str | None = "searched"
 
@@ -134,7 +137,7 @@ class SearchOptions:
             dataset=self.dataset, seed=self.seed, tune=True, total_timesteps=self.max_steps,
             eval_freq=self.eval_freq, torch_threads=self.cpus_per_trial, max_train_seconds=None,
             max_episodes=None, checkpoint_freq=0, data_dir=self.data_dir,
-            runs_dir=str(Path(self.runs_dir).resolve()), name=f"search-{self.name}",
+            expect_official=self.expect_official, runs_dir=str(Path(self.runs_dir).resolve()), name=f"search-{self.name}",
         )  # fmt: skip
 
 

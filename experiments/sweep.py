@@ -189,16 +189,16 @@ def _normalised(key: dict[str, Any]) -> Any:
     return json.loads(json.dumps(key, default=str))
 
 
-_WORKER_DATA: dict[tuple[str, str | None, bool], MovieLensData] = {}
+_WORKER_DATA: dict[tuple[str, str | None, bool, bool], MovieLensData] = {}
 
 
-def _worker_dataset(name: str, data_dir: str | None, download: bool) -> MovieLensData:
+def _worker_dataset(name: str, data_dir: str | None, download: bool, expect_official: bool) -> MovieLensData:
     """The dataset as this worker process finds it (loaded once per process)."""
     from recsim_env.movielens import load_movielens
 
-    key = (name, data_dir, download)
+    key = (name, data_dir, download, expect_official)
     if key not in _WORKER_DATA:
-        _WORKER_DATA[key] = load_movielens(name, data_dir, download=download)
+        _WORKER_DATA[key] = load_movielens(name, data_dir, download=download, expect_official=expect_official)
     return _WORKER_DATA[key]
 
 
@@ -220,7 +220,7 @@ def table_trial(config: dict[str, Any]) -> None:
     spec = RunSpec.from_dict(config["run"])
     opts = spec.options
     out = Path(config["out"])
-    data = _worker_dataset(spec.dataset, config["data_dir"], opts.download)
+    data = _worker_dataset(spec.dataset, config["data_dir"], opts.download, opts.expect_official)
     key = table1.run_key(spec.model, data, spec.seed, opts, out)
     if _normalised(key) != config["key"]:
         raise RuntimeError(

@@ -174,7 +174,7 @@ def atomic_write_text(path: Path, text: str) -> Path:
 #: Bumped when a run's result would change for the same settings (invalidates every run file).
 RUN_FORMAT_VERSION = 1
 #: TrainConfig fields that do not change an LSRWRL result (left out of its run key).
-_UNKEYED_CONFIG = ("name", "runs_dir", "data_dir", "preset")
+_UNKEYED_CONFIG = ("name", "runs_dir", "data_dir", "preset", "expect_official")
 
 
 def _error_text(exc: BaseException) -> str:
@@ -233,7 +233,7 @@ def lsrwrl_config(dataset: str, seed: int, opts: TableOptions, out: Path):
     overrides = dict(
         dataset=dataset, seed=seed, split=opts.split, split_seed=seed,
         train_ratio=opts.train_ratio, val_fraction=opts.val_fraction,
-        data_dir=opts.data_dir, runs_dir=str(out / "runs"),
+        data_dir=opts.data_dir, expect_official=opts.expect_official, runs_dir=str(out / "runs"),
         name=f"table1-{LSRWRL}-{dataset}-seed{seed}",
     )  # fmt: skip
     if opts.quick:

@@ -193,28 +193,16 @@ class _StopSignals:
 def load_split(config: TrainConfig):
     """The configured :class:`recsim_env.Split` of the configured dataset.
 
-    An explicit ``config.data_dir`` must hold the dataset: it is an error, not a silent switch
-    to ``$MOVIELENS_DATA``, the cache or a download, when it does not.
+    An explicit ``config.data_dir`` must hold the dataset (the loader never switches to
+    ``$MOVIELENS_DATA``, the cache or a download), and the official datasets are checked against
+    their published figures unless ``config.expect_official`` is false.
 
     :raises FileNotFoundError: ``data_dir`` lacks the dataset, or it is found nowhere
-    :raises ValueError: a data file is malformed
+    :raises ValueError: a data file is malformed or differs from the official release
     """
     from recsim_env import load_movielens, split_ratings
-    from recsim_env.movielens import DatasetNotFoundError, locate_movielens
 
-    if config.data_dir is not None:
-        root = Path(config.data_dir).expanduser().resolve()
-        try:
-            folder = locate_movielens(config.dataset, config.data_dir, download=False).resolve()
-        except DatasetNotFoundError:
-            folder = None
-        if folder is None or (folder != root and root not in folder.parents):
-            fix = (f"a copy exists at {folder}: pass --data-dir {folder.parent}, or drop --data-dir to use it"
-                   if folder else f"pass the folder that holds {config.dataset}/, or drop --data-dir to look "
-                   "in $MOVIELENS_DATA and the cache, then download")
-            raise FileNotFoundError(f"data_dir={config.data_dir!r} holds no {config.dataset}/ folder (nor is "
-                                    f"it one); {fix}")
-    data = load_movielens(config.dataset, config.data_dir)
+    data = load_movielens(config.dataset, config.data_dir, expect_official=config.expect_official)
     return split_ratings(data, config.split, config.train_ratio, config.split_seed)
 
 

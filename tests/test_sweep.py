@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_table_specs_follow_the_table_order_and_waves_share_tuning(tmp_path: Path) -> None:
     root = write_tiny_ml1m(tmp_path / "data")
-    data = load_movielens("ml-1m", root, download=False)
+    data = load_movielens("ml-1m", root, download=False, expect_official=False)
     opts = TableOptions(seeds=[0, 1, 2], models=["popularity", "itemcf", "lsrwrl"], quick=True)
     specs = table_specs(["ml-1m"], opts)
     assert [(s.seed, s.model) for s in specs] == table1.table_plan(opts)
@@ -90,7 +90,7 @@ def test_sweep_survives_ctrl_c_resumes_reports_failures_and_renders_the_table_by
         (broken / name).write_bytes((root / "ml-1m" / name).read_bytes())
     out = tmp_path / "results"
     table_argv = ["--datasets", "ml-1m", "--data-dir", str(root), "--no-download", "--seeds", "0", "1",
-                  "--models", "popularity", "itemcf", "lsrwrl", "--quick", "--out", str(out),
+                  "--models", "popularity", "itemcf", "lsrwrl", "--quick", "--edited-copy", "--out", str(out),
                   "--lsrwrl-set", "torch_threads=1", "--lsrwrl-set", f"data_dir={broken.parent}"]  # fmt: skip
     temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray puts Unix sockets there
     ray_argv = ["--num-cpus", "2", "--object-store-mb", "100", "--ray-temp-dir", temp_dir,
@@ -123,7 +123,7 @@ def test_sweep_survives_ctrl_c_resumes_reports_failures_and_renders_the_table_by
     assert second.returncode == 1, output  # LSRWRL failed on every seed, as make table reports it
     assert "resuming Tune experiment" in output
     for seed in (0, 1):
-        assert f"FAILED ml-1m-lsrwrl-seed{seed}: MissingFileError" in output
+        assert f"FAILED ml-1m-lsrwrl-seed{seed}: SetupError: cannot load the ml-1m data" in output
     assert "ratings.dat" in output
     assert sweep._ray_processes(temp_dir) == [], "Ray processes left after a sweep with a failed trial"
     after = _run_files(out)

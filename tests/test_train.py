@@ -276,7 +276,7 @@ def test_errors_are_one_message_without_traceback_usage_or_run_directory(tmp_pat
         (["--learning-rate", "0"], "learning_rate must be > 0"),
         (["--no-such-option"], "unrecognized arguments"),
         # An explicit --data-dir without the dataset is an error, never a switch to other data.
-        (["--data-dir", str(tmp_path / "nowhere")], "holds no ml-100k/ folder"),
+        (["--data-dir", str(tmp_path / "nowhere")], "nowhere, which does not exist"),
         (["--data-dir", str(empty_copy)], "u.data, u.user, u.item, u.occupation missing"),
     ]
     if not th.cuda.is_available():
