@@ -136,7 +136,7 @@ def test_sweep_survives_ctrl_c_resumes_reports_failures_and_renders_the_table_by
     swept = {name: (out / name).read_bytes() for name in names}
     md = swept["table1_ml-1m.md"].decode()
     assert "| Popularity | " in md and "| ItemCF | " in md and "| LSRWRL | **failed**" in md
-    assert "MissingFileError" in md
+    assert "SetupError: cannot load the ml-1m data" in md and "ratings.dat missing" in md
 
     # 3. make table with the same options reads every finished run and renders the same bytes.
     assert table1.main(table_argv) == 1
