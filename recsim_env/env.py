@@ -387,7 +387,7 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         # Outcome code of each recommendation of the episode, kept only for rgb_array frames.
         self._outcomes = np.zeros(self.max_steps, np.int8) if render_mode == "rgb_array" else None
         # The last slate and its consumed ratings, for the text rendering (slate mode only).
-        self._last_slate: list[int] = []
+        self._last_slate = np.zeros(0, dtype=np.int64)
         self._last_rating = np.zeros(self.slate_size, dtype=np.int64)
 
     # ----------------------------------------------------------------- gymnasium API
@@ -425,7 +425,7 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         if self.render_mode == "human":
             self.render()
         if self.slate_size > 1:
-            self._last_slate = []
+            self._last_slate = np.zeros(0, dtype=np.int64)
             zeros = np.zeros(self.slate_size, dtype=np.int64)
             return self._obs(), self._slate_info(zeros, zeros.astype(bool), 0)
         return self._obs(), self._info(0, False)
@@ -494,7 +494,7 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         if self.slate_size > 1:
             text = self._renderer.slate_text(
                 state.user, state.history, state.history_size, state.steps,
-                self._last_slate, self._last_rating, state.n_liked_left,
+                self._last_slate.tolist(), self._last_rating, state.n_liked_left,
             )  # fmt: skip
             if self.render_mode == "human":
                 print(text, end="")
@@ -564,7 +564,7 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
             self.render()
         return self._obs(), reward, terminated, truncated, self._slate_info(rating, invalid, n_examined)
 
-    def _check_slate(self, action: Any) -> list[int]:
+    def _check_slate(self, action: Any) -> np.ndarray:
         k, hi = self.slate_size, self.n_items - 1
         slate = np.asarray(action)
         if slate.shape != (k,) or slate.dtype.kind not in "iu":
@@ -572,9 +572,12 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
                 f"action must be a slate of {k} integer item indices in [0, {hi}] "
                 f"(MultiDiscrete([n_items] * slate_size)), got {action!r}"
             )
-        if np.count_nonzero((slate < 0) | (slate > hi)):
+        # A copy: the caller's array is the agent's, and the env keeps the last slate.
+        slate = slate.astype(np.int64)
+        # One comparison catches both ends: negatives wrap to huge unsigned values.
+        if np.count_nonzero(slate.view(np.uint64) > hi):
             raise ValueError(f"slate items must be item indices in [0, {hi}], got {slate.tolist()}")
-        return slate.tolist()
+        return slate
 
     def _slate_info(self, rating: np.ndarray, invalid: np.ndarray, n_examined: int) -> dict[str, Any]:
         state = self._state
