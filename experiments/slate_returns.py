@@ -15,11 +15,12 @@ Reads top to bottom: config, data, models, the offline check, the simulation, th
   by its scores) plays one test-mode episode per user with a liked test item (907 on ML-100K),
   ``max_steps = 50`` slates, the default reward (rating / 5 on a like). The cascade draws come
   from the vector environment seeded with ``--seed``.
-* **Offline check.** With ``k = 10``, the independent response, ``like_threshold = 1`` and a
-  reward of 1 for every rating, the first slate's reward in each user's test-mode start state
-  is the number of test items among the model's top 10, i.e. the evaluator's hits@10: its mean
-  over all users with a test item is ``10 x precision@10`` of :func:`recsim_env.evaluate_ranking`
-  (for LSRWRL ``agents.scoring.make_score_fn``). Both are written side by side.
+* **Offline check.** With ``k = 10``, the independent response and a reward of 1 for every
+  consumed test item (``reward_map={1: 1.0, ..., 5: 1.0}``, like rule unchanged), the first
+  slate's reward in each user's test-mode start state is the number of test items among the
+  model's top 10, i.e. the evaluator's hits@10 for that user: over the users a test episode can
+  start from (907 on ML-100K) its mean is ``10 x precision@10`` of
+  :func:`recsim_env.evaluate_ranking` on those users. Both are written side by side.
 
 Writes ``<out>/slate_returns_<dataset>.json`` and ``.md`` (atomically).
 
@@ -119,20 +120,23 @@ def load_lsrwrl(run_dir: str, split: Split, dataset: str) -> Scorer:
 
 
 def first_slate_hits(scorer: Scorer, split: Split) -> dict[str, float]:
-    """Mean first-slate reward (k = 10, independent, every test item worth 1) beside hits@10."""
+    """Mean first-slate reward (k = 10, independent, every test item worth 1) beside hits@10.
+
+    Over the users a test episode can start from (a liked test item), in their start state; the
+    like rule is the default one, so state-based scorers see the default observations.
+    """
     from recsim_env import MovieLensRecVectorEnv, TopKPolicy, evaluate_ranking
 
-    ranking = evaluate_ranking(scorer.ranking_score, split, return_per_user=True)
     ones = {r: 1.0 for r in range(1, 6)}
-    users = ranking["per_user"]["user"]
-    env = MovieLensRecVectorEnv(len(users), split_data=split, mode="test", slate_size=10,
-                                like_threshold=1, reward_map=ones)
+    users = recsim_env.ReplaySimulator(split_data=split, mode="test").users
+    env = MovieLensRecVectorEnv(len(users), split_data=split, mode="test", slate_size=10, reward_map=ones)
     obs, _ = env.reset(options={"user": users})
     if scorer.by_user:
         policy = TopKPolicy(lambda o: scorer.score(users), slate_size=10)
     else:
         policy = TopKPolicy(scorer.score, slate_size=10)
     _, reward, _, _, _ = env.step(policy(obs))
+    ranking = evaluate_ranking(scorer.ranking_score, split, users=users, return_per_user=True)
     hits = ranking["per_user"]["precision@10"] * 10
     return {
         "first_slate_reward": float(reward.mean()),
@@ -185,9 +189,10 @@ def render_markdown(rows: list[dict[str, Any]], checks: dict[str, dict[str, floa
     users = rows[0]["n_episodes"] if rows else 0
     lines += [
         "",
-        f"{users} users. Offline check: with k = 10, the independent response, `like_threshold=1` and a "
-        "reward of 1 for every rating, the first slate's reward in the test-mode start state is the "
-        "number of test items in the model's top 10 (the evaluator's hits@10):",
+        f"{users} users. Offline check: with k = 10, the independent response and a reward of 1 for "
+        "every consumed test item (`reward_map={1: 1.0, ..., 5: 1.0}`), the first slate's reward in "
+        "the test-mode start state is the number of test items in the model's top 10 (the "
+        "evaluator's hits@10, here over the users a test episode can start from):",
         "",
         "| model | mean first-slate reward | mean hits@10 (`evaluate_ranking`) | precision@10 | equal for every user |",
         "|---|---|---|---|---|",
