@@ -129,7 +129,9 @@ def first_slate_hits(scorer: Scorer, split: Split) -> dict[str, float]:
 
     ones = {r: 1.0 for r in range(1, 6)}
     users = recsim_env.ReplaySimulator(split_data=split, mode="test").users
-    env = MovieLensRecVectorEnv(len(users), split_data=split, mode="test", slate_size=10, reward_map=ones)
+    env = MovieLensRecVectorEnv(
+        len(users), split_data=split, mode="test", slate_size=10, reward_map=ones
+    )
     obs, _ = env.reset(options={"user": users})
     if scorer.by_user:
         policy = TopKPolicy(lambda o: scorer.score(users), slate_size=10)
@@ -147,13 +149,17 @@ def first_slate_hits(scorer: Scorer, split: Split) -> dict[str, float]:
     }
 
 
-def simulate(scorer: Scorer, split: Split, k: int, response: str, config: SlateReturnsConfig) -> dict[str, Any]:
+def simulate(
+    scorer: Scorer, split: Split, k: int, response: str, config: SlateReturnsConfig
+) -> dict[str, Any]:
     """One greedy test-mode episode per eligible user with slates of ``k`` items."""
     from recsim_env import evaluate_greedy
 
     examine = config.examine if (response == "cascade" and k > 1) else None
-    env = gym.make_vec("MovieLensRec-v0", num_envs=config.num_envs, vectorization_mode="vector_entry_point",
-                       mode="test", split_data=split, slate_size=k, response=response, examine=examine)
+    env = gym.make_vec(
+        "MovieLensRec-v0", num_envs=config.num_envs, vectorization_mode="vector_entry_point",
+        mode="test", split_data=split, slate_size=k, response=response, examine=examine,
+    )
     t0 = time.perf_counter()
     users = env.unwrapped.users[: config.max_users]
     result = evaluate_greedy(scorer.score, env, users, by_user=scorer.by_user, seed=config.seed)
@@ -183,8 +189,8 @@ def render_markdown(rows: list[dict[str, Any]], checks: dict[str, dict[str, floa
     by_key = {(r["model"], r["slate_size"], r["response"]): r for r in rows}
     for k, response in settings:
         label = "k = 1" if k == 1 else f"k = {k}, {response}"
-        cells = [f"{by_key[(n, k, response)]['mean_return']:.3f} ({by_key[(n, k, response)]['mean_liked_items']:.2f})"
-                 for n in names]
+        cells = [by_key[(n, k, response)] for n in names]
+        cells = [f"{c['mean_return']:.3f} ({c['mean_liked_items']:.2f})" for c in cells]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     users = rows[0]["n_episodes"] if rows else 0
     lines += [
@@ -194,13 +200,15 @@ def render_markdown(rows: list[dict[str, Any]], checks: dict[str, dict[str, floa
         "the test-mode start state is the number of test items in the model's top 10 (the "
         "evaluator's hits@10, here over the users a test episode can start from):",
         "",
-        "| model | mean first-slate reward | mean hits@10 (`evaluate_ranking`) | precision@10 | equal for every user |",
+        "| model | mean first-slate reward | mean hits@10 (`evaluate_ranking`) | precision@10 "
+        "| equal for every user |",
         "|---|---|---|---|---|",
     ]
     for name in names:
         c = checks[name]
-        lines.append(f"| {name} | {c['first_slate_reward']:.4f} | {c['hits@10']:.4f} | {c['precision@10']:.4f} "
-                     f"| {'yes' if c['equal_per_user'] else 'NO'} ({c['n_users']} users) |")
+        equal = "yes" if c["equal_per_user"] else "NO"
+        lines.append(f"| {name} | {c['first_slate_reward']:.4f} | {c['hits@10']:.4f} "
+                     f"| {c['precision@10']:.4f} | {equal} ({c['n_users']} users) |")
     details = [f"- {n}: {json.dumps(s.details, sort_keys=True)}" for n, s in scorers.items()]
     return "\n".join(lines + ["", "Models:", "", *details, ""])
 
@@ -209,12 +217,15 @@ def parse_args(argv: Sequence[str] | None) -> SlateReturnsConfig:
     defaults = SlateReturnsConfig()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default=defaults.dataset, choices=DATASETS)
-    parser.add_argument("--data-dir", default=os.environ.get("MOVIELENS_DATA") or None, help="MovieLens data root")
-    parser.add_argument("--models", nargs="*", default=defaults.models, help="baselines (registry names)")
+    parser.add_argument("--data-dir", default=os.environ.get("MOVIELENS_DATA") or None,
+                        help="MovieLens data root")
+    parser.add_argument("--models", nargs="*", default=defaults.models,
+                        help="baselines (registry names)")
     parser.add_argument("--lsrwrl-run", default=None, help="saved experiments.train run directory")
     parser.add_argument("--slate-sizes", nargs="+", type=int, default=defaults.slate_sizes)
     parser.add_argument("--responses", nargs="+", default=defaults.responses, choices=RESPONSES)
-    parser.add_argument("--examine", type=float, default=defaults.examine, help="cascade examine probability")
+    parser.add_argument("--examine", type=float, default=defaults.examine,
+                        help="cascade examine probability")
     parser.add_argument("--num-envs", type=int, default=defaults.num_envs)
     parser.add_argument("--max-users", type=int, default=None,
                         help="simulate only the first N eligible users (default: all)")

@@ -557,7 +557,8 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         reward, terminated, truncated, rating, invalid, n_examined = self.simulator.step_slate(
             state, slate, depth, self._slate.stop_at_like
         )
-        self._last_slate, self._last_rating = slate, rating
+        if self.render_mode is not None:  # a copy: the agent may reuse its action array
+            self._last_slate, self._last_rating = slate.copy(), rating
         if self._outcomes is not None and state.steps <= self.max_steps:
             self._outcomes[state.steps - 1] = slate_outcome(rating, self.like_threshold)
         if self.render_mode == "human":
@@ -572,8 +573,8 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
                 f"action must be a slate of {k} integer item indices in [0, {hi}] "
                 f"(MultiDiscrete([n_items] * slate_size)), got {action!r}"
             )
-        # A copy: the caller's array is the agent's, and the env keeps the last slate.
-        slate = slate.astype(np.int64)
+        if slate.dtype != np.int64:
+            slate = slate.astype(np.int64)
         # One comparison catches both ends: negatives wrap to huge unsigned values.
         if np.count_nonzero(slate.view(np.uint64) > hi):
             raise ValueError(f"slate items must be item indices in [0, {hi}], got {slate.tolist()}")

@@ -55,8 +55,11 @@ class TopKPolicy:
         batched: bool = True,
     ) -> None:
         if not callable(score_fn):
-            raise ValueError(f"score_fn must be callable (observations -> item scores), got {score_fn!r}")
-        if isinstance(slate_size, bool) or not isinstance(slate_size, (int, np.integer)) or slate_size < 1:
+            raise ValueError(
+                f"score_fn must be callable (observations -> item scores), got {score_fn!r}"
+            )
+        integer = isinstance(slate_size, (int, np.integer)) and not isinstance(slate_size, bool)
+        if not integer or slate_size < 1:
             raise ValueError(f"slate_size must be an integer >= 1, got {slate_size!r}")
         self.score_fn = score_fn
         self.slate_size = int(slate_size)
@@ -74,12 +77,8 @@ class TopKPolicy:
             if scores.ndim == 1 and n == 1:
                 scores = scores[None]
         else:
-            scores = np.stack(
-                [
-                    np.asarray(self.score_fn({k: v[i] for k, v in observations.items()}), dtype=np.float64)
-                    for i in range(n)
-                ]
-            )
+            rows = ({k: v[i] for k, v in observations.items()} for i in range(n))
+            scores = np.stack([np.asarray(self.score_fn(row), dtype=np.float64) for row in rows])
         n_bytes = np.shape(observations["excluded"])[-1]
         if scores.ndim != 2 or scores.shape[0] != n or (scores.shape[1] + 7) // 8 != n_bytes:
             raise ValueError(

@@ -648,20 +648,19 @@ class ReplaySimulator:
             ``invalid`` bool ``(k,)`` marks positions repeating an earlier item or holding an
             item excluded before this slate; ``n_examined`` the positions examined
         """
-        # Python lists for the k-long scan (numpy calls cost more than k list operations at
-        # k ~ 10); the reward is a numpy sum, the same summation as step_slate_batch's.
+        # Python lists for the k-long scan: at k ~ 10 a numpy call costs more than k list steps.
         k = slate.size
         items = slate.tolist()
         targets, excluded, thr = state.targets, state.excluded, self.like_threshold
         shown = targets[slate].tolist()  # 0 = not a remaining target
-        was_excluded = ((excluded[slate >> 3] >> (slate & 7)) & 1).tolist()
+        excluded_bytes = excluded.tobytes()
         invalid = [False] * k
         seen: set[int] = set()
         for pos, a in enumerate(items):
             if a in seen:
                 invalid[pos] = True
                 shown[pos] = 0  # each distinct target of the slate once
-            elif was_excluded[pos]:
+            elif (excluded_bytes[a >> 3] >> (a & 7)) & 1:
                 invalid[pos] = True
             seen.add(a)
         consumed = [0] * k
@@ -676,8 +675,9 @@ class ReplaySimulator:
                     if stop_at_like:
                         n_examined = pos + 1
                         break
-        rating = np.array(consumed, dtype=np.int64)
-        reward = float(self.reward_table[rating].sum())
+        reward = 0.0
+        for r in consumed:  # left to right, the summation order of step_slate_batch
+            reward += self.reward_list[r]
         # Every shown target leaves the targets, consumed or lost; every item is excluded.
         n_shown = k - shown.count(0)
         if n_shown:
@@ -701,7 +701,10 @@ class ReplaySimulator:
         state.steps += 1
         terminated = state.n_liked_left == 0
         truncated = not terminated and state.steps >= self.max_steps
-        return reward, terminated, truncated, rating, np.array(invalid), n_examined
+        return (
+            reward, terminated, truncated, np.array(consumed, dtype=np.int64), np.array(invalid),
+            n_examined,
+        )  # fmt: skip
 
     def step_slate_batch(
         self, batch: BatchState, slates: np.ndarray, depth: np.ndarray, stop_at_like: bool
@@ -733,7 +736,9 @@ class ReplaySimulator:
             first = np.where(likes.any(axis=1), likes.argmax(axis=1), k)
             consumed[pos[None, :] > first[:, None]] = 0
             n_examined = np.minimum(n_examined, first + 1)
-        reward = self.reward_table[consumed].sum(axis=1)
+        reward = np.zeros(n)
+        for j in range(k):  # left to right, the summation order of step_slate
+            reward += self.reward_table[consumed[:, j]]
         liked = self.like_table[consumed]
         # Every shown target leaves the targets, consumed or lost; every item is excluded.
         batch.n_targets_left -= np.count_nonzero(shown, axis=1)
