@@ -23,6 +23,7 @@ from recsim_env.rendering import (
     OUTCOME_HIT,
     OUTCOME_MISS,
     SessionRenderer,
+    slate_outcome,
 )
 from recsim_env.simulator import (
     MODES,
@@ -36,7 +37,7 @@ from recsim_env.simulator import (
 
 __all__ = [
     "DATASETS", "MODES", "RATINGS", "RESET_OPTIONS", "RESPONSES", "MovieLensRecEnv",
-    "check_reset_options", "default_reward_map", "slate_outcome", "unpack_bits", "unpack_liked",
+    "check_reset_options", "default_reward_map", "unpack_bits", "unpack_liked",
 ]  # fmt: skip
 
 #: Keys that ``reset(options=...)`` accepts (single and vector environment).
@@ -73,22 +74,6 @@ def unpack_liked(liked: np.ndarray, n_items: int) -> np.ndarray:
     :return: bool array ``(..., n_items)``
     """
     return unpack_bits(liked, n_items, "liked")
-
-
-def slate_outcome(rating: np.ndarray, like_threshold: int) -> np.ndarray:
-    """Rendering outcome code of each slate (last axis): its best position's outcome.
-
-    :param rating: int ``(..., k)`` rating of each consumed position's item, 0 elsewhere
-    :param like_threshold: smallest rating that counts as a like
-    :return: int8 ``(...)``: ``OUTCOME_HIT`` if any position was liked, else
-        ``OUTCOME_DISLIKED`` if any was consumed, else ``OUTCOME_MISS``
-    """
-    rating = np.asarray(rating)
-    return np.where(
-        (rating >= like_threshold).any(axis=-1),
-        OUTCOME_HIT,
-        np.where((rating > 0).any(axis=-1), OUTCOME_DISLIKED, OUTCOME_MISS),
-    ).astype(np.int8)
 
 
 def check_reset_options(options: Any) -> None:

@@ -50,6 +50,22 @@ OUTCOME_NONE, OUTCOME_MISS, OUTCOME_DISLIKED, OUTCOME_HIT = 0, 1, 2, 3
 _OUTCOME_COLOURS = np.array([EMPTY, MISS, DISLIKED, HIT], dtype=np.uint8)
 
 
+def slate_outcome(rating: np.ndarray, like_threshold: int) -> np.ndarray:
+    """Rendering outcome code of each slate (last axis): its best position's outcome.
+
+    :param rating: int ``(..., k)`` rating of each consumed position's item, 0 elsewhere
+    :param like_threshold: smallest rating that counts as a like
+    :return: int8 ``(...)``: ``OUTCOME_HIT`` if any position was liked, else
+        ``OUTCOME_DISLIKED`` if any was consumed, else ``OUTCOME_MISS``
+    """
+    rating = np.asarray(rating)
+    return np.where(
+        (rating >= like_threshold).any(axis=-1),
+        OUTCOME_HIT,
+        np.where((rating > 0).any(axis=-1), OUTCOME_DISLIKED, OUTCOME_MISS),
+    ).astype(np.int8)
+
+
 def _rows(n: int) -> int:
     return -(-n // COLUMNS)
 

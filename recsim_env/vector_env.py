@@ -14,8 +14,14 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from recsim_env.dataset import Split
-from recsim_env.env import check_reset_options, slate_outcome
-from recsim_env.rendering import OUTCOME_DISLIKED, OUTCOME_HIT, OUTCOME_MISS, SessionRenderer
+from recsim_env.env import check_reset_options
+from recsim_env.rendering import (
+    OUTCOME_DISLIKED,
+    OUTCOME_HIT,
+    OUTCOME_MISS,
+    SessionRenderer,
+    slate_outcome,
+)
 from recsim_env.simulator import BatchState, ReplaySimulator, SlateResponse
 
 #: Attributes every sub-environment shares (``get_attr`` returns one copy per sub-env).
