@@ -92,12 +92,15 @@ def greedy_return(
     vec_env: gym.vector.VectorEnv,
     users: np.ndarray | None = None,
     use_masks: bool = True,
+    seed: int | None = None,
 ) -> dict[str, float]:
     """Simulated return of the model's greedy policy: one episode per user, all users in batches.
 
     :func:`recsim_env.evaluate_greedy` with the model's item scores (:func:`score_observations`):
     each step takes the argmax over the items the observation allows when ``use_masks`` (no
-    repeats, nothing already in the history), over all items otherwise.
+    repeats, nothing already in the history), over all items otherwise. In slate mode
+    (``slate_size=k > 1``) each step shows the ``k`` best of them instead, so a Q-network
+    trained on single items acts in a slate environment.
 
     :param model: trained model
     :param vec_env: a ``MovieLensRecVectorEnv`` (e.g. ``gym.make_vec("MovieLensRec-v0",
@@ -105,7 +108,12 @@ def greedy_return(
     :param users: users to simulate (default: ``vec_env.unwrapped.users``, every user that can
         start an episode in this mode)
     :param use_masks: restrict the argmax to the allowed items
-    :return: ``{"mean_return", "mean_length", "mean_likes", "n_episodes"}`` (likes = steps
-        with a positive reward)
+    :param seed: reset ``vec_env`` with this seed first (the cascade response's draws); default
+        None: leave its generators as they are
+    :return: ``{"mean_return", "mean_length", "mean_likes", "mean_liked_items",
+        "n_episodes"}`` (likes = steps with a positive reward; liked items: a slate can hold
+        several)
     """
-    return evaluate_greedy(lambda obs: score_observations(model, obs), vec_env, users, masked=use_masks)
+    return evaluate_greedy(
+        lambda obs: score_observations(model, obs), vec_env, users, masked=use_masks, seed=seed
+    )

@@ -8,13 +8,16 @@ median over rounds (each ratio: the median of the per-round ratios), so that loa
 processes hits all three alike. Targets: single MovieLensRec-v0 >= CartPole-v1 (ratio >= 1) and
 the vector environment >= 10x CartPole-v1.
 
+Slate mode (``slate_size=10``, independent response) is measured in the same rounds, single and
+vector, with random in-range slates; a slate is one step.
+
 It also times the shared evaluator (:func:`recsim_env.evaluate_ranking`): one full-ranking
 pass over every test user and every item (943 x 1,682 on ML-100K, 6,040 x 3,706 on ML-1M) with
 a precomputed random score matrix, so only the evaluator's own work is measured.
 
 Usage::
 
-    MOVIELENS_DATA=../shared/data python -m experiments.bench_env [--datasets ml-100k ml-1m] [--seconds 3] [--rounds 5] [--num-envs 64]
+    MOVIELENS_DATA=../shared/data python -m experiments.bench_env [--datasets ml-100k ml-1m] [--seconds 3] [--rounds 5] [--num-envs 64] [--slate-size 10]
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class BenchConfig:
     dataset: str = "ml-100k"  # MovieLens dataset of MovieLensRec-v0
     data_dir: str | None = None  # data root (default: $MOVIELENS_DATA, cache, download)
     seed: int = 0  # seed of the environments and of the action draws
+    slate_size: int = 10  # items per step of the slate-mode measurement
 
 
 def bench_single(
@@ -48,15 +52,19 @@ def bench_single(
 ) -> float:
     """Steps per second of ``env`` with random actions and reset on episode end.
 
-    :param env: a ``Discrete``-action environment (from ``gym.make``), already reset
+    :param env: a ``Discrete``-action environment (from ``gym.make``), already reset, or a
+        ``MultiDiscrete`` one (slate mode: each action a random slate)
     :param seconds: minimum wall-clock seconds to run
     :param rng: draws the actions
     :param chunk: steps between clock checks (a chunk's actions are drawn before timing it)
     """
-    n_actions = int(env.action_space.n)
+    space = env.action_space
     steps, elapsed = 0, 0.0
     while elapsed < seconds:
-        actions = rng.integers(0, n_actions, size=chunk).tolist()
+        if isinstance(space, gym.spaces.MultiDiscrete):
+            actions = list(rng.integers(0, space.nvec, size=(chunk, len(space.nvec))))
+        else:
+            actions = rng.integers(0, int(space.n), size=chunk).tolist()
         start = time.perf_counter()
         for action in actions:
             _, _, terminated, truncated, _ = env.step(action)
@@ -72,16 +80,19 @@ def bench_vector(
 ) -> float:
     """Sub-environment steps per second (``num_envs`` per call) of a vector environment.
 
-    :param envs: a vector environment with a ``Discrete`` single action space, already reset
-        (it autoresets itself)
+    :param envs: a vector environment with a ``Discrete`` (or, slate mode, ``MultiDiscrete``)
+        single action space, already reset (it autoresets itself)
     :param seconds: minimum wall-clock seconds to run
     :param rng: draws the actions
     :param chunk: vector steps between clock checks
     """
-    n_actions = int(envs.single_action_space.n)
+    space = envs.single_action_space
     calls, elapsed = 0, 0.0
     while elapsed < seconds:
-        actions = rng.integers(0, n_actions, size=(chunk, envs.num_envs))
+        if isinstance(space, gym.spaces.MultiDiscrete):
+            actions = rng.integers(0, space.nvec, size=(chunk, envs.num_envs, len(space.nvec)))
+        else:
+            actions = rng.integers(0, int(space.n), size=(chunk, envs.num_envs))
         start = time.perf_counter()
         for batch in actions:
             envs.step(batch)
@@ -91,15 +102,16 @@ def bench_vector(
 
 
 def bench_dataset(config: BenchConfig) -> dict[str, float]:
-    """The three measurements and two ratios for one dataset (see the module docstring)."""
+    """The five measurements and four ratios for one dataset (see the module docstring)."""
     data_kwargs = {"dataset": config.dataset, "data_dir": config.data_dir}
+    slate_kwargs = {**data_kwargs, "slate_size": config.slate_size}
+    vec_kwargs = {"num_envs": config.num_envs, "vectorization_mode": "vector_entry_point"}
     rec_env = gym.make("MovieLensRec-v0", **data_kwargs)
     cartpole_env = gym.make("CartPole-v1")
-    envs = gym.make_vec(
-        "MovieLensRec-v0", num_envs=config.num_envs, vectorization_mode="vector_entry_point",
-        **data_kwargs,
-    )
-    for env in (rec_env, cartpole_env, envs):
+    envs = gym.make_vec("MovieLensRec-v0", **vec_kwargs, **data_kwargs)
+    slate_env = gym.make("MovieLensRec-v0", **slate_kwargs)
+    slate_envs = gym.make_vec("MovieLensRec-v0", **vec_kwargs, **slate_kwargs)
+    for env in (rec_env, cartpole_env, envs, slate_env, slate_envs):
         env.reset(seed=config.seed)
     rng = np.random.default_rng(config.seed)
     per_round = config.seconds / config.rounds
@@ -109,17 +121,23 @@ def bench_dataset(config: BenchConfig) -> dict[str, float]:
                 bench_single(rec_env, per_round, rng),
                 bench_single(cartpole_env, per_round, rng),
                 bench_vector(envs, per_round, rng),
+                bench_single(slate_env, per_round, rng),
+                bench_vector(slate_envs, per_round, rng),
             )
             for _ in range(config.rounds)
         ]
     )
-    rec, cartpole, vec = np.median(rounds, axis=0)
+    rec, cartpole, vec, slate, slate_vec = np.median(rounds, axis=0)
     return {
         "movielens_single_steps_per_s": float(rec),
         "cartpole_steps_per_s": float(cartpole),
         "movielens_vector_steps_per_s": float(vec),
         "single_ratio": float(np.median(rounds[:, 0] / rounds[:, 1])),
         "vector_ratio": float(np.median(rounds[:, 2] / rounds[:, 1])),
+        "slate_single_steps_per_s": float(slate),
+        "slate_vector_steps_per_s": float(slate_vec),
+        "slate_single_ratio": float(np.median(rounds[:, 3] / rounds[:, 1])),
+        "slate_vector_ratio": float(np.median(rounds[:, 4] / rounds[:, 1])),
     }
 
 
@@ -153,19 +171,19 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         "--data-dir", default=os.environ.get("MOVIELENS_DATA"), help="MovieLens data root"
     )
     parser.add_argument("--seed", type=int, default=BenchConfig.seed)
+    parser.add_argument("--slate-size", type=int, default=BenchConfig.slate_size,
+                        help="items per step of the slate-mode measurement")
     args = parser.parse_args(argv)
-    if args.seconds <= 0 or args.rounds < 1 or args.num_envs < 1:
-        parser.error("--seconds must be > 0, --rounds and --num-envs >= 1")
-    results = {
-        name: bench_dataset(
-            BenchConfig(args.seconds, args.rounds, args.num_envs, name, args.data_dir, args.seed)
-        )
+    if args.seconds <= 0 or args.rounds < 1 or args.num_envs < 1 or args.slate_size < 2:
+        parser.error("--seconds must be > 0, --rounds and --num-envs >= 1, --slate-size >= 2")
+    configs = {
+        name: BenchConfig(args.seconds, args.rounds, args.num_envs, name, args.data_dir, args.seed,
+                          args.slate_size)
         for name in args.datasets
     }
+    results = {name: bench_dataset(config) for name, config in configs.items()}
     for name, figures in results.items():
-        figures["evaluation_seconds"] = bench_evaluation(
-            BenchConfig(args.seconds, args.rounds, args.num_envs, name, args.data_dir, args.seed)
-        )
+        figures["evaluation_seconds"] = bench_evaluation(configs[name])
     rows = [("", "".join(f"{name:>16s}" for name in results))]
     for label, key, fmt in (
         ("MovieLensRec-v0 (gym.make), steps/s", "movielens_single_steps_per_s", "{:16,.0f}"),
@@ -173,6 +191,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         (f"MovieLensRecVectorEnv ({args.num_envs} envs), steps/s", "movielens_vector_steps_per_s", "{:16,.0f}"),
         ("single ratio (/ CartPole-v1), target >= 1", "single_ratio", "{:16.2f}"),
         ("vector ratio (/ CartPole-v1), target >= 10", "vector_ratio", "{:16.2f}"),
+        (f"slate k={args.slate_size} (gym.make), slates/s", "slate_single_steps_per_s", "{:16,.0f}"),
+        (f"slate k={args.slate_size} vector ({args.num_envs} envs), slates/s", "slate_vector_steps_per_s", "{:16,.0f}"),
+        (f"slate k={args.slate_size} single ratio (/ CartPole-v1)", "slate_single_ratio", "{:16.2f}"),
+        (f"slate k={args.slate_size} vector ratio (/ CartPole-v1)", "slate_vector_ratio", "{:16.2f}"),
         ("evaluate_ranking, all test users x all items, s", "evaluation_seconds", "{:16.3f}"),
     ):
         rows.append((label, "".join(fmt.format(r[key]) for r in results.values())))

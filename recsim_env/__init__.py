@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from recsim_env.env import MovieLensRecEnv, unpack_bits, unpack_liked
     from recsim_env.evaluation import evaluate_greedy, evaluate_ranking
     from recsim_env.movielens import load_movielens
+    from recsim_env.policies import TopKPolicy
     from recsim_env.simulator import ReplaySimulator
     from recsim_env.splits import holdout_last, split_ratings
     from recsim_env.vector_env import MovieLensRecVectorEnv
@@ -40,6 +41,7 @@ _EXPORTS: dict[str, str] = {
     "holdout_last": "recsim_env.splits",
     "evaluate_ranking": "recsim_env.evaluation",
     "evaluate_greedy": "recsim_env.evaluation",
+    "TopKPolicy": "recsim_env.policies",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -23,12 +23,21 @@ from recsim_env.rendering import (
     OUTCOME_HIT,
     OUTCOME_MISS,
     SessionRenderer,
+    slate_outcome,
 )
-from recsim_env.simulator import MODES, RATINGS, EpisodeState, ReplaySimulator, default_reward_map
+from recsim_env.simulator import (
+    MODES,
+    RATINGS,
+    RESPONSES,
+    EpisodeState,
+    ReplaySimulator,
+    SlateResponse,
+    default_reward_map,
+)
 
 __all__ = [
-    "DATASETS", "MODES", "RATINGS", "RESET_OPTIONS", "MovieLensRecEnv", "check_reset_options",
-    "default_reward_map", "unpack_bits", "unpack_liked",
+    "DATASETS", "MODES", "RATINGS", "RESET_OPTIONS", "RESPONSES", "MovieLensRecEnv",
+    "check_reset_options", "default_reward_map", "unpack_bits", "unpack_liked",
 ]  # fmt: skip
 
 #: Keys that ``reset(options=...)`` accepts (single and vector environment).
@@ -89,8 +98,9 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
     A recommender system as a reinforcement-learning agent: the environment is one simulated
     MovieLens user per episode, replaying that user's real, time-ordered ratings (the MDP of the
     LSRWRL paper, `paper/LSRWRL.md`). At each step the agent
-    recommends one movie; the user *likes* it when it is one of the user's not-yet-consumed
-    target items with a rating ``>= like_threshold``.
+    recommends one movie (or a slate of ``slate_size`` movies, see *Slates*); the user *likes*
+    it when it is one of the user's not-yet-consumed target items with a rating
+    ``>= like_threshold``.
 
     The data come from :func:`recsim_env.load_movielens` and are split per user by
     :func:`recsim_env.split_ratings` (chronological 80/20 by default); ``split_data`` injects an
@@ -102,6 +112,7 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
 
     ``Discrete(n_items)``: action ``a`` recommends item index ``a`` (1,682 items for ml-100k,
     3,706 for ml-1m). Item index ``i`` is written as token ``i + 1`` in observations.
+    With ``slate_size=k > 1``: ``MultiDiscrete([n_items] * k)``, the slate's items best first.
 
     ## Observation Space
 
@@ -179,6 +190,57 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
     i.e. ``~unpack_bits(obs["excluded"], n_items)`` of the last observation. It never depends on
     the targets. Masks are advisory: a masked action is still a valid action (it gives reward 0).
 
+    ## Slates
+
+    ``slate_size=k > 1`` shows ``k`` items per step (``slate_size=1``, the default, is the
+    single-item environment above, bit for bit, whatever ``response`` says). The user scans the
+    slate in order, position 1 first, and ``response`` says how far:
+
+    * ``"independent"`` (default): every position is examined; every remaining target in the
+      slate is consumed (reward ``reward_map[r]`` each; the reward is their sum).
+    * ``"cascade"``: position ``i`` is examined with probability ``examine ** (i - 1)``
+      (``examine`` default 0.8; one ``self.np_random.random()`` draw per step decides how deep
+      the user looks); the user consumes the examined targets in order and stops after the
+      first like. Targets rated below ``like_threshold`` that the user examines before that are
+      consumed (reward ``reward_map[r]``, 0 by default), as a single recommendation of them is.
+
+    Transition: the liked consumed items join the history and the liked set in slate order; a
+    slate without a like leaves the interest state unchanged. Every item of the slate joins
+    ``"excluded"`` (shown counts as recommended, so the mask stays a function of the
+    observation); a target that was shown but not consumed (beyond the cascade's stop) is lost:
+    it can never be consumed later, and termination counts only the liked targets that can
+    still be consumed. One slate is one step of ``max_steps``.
+
+    Invalid slates are not an error: a position that repeats an earlier item of the slate, or
+    holds an item ``action_masks()`` forbids, is shown but never consumed (its reward is 0:
+    the slot is wasted) and is flagged in ``info["invalid"]``. Why not an error: MaskablePPO's
+    ``MultiDiscrete`` masks are per position and cannot forbid repeats across positions, and
+    Gymnasium's and SB3's checkers step with ``action_space.sample()``; in the single-item
+    environment a masked item is likewise a valid action worth 0.
+
+    ``action_masks()`` is the per-position mask repeated ``k`` times, bool
+    ``(k * n_items,)``, the concatenated layout sb3-contrib's ``MaskablePPO`` expects.
+    Agents that score items act through :class:`recsim_env.policies.TopKPolicy` (the ``k``
+    highest-scoring allowed items, ties to the lower index) and
+    :func:`recsim_env.evaluate_greedy`.
+
+    ``info`` of a slate step: ``"liked"`` is bool ``(k,)`` (the position's item was consumed and
+    liked; the observation shows it too), ``"invalid"`` bool ``(k,)`` and ``"n_examined"`` (int:
+    positions examined: ``k`` for the independent response); in train mode also
+    ``"consumed"`` bool ``(k,)``, ``"rating"`` int ``(k,)`` (rating of each consumed position's
+    item, 0 elsewhere), ``"n_targets_left"`` and ``"n_liked_left"`` (targets that can still be
+    consumed). Test mode leaves out ``"consumed"`` and ``"rating"``, as it leaves out the
+    single-item ``"rating"``. ``render()`` shows the last slate position by position; the
+    ``rgb_array`` cell of a step is green when any position was liked, amber when a target
+    was consumed but none liked, grey otherwise.
+
+    ```python
+    >>> env = gym.make("MovieLensRec-v0", slate_size=10, response="cascade", examine=0.8)  # doctest: +SKIP
+    >>> env.action_space  # doctest: +SKIP
+    MultiDiscrete([1682 1682 1682 1682 1682 1682 1682 1682 1682 1682])
+
+    ```
+
     ## Arguments
 
     ```python
@@ -209,6 +271,9 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
     | `max_steps`      | **int**             | `50`          | recommendations per episode before truncation                              |
     | `render_mode`    | **str**             | `None`        | `"ansi"` (returns text), `"human"` (prints it) or `"rgb_array"` (picture)  |
     | `split_data`     | **Split**           | `None`        | use this split; `dataset`, `data_dir`, `download`, `split*` are ignored    |
+    | `slate_size`     | **int**             | `1`           | items per step, `1..n_items`; `1` = `Discrete` actions, else `MultiDiscrete` |
+    | `response`       | **str**             | `"independent"` | slate response model: `"independent"` or `"cascade"` (see *Slates*)      |
+    | `examine`        | **float**           | `None`        | cascade only: probability in [0, 1] of examining the next position (default 0.8) |
 
     ``reset(options=...)`` accepts the keys ``"user"`` and ``"prefix"`` only; any other key, or
     a user index outside ``[0, n_users)``, is a ``ValueError``.
@@ -240,7 +305,8 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
 
     ## Version History
 
-    * v0: Initial version.
+    * v0: Initial version; ``slate_size``, ``response`` and ``examine`` added (default: the
+      single-item environment, unchanged).
     """
 
     metadata = {"render_modes": ["human", "ansi", "rgb_array"], "render_fps": 4}
@@ -260,6 +326,9 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         max_steps: int = 50,
         render_mode: str | None = None,
         split_data: Split | None = None,
+        slate_size: int = 1,
+        response: str = "independent",
+        examine: float | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
@@ -283,8 +352,16 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         self.like_threshold: int = sim.like_threshold
         self.reward_map: dict[int, float] = sim.reward_map
         self.max_steps: int = sim.max_steps
+        self._slate = SlateResponse(slate_size, response, examine, sim.n_items)
+        self.slate_size: int = self._slate.slate_size
+        self.response: str = self._slate.response
+        self.examine: float | None = self._slate.examine
 
-        self.action_space = spaces.Discrete(self.n_items)
+        self.action_space: spaces.Space = (
+            spaces.Discrete(self.n_items)
+            if self.slate_size == 1
+            else spaces.MultiDiscrete(np.full(self.slate_size, self.n_items, dtype=np.int64))
+        )
         self.observation_space = sim.observation_space()
 
         # Episode state, preallocated once and updated in place by the simulator.
@@ -294,6 +371,9 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         self._renderer = SessionRenderer(sim) if render_mode is not None else None
         # Outcome code of each recommendation of the episode, kept only for rgb_array frames.
         self._outcomes = np.zeros(self.max_steps, np.int8) if render_mode == "rgb_array" else None
+        # The last slate and its consumed ratings, for the text rendering (slate mode only).
+        self._last_slate = np.zeros(0, dtype=np.int64)
+        self._last_rating = np.zeros(self.slate_size, dtype=np.int64)
 
     # ----------------------------------------------------------------- gymnasium API
     def reset(
@@ -329,16 +409,24 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
             self._outcomes.fill(0)
         if self.render_mode == "human":
             self.render()
+        if self.slate_size > 1:
+            self._last_slate = np.zeros(0, dtype=np.int64)
+            zeros = np.zeros(self.slate_size, dtype=np.int64)
+            return self._obs(), self._slate_info(zeros, zeros.astype(bool), 0)
         return self._obs(), self._info(0, False)
 
     def step(
         self, action: int | np.integer | np.ndarray
     ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
-        """Recommend item ``action`` to the current user.
+        """Recommend item ``action`` (or the slate ``action``) to the current user.
 
-        :param action: item index in ``[0, n_items)`` (int, numpy integer or 0-d integer array)
+        :param action: item index in ``[0, n_items)`` (int, numpy integer or 0-d integer array);
+            with ``slate_size=k > 1`` a slate: ``k`` item indices (integer array or sequence),
+            best first
         :return: ``(observation, reward, terminated, truncated, info)``
         """
+        if self.slate_size > 1:
+            return self._step_slate(action)
         if type(action) is not int:
             action = self._check_action(action)
         elif not 0 <= action < self.n_items:
@@ -360,11 +448,14 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         """bool ``(n_items,)``: ``True`` for items not in the history and not recommended yet.
 
         Exactly ``~unpack_bits(obs["excluded"], n_items)`` of the last observation. Never depends
-        on the targets. For sb3-contrib ``MaskablePPO``.
+        on the targets. For sb3-contrib ``MaskablePPO``. With ``slate_size=k > 1`` the same
+        mask once per position, concatenated: bool ``(k * n_items,)``, the ``MultiDiscrete``
+        layout ``MaskablePPO`` expects.
         """
         if self._state.user < 0:
             raise ResetNeeded("Call reset() before action_masks()")
-        return np.unpackbits(self._state.excluded, count=self.n_items, bitorder="little") == 0
+        mask = np.unpackbits(self._state.excluded, count=self.n_items, bitorder="little") == 0
+        return mask if self.slate_size == 1 else np.tile(mask, self.slate_size)
 
     def render(self) -> str | np.ndarray | None:
         """Render the session in ``self.render_mode``.
@@ -385,6 +476,15 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         assert self._renderer is not None
         if self._outcomes is not None:
             return self._renderer.frame(state.history, self._outcomes, state.steps)
+        if self.slate_size > 1:
+            text = self._renderer.slate_text(
+                state.user, state.history, state.history_size, state.steps,
+                self._last_slate.tolist(), self._last_rating, state.n_liked_left,
+            )  # fmt: skip
+            if self.render_mode == "human":
+                print(text, end="")
+                return None
+            return text
         text = self._renderer.text(
             state.user, state.history, state.history_size, state.steps,
             state.last_action, state.last_rating, state.n_liked_left,
@@ -430,6 +530,59 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
                 f"action must be an item index in [0, {self.n_items - 1}], got {action}"
             )
         return action
+
+    def _step_slate(
+        self, action: Any
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        slate = self._check_slate(action)
+        state = self._state
+        if state.user < 0:
+            raise ResetNeeded("Call reset() before step(): the episode has no user yet")
+        depth = self._slate.depth(self.np_random)
+        reward, terminated, truncated, rating, invalid, n_examined = self.simulator.step_slate(
+            state, slate, depth, self._slate.stop_at_like
+        )
+        if self.render_mode is not None:  # a copy: the agent may reuse its action array
+            self._last_slate, self._last_rating = slate.copy(), rating
+        if self._outcomes is not None and state.steps <= self.max_steps:
+            self._outcomes[state.steps - 1] = slate_outcome(rating, self.like_threshold)
+        if self.render_mode == "human":
+            self.render()
+        return self._obs(), reward, terminated, truncated, self._slate_info(rating, invalid, n_examined)
+
+    def _check_slate(self, action: Any) -> np.ndarray:
+        k, hi = self.slate_size, self.n_items - 1
+        slate = np.asarray(action)
+        if slate.shape != (k,) or slate.dtype.kind not in "iu":
+            raise ValueError(
+                f"action must be a slate of {k} integer item indices in [0, {hi}] "
+                f"(MultiDiscrete([n_items] * slate_size)), got {action!r}"
+            )
+        if slate.dtype != np.int64:
+            slate = slate.astype(np.int64)
+        # One comparison catches both ends: negatives wrap to huge unsigned values.
+        if np.count_nonzero(slate.view(np.uint64) > hi):
+            raise ValueError(f"slate items must be item indices in [0, {hi}], got {slate.tolist()}")
+        return slate
+
+    def _slate_info(self, rating: np.ndarray, invalid: np.ndarray, n_examined: int) -> dict[str, Any]:
+        state = self._state
+        info: dict[str, Any] = {
+            "user": state.user,
+            "prefix": state.prefix,
+            "liked": rating >= self.like_threshold,
+            "invalid": invalid,
+            "n_examined": n_examined,
+        }
+        if self.mode == "test":  # a consumed target rated below the threshold is the answer
+            return info
+        info.update(
+            consumed=rating > 0,
+            rating=rating,
+            n_targets_left=state.n_targets_left,
+            n_liked_left=state.n_liked_left,
+        )
+        return info
 
     def _obs(self) -> dict[str, np.ndarray]:
         state = self._state

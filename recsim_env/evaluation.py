@@ -14,7 +14,9 @@ Each is averaged over the evaluated users. Ties between equal scores are broken 
 the lower item index, so a constant scorer is deterministic.
 
 :func:`evaluate_greedy` is the simulated counterpart: the return of a greedy recommender in
-``MovieLensRec-v0``, one episode per user, restricted to the items each observation allows.
+``MovieLensRec-v0``, one episode per user, restricted to the items each observation allows;
+:func:`greedy_actions` is its choice (the best allowed item, or in slate mode the
+``slate_size`` best, ranked as the evaluator ranks).
 """
 
 from __future__ import annotations
@@ -67,6 +69,31 @@ def top_k_items(scores: np.ndarray, k: int) -> np.ndarray:
     if tied.any():
         top[tied] = np.argsort(-scores[tied], axis=1, kind="stable")[:, :k]
     return top
+
+
+def greedy_actions(
+    scores: np.ndarray, excluded: np.ndarray | None = None, slate_size: int = 1
+) -> np.ndarray:
+    """The greedy recommendation of each row of ``scores``: its best allowed item, or slate.
+
+    :param scores: float ``(B, n_items)``, higher is better
+    :param excluded: bool ``(B, n_items)``: items that may not be recommended (e.g.
+        ``unpack_bits(obs["excluded"], n_items)``); ``None``: every item is allowed
+    :param slate_size: ``1``: the argmax; ``k > 1``: the ``k`` highest-scoring allowed items,
+        best first, ties to the lower item index (as :func:`top_k_items`, so a slate's items
+        are the top-``k`` the ranking evaluator scores). Should fewer than ``k`` items be
+        allowed, the remaining positions take excluded items (worth nothing), so the slate
+        still has ``k`` distinct items
+    :return: int64 ``(B,)`` for ``slate_size=1``, else ``(B, slate_size)``
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if excluded is not None:
+        scores = np.where(excluded, -np.inf, scores)
+    if slate_size == 1:
+        return scores.argmax(axis=1)
+    if slate_size > scores.shape[1]:
+        raise ValueError(f"slate_size={slate_size} is larger than the {scores.shape[1]} items")
+    return top_k_items(scores, slate_size).astype(np.int64)
 
 
 def evaluate_ranking(
@@ -159,10 +186,12 @@ def evaluate_ranking(
 
 
 def evaluate_greedy(
-    obs_score_fn: ObsScoreFn,
+    obs_score_fn: ObsScoreFn | ScoreFn,
     env: Any,
     users: np.ndarray | None = None,
     masked: bool = True,
+    by_user: bool = False,
+    seed: int | None = None,
 ) -> dict[str, float]:
     """Simulated return of a greedy recommender: one episode per user, numpy only.
 
@@ -171,19 +200,30 @@ def evaluate_greedy(
     ``obs_score_fn(obs)`` among the items the observation allows, ``~unpack_bits(
     obs["excluded"], n_items)`` (= ``action_masks()``: not in the history, not recommended yet),
     until termination or truncation. Ties go to the lower item index. Works with any agent
-    that can score items: Q-values, policy logits, or a fixed popularity vector.
+    that can score items: Q-values, policy logits, or a fixed popularity vector. In slate mode
+    (``slate_size=k > 1``) each step shows the ``k`` best allowed items
+    (:func:`greedy_actions`).
 
     :param obs_score_fn: maps a Dict observation batch (leading axis ``B``) to float scores
-        ``(B, n_items)``; higher is better
+        ``(B, n_items)``; higher is better. With ``by_user=True``: maps user indices (int64
+        ``(B,)``) to scores, as :func:`evaluate_ranking`'s ``score_fn`` (e.g. a baseline's
+        ``score``)
     :param env: a ``MovieLensRec-v0`` environment (``gym.make``), stepped one user at a time,
         or a :class:`recsim_env.MovieLensRecVectorEnv` (``gym.make_vec(...,
         vectorization_mode="vector_entry_point")``), stepped ``num_envs`` users at a time
     :param users: users to simulate (default: ``env.unwrapped.users``, every user that can
         start an episode in the environment's mode)
-    :param masked: restrict the argmax to the allowed items (default True); ``False`` takes
-        the plain argmax, as an unmasked ``predict(deterministic=True)`` does
-    :return: ``{"mean_return", "mean_length", "mean_likes", "n_episodes"}``: per-user means of
-        the episode return, its number of steps and of steps with a positive reward
+    :param masked: restrict the choice to the allowed items (default True); ``False`` takes
+        the plain argmax (top-``k``), as an unmasked ``predict(deterministic=True)`` does
+    :param by_user: score by user index, once per episode (default False: by observation, at
+        every step). The scores then ignore what happens within the episode (the history grows
+        on each like); the mask still removes what was recommended
+    :param seed: reset the environment once with this seed before the first episode (default
+        None: leave its generators as they are); what the ``"cascade"`` response draws
+        depends on it
+    :return: ``{"mean_return", "mean_length", "mean_likes", "mean_liked_items",
+        "n_episodes"}``: per-user means of the episode return, its number of steps, of steps
+        with a positive reward and of liked items (``info["liked"]``; a slate can hold several)
     :raises ValueError: a score batch of the wrong shape, or NaN scores
     """
     base = env.unwrapped
@@ -193,8 +233,24 @@ def evaluate_greedy(
     vector = isinstance(env, gym.vector.VectorEnv)
     n = int(base.num_envs) if vector else 1
     n_items = int(base.n_items)
-    returns, lengths, likes = (np.zeros(users.size), np.zeros(users.size, np.int64),
-                               np.zeros(users.size, np.int64))  # fmt: skip
+    slate_size = int(getattr(base, "slate_size", 1))
+    returns, lengths, likes, liked_items = (np.zeros(users.size), np.zeros(users.size, np.int64),
+                                            np.zeros(users.size, np.int64),
+                                            np.zeros(users.size, np.int64))  # fmt: skip
+    if seed is not None:
+        env.reset(seed=seed)
+
+    def checked(scores: Any, what: str) -> np.ndarray:
+        scores = np.asarray(scores, dtype=np.float64)
+        if scores.shape != (n, n_items):
+            raise ValueError(
+                f"obs_score_fn returned shape {scores.shape}, expected ({n}, {n_items}): "
+                f"one score per item for each {what} of the batch"
+            )
+        if np.isnan(scores).any():
+            raise ValueError("obs_score_fn returned NaN scores")
+        return scores
+
     for start in range(0, users.size, n):
         batch = users[start : start + n]
         real = batch.size
@@ -203,33 +259,31 @@ def evaluate_greedy(
         else:
             obs, _ = env.reset(options={"user": int(batch[0])})
             obs = {k: v[None] for k, v in obs.items()}
+        user_scores = checked(obs_score_fn(np.resize(batch, n)), "user") if by_user else None
         running = np.ones(n, dtype=bool)
         while running[:real].any():
-            scores = np.asarray(obs_score_fn(obs), dtype=np.float64)
-            if scores.shape != (n, n_items):
-                raise ValueError(
-                    f"obs_score_fn returned shape {scores.shape}, expected ({n}, {n_items}): "
-                    "one score per item for each observation of the batch"
-                )
-            if np.isnan(scores).any():
-                raise ValueError("obs_score_fn returned NaN scores")
-            if masked:
-                scores = np.where(unpack_bits(obs["excluded"], n_items, "excluded"), -np.inf, scores)
-            actions = scores.argmax(axis=1)
+            scores = user_scores if by_user else checked(obs_score_fn(obs), "observation")
+            excluded = unpack_bits(obs["excluded"], n_items, "excluded") if masked else None
+            actions = greedy_actions(scores, excluded, slate_size)
             if vector:
-                obs, reward, terminated, truncated, _ = env.step(actions)
+                obs, reward, terminated, truncated, info = env.step(actions)
             else:
-                obs, reward, terminated, truncated, _ = env.step(int(actions[0]))
+                obs, reward, terminated, truncated, info = env.step(
+                    int(actions[0]) if slate_size == 1 else actions[0]
+                )
                 obs = {k: v[None] for k, v in obs.items()}
             reward = np.asarray(reward, dtype=np.float64).reshape(n)
+            n_liked = np.asarray(info["liked"]).reshape(n, -1).sum(axis=1)
             sl = slice(start, start + real)
             returns[sl] += np.where(running, reward, 0.0)[:real]
             lengths[sl] += running[:real]
             likes[sl] += (running & (reward > 0))[:real]
+            liked_items[sl] += np.where(running, n_liked, 0)[:real]
             running &= ~(np.asarray(terminated).reshape(n) | np.asarray(truncated).reshape(n))
     return {
         "mean_return": float(returns.mean()) if users.size else 0.0,
         "mean_length": float(lengths.mean()) if users.size else 0.0,
         "mean_likes": float(likes.mean()) if users.size else 0.0,
+        "mean_liked_items": float(liked_items.mean()) if users.size else 0.0,
         "n_episodes": int(users.size),
     }

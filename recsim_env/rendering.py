@@ -11,7 +11,7 @@ with one background pixel between neighbouring cells. From top to bottom:
 3. **Recommendation band**, ``ceil(max_steps / COLUMNS)`` cell rows: cell ``t`` is the
    episode's ``t``-th recommendation: :data:`HIT` (a liked target), :data:`DISLIKED` (a target
    rated below ``like_threshold``), :data:`MISS` (not a target); slots not used yet are
-   :data:`EMPTY`.
+   :data:`EMPTY`. A slate is one cell, coloured by its best position (any like: :data:`HIT`).
 4. one blank cell row;
 5. **Progress bar**, the middle half (8 px) of one cell row: its first
    ``round(width * steps / max_steps)`` pixel columns are :data:`PROGRESS`, the rest
@@ -48,6 +48,22 @@ PROGRESS: tuple[int, int, int] = (80, 150, 255)
 OUTCOME_NONE, OUTCOME_MISS, OUTCOME_DISLIKED, OUTCOME_HIT = 0, 1, 2, 3
 
 _OUTCOME_COLOURS = np.array([EMPTY, MISS, DISLIKED, HIT], dtype=np.uint8)
+
+
+def slate_outcome(rating: np.ndarray, like_threshold: int) -> np.ndarray:
+    """Rendering outcome code of each slate (last axis): its best position's outcome.
+
+    :param rating: int ``(..., k)`` rating of each consumed position's item, 0 elsewhere
+    :param like_threshold: smallest rating that counts as a like
+    :return: int8 ``(...)``: ``OUTCOME_HIT`` if any position was liked, else
+        ``OUTCOME_DISLIKED`` if any was consumed, else ``OUTCOME_MISS``
+    """
+    rating = np.asarray(rating)
+    return np.where(
+        (rating >= like_threshold).any(axis=-1),
+        OUTCOME_HIT,
+        np.where((rating > 0).any(axis=-1), OUTCOME_DISLIKED, OUTCOME_MISS),
+    ).astype(np.int8)
 
 
 def _rows(n: int) -> int:
@@ -214,18 +230,48 @@ class SessionRenderer:
         if action < 0:
             lines.append(f"step {steps}: no recommendation yet; {n_liked_left} liked targets left")
         else:
-            if rating >= self.like_threshold:
-                outcome = f"LIKED (rating {rating}, reward {self.reward_list[rating]:g})"
-            elif rating > 0:
-                reward = self.reward_list[rating]
-                outcome = f"watched, not liked (rating {rating}, reward {reward:g})"
-            else:
-                outcome = "not a target (reward 0)"
             lines.append(
-                f'step {steps}: recommended item {action} "{self.titles[action]}" -> {outcome}; '
-                f"{n_liked_left} liked targets left"
+                f'step {steps}: recommended item {action} "{self.titles[action]}" -> '
+                f"{self._outcome(rating)}; {n_liked_left} liked targets left"
             )
         return "\n".join(lines) + "\n"
+
+    def slate_text(
+        self,
+        user: int,
+        history: np.ndarray,
+        history_size: int,
+        steps: int,
+        slate: list[int],
+        rating: np.ndarray,
+        n_liked_left: int,
+    ) -> str:
+        """The ``"ansi"`` rendering in slate mode: the user, the recent history, the last slate.
+
+        :param slate: the last slate's item indices (empty: none shown yet)
+        :param rating: rating of each consumed position's item, 0 elsewhere
+        """
+        recent = [int(t) - 1 for t in history[-5:] if t > 0]
+        titles = " | ".join(str(self.titles[i]) for i in recent) or "(empty)"
+        lines = [
+            self.describe_user(user),
+            f"history ({len(recent)} most recent of {history_size}, oldest first): {titles}",
+        ]
+        if not slate:
+            lines.append(f"step {steps}: no slate yet; {n_liked_left} liked targets left")
+        else:
+            lines.append(f"step {steps}: slate of {len(slate)}; {n_liked_left} liked targets left")
+            for pos, (item, r) in enumerate(zip(slate, rating.tolist())):
+                outcome = self._outcome(r) if r else "not consumed (reward 0)"
+                lines.append(f'  {pos + 1:2d}. item {item} "{self.titles[item]}" -> {outcome}')
+        return "\n".join(lines) + "\n"
+
+    def _outcome(self, rating: int) -> str:
+        if rating >= self.like_threshold:
+            return f"LIKED (rating {rating}, reward {self.reward_list[rating]:g})"
+        if rating > 0:
+            return f"watched, not liked (rating {rating}, reward {self.reward_list[rating]:g})"
+        return "not a target (reward 0)"
 
     def frame(self, history: np.ndarray, outcomes: np.ndarray, steps: int) -> np.ndarray:
         """The ``rgb_array`` frame of one session (layout in the module docstring)."""

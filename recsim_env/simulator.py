@@ -19,6 +19,15 @@ target items rated ``>= like_threshold``.
 * **Transition**: a like appends the item to the history and the liked set; every
   recommended item joins the ``"excluded"`` set (no repeats); nothing else changes.
 * **Episode end**: terminated when no liked target is left, truncated after ``max_steps``.
+* **Slates** (:meth:`ReplaySimulator.step_slate`, :meth:`ReplaySimulator.step_slate_batch`,
+  settings in :class:`SlateResponse`): the user scans a slate of ``k`` items in order, up to a
+  depth drawn per step (``"independent"``: all ``k``; ``"cascade"``: position ``i`` (1-based)
+  with probability ``examine ** (i - 1)``). Each examined position whose item is a remaining
+  target is consumed as above (liked ones join the history in slate order); ``"cascade"``
+  stops after the first like. A position that repeats an earlier one, or holds an item
+  already excluded, is never consumed. Every item of the slate joins ``"excluded"``, so a
+  target shown but not consumed (not examined) is lost: it can never be consumed later.
+  With ``k = 1`` this is exactly the single-item rule.
 
 The per-episode state (:class:`EpisodeState` for one user, :class:`BatchState` for
 ``num_envs`` users) is preallocated once by the environment and updated in place, so that
@@ -41,6 +50,11 @@ from recsim_env.dataset import DATASETS, USER_FEATURE_CARDINALITIES, Split
 MODES: tuple[str, ...] = ("train", "test")
 #: Valid MovieLens ratings.
 RATINGS: tuple[int, ...] = (1, 2, 3, 4, 5)
+#: How the user responds to a slate (see :class:`SlateResponse`).
+RESPONSES: tuple[str, ...] = ("independent", "cascade")
+#: Default ``examine`` of the ``"cascade"`` response: the probability of going on to the next
+#: position after one without a like (position ``i`` is examined with ``examine ** (i - 1)``).
+DEFAULT_EXAMINE: float = 0.8
 
 
 def default_reward_map(like_threshold: int = 4) -> dict[int, float]:
@@ -218,6 +232,81 @@ class BatchState:
 
 
 _BITS = (1 << np.arange(8)).astype(np.uint8)
+
+
+class SlateResponse:
+    """The validated slate settings of an environment and the user's examination draw.
+
+    One place checks ``slate_size``, ``response`` and ``examine`` for the single and the
+    vector environment. The response rule itself is :meth:`ReplaySimulator.step_slate`.
+
+    :param slate_size: items per recommendation, ``1 <= slate_size <= n_items`` (default 1: the
+        single-item environment)
+    :param response: ``"independent"`` (the user examines every position) or ``"cascade"``
+        (position ``i``, 1-based, examined with probability ``examine ** (i - 1)``; the user
+        stops after the first like)
+    :param examine: ``"cascade"`` only: probability in ``[0, 1]`` of going on to the next
+        position (default :data:`DEFAULT_EXAMINE`); must be ``None`` for ``"independent"``
+    :param n_items: number of items of the dataset (the largest slate)
+    """
+
+    def __init__(
+        self, slate_size: int, response: str, examine: float | None, n_items: int
+    ) -> None:
+        self.slate_size = check_int("slate_size", slate_size, 1, n_items)
+        if response not in RESPONSES:
+            raise ValueError(f"response must be one of {list(RESPONSES)}, got {response!r}")
+        self.response: str = response
+        if response == "independent":
+            if examine is not None:
+                raise ValueError(
+                    "examine only applies to response='cascade' (independent: every position "
+                    f"is examined); got examine={examine!r}: drop it or set response='cascade'"
+                )
+            self.examine: float | None = None
+        else:
+            if examine is None:
+                examine = DEFAULT_EXAMINE
+            if isinstance(examine, (bool, np.bool_)) or not isinstance(
+                examine, (int, float, np.integer, np.floating)
+            ) or not 0.0 <= float(examine) <= 1.0:
+                raise ValueError(
+                    f"examine must be a probability in [0, 1] (cascade: position i is examined "
+                    f"with probability examine ** (i - 1)), got {examine!r}"
+                )
+            self.examine = float(examine)
+        #: the cascade stops at the first like; the independent response consumes every target.
+        self.stop_at_like: bool = response == "cascade"
+        # Position i (0-based) is examined iff u < examine ** i for one uniform u per step, so
+        # examining i implies examining every earlier position (the cascade).
+        self._powers = (
+            None if self.examine is None else self.examine ** np.arange(self.slate_size, dtype=np.float64)
+        )
+
+    def depth(self, rng: np.random.Generator) -> int:
+        """Positions the user is willing to examine this step (``"cascade"``: one ``rng.random()``).
+
+        :param rng: the episode's generator (the env's ``np_random``); not used by
+            ``"independent"``
+        """
+        if self._powers is None:
+            return self.slate_size
+        return int(np.count_nonzero(rng.random() < self._powers))
+
+    def depth_batch(self, rngs: list[np.random.Generator], rows: np.ndarray) -> np.ndarray:
+        """int64 ``(len(rngs),)``: :meth:`depth` for the sub-envs ``rows``, ``slate_size`` elsewhere.
+
+        Only the generators of ``rows`` are drawn from, so each sub-env's generator follows
+        exactly a single environment's.
+
+        :param rngs: one generator per sub-env
+        :param rows: indices of the sub-envs that step (not the ones being reset)
+        """
+        depth = np.full(len(rngs), self.slate_size, dtype=np.int64)
+        if self._powers is not None:
+            for i in rows.tolist():
+                depth[i] = np.count_nonzero(rngs[i].random() < self._powers)
+        return depth
 
 
 class ReplaySimulator:
@@ -538,6 +627,144 @@ class ReplaySimulator:
         terminated = batch.n_liked_left == 0
         truncated = (batch.steps >= self.max_steps) & ~terminated
         return reward, terminated, truncated, rating, liked
+
+    def step_slate(
+        self, state: EpisodeState, slate: np.ndarray, depth: int, stop_at_like: bool
+    ) -> tuple[float, bool, bool, np.ndarray, np.ndarray, int]:
+        """Show the slate ``slate`` (valid item indices, best first) to the user of ``state``.
+
+        The user examines positions ``0 .. depth - 1`` in order (stopping after the first like
+        when ``stop_at_like``); an examined position whose item is a remaining target, not
+        excluded before this slate and not repeated from an earlier position, is consumed as in
+        :meth:`step` (liked ones join the history in slate order). Then every item of the slate
+        joins ``excluded`` and any target among them that was not consumed is lost.
+
+        :param state: the episode state (updated in place)
+        :param slate: int64 ``(k,)`` item indices
+        :param depth: positions the user is willing to examine (:meth:`SlateResponse.depth`)
+        :param stop_at_like: stop after the first like (the cascade response)
+        :return: ``(reward, terminated, truncated, rating, invalid, n_examined)``: ``rating``
+            int64 ``(k,)`` is the rating of each consumed position's item, 0 elsewhere;
+            ``invalid`` bool ``(k,)`` marks positions repeating an earlier item or holding an
+            item excluded before this slate; ``n_examined`` the positions examined
+        """
+        # Python lists for the k-long scan: at k ~ 10 a numpy call costs more than k list steps.
+        k = slate.size
+        items = slate.tolist()
+        targets, excluded, thr = state.targets, state.excluded, self.like_threshold
+        shown = targets[slate].tolist()  # 0 = not a remaining target
+        excluded_bytes = excluded.tobytes()
+        invalid = [False] * k
+        seen: set[int] = set()
+        for pos, a in enumerate(items):
+            if a in seen:
+                invalid[pos] = True
+                shown[pos] = 0  # each distinct target of the slate once
+            elif (excluded_bytes[a >> 3] >> (a & 7)) & 1:
+                invalid[pos] = True
+            seen.add(a)
+        consumed = [0] * k
+        n_examined = min(depth, k)
+        liked: list[int] = []
+        for pos in range(n_examined):
+            r = shown[pos]
+            if r:
+                consumed[pos] = r
+                if r >= thr:
+                    liked.append(items[pos])
+                    if stop_at_like:
+                        n_examined = pos + 1
+                        break
+        reward = 0.0
+        for r in consumed:  # left to right, the summation order of step_slate_batch
+            reward += self.reward_list[r]
+        # Every shown target leaves the targets, consumed or lost; every item is excluded.
+        n_shown = k - shown.count(0)
+        if n_shown:
+            state.n_targets_left -= n_shown
+            state.n_liked_left -= sum(r >= thr for r in shown)
+            targets[slate] = 0
+        for a in seen:
+            excluded[a >> 3] |= 1 << (a & 7)
+        if liked:
+            history, bits = state.history, state.liked
+            for a in liked:
+                bits[a >> 3] |= 1 << (a & 7)
+            m = len(liked)
+            tokens = [a + 1 for a in liked]
+            if m >= history.size:
+                history[:] = tokens[m - history.size :]
+            else:
+                history[:-m] = history[m:]
+                history[-m:] = tokens
+            state.history_size += m
+        state.steps += 1
+        terminated = state.n_liked_left == 0
+        truncated = not terminated and state.steps >= self.max_steps
+        return (
+            reward, terminated, truncated, np.array(consumed, dtype=np.int64), np.array(invalid),
+            n_examined,
+        )  # fmt: skip
+
+    def step_slate_batch(
+        self, batch: BatchState, slates: np.ndarray, depth: np.ndarray, stop_at_like: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`step_slate` for every row of ``batch`` at once.
+
+        :param slates: int64 ``(num_envs, k)`` valid item indices
+        :param depth: int64 ``(num_envs,)`` positions each user is willing to examine
+        :param stop_at_like: stop after the first like (the cascade response)
+        :return: ``(reward float64, terminated, truncated, rating, invalid, n_examined)``; the
+            first three and ``n_examined`` ``(num_envs,)``, ``rating`` int64 and ``invalid``
+            bool ``(num_envs, k)``
+        """
+        n, k = slates.shape
+        flat = batch.row_offset[:, None] + slates
+        rating = batch.targets_flat[flat].astype(np.int64)  # 0 = not a remaining target
+        byte = batch.byte_offset[:, None] + (slates >> 3)
+        bit = _BITS[slates & 7]
+        pos = np.arange(k)
+        # repeated[i, p]: an earlier position q < p of row i holds the same item.
+        earlier = pos[None, :, None] > pos[None, None, :]
+        repeated = ((slates[:, :, None] == slates[:, None, :]) & earlier).any(axis=2)
+        invalid = repeated | ((batch.excluded_flat[byte] & bit) != 0)
+        shown = np.where(repeated, 0, rating)  # each distinct target of the slate once
+        consumed = np.where(pos[None, :] < depth[:, None], shown, 0)
+        n_examined = np.minimum(depth, k)
+        if stop_at_like:
+            likes = self.like_table[consumed]
+            first = np.where(likes.any(axis=1), likes.argmax(axis=1), k)
+            consumed[pos[None, :] > first[:, None]] = 0
+            n_examined = np.minimum(n_examined, first + 1)
+        reward = np.zeros(n)
+        for j in range(k):  # left to right, the summation order of step_slate
+            reward += self.reward_table[consumed[:, j]]
+        liked = self.like_table[consumed]
+        # Every shown target leaves the targets, consumed or lost; every item is excluded.
+        batch.n_targets_left -= np.count_nonzero(shown, axis=1)
+        batch.n_liked_left -= np.count_nonzero(self.like_table[shown], axis=1)
+        batch.targets_flat[flat] = 0
+        # Two items of one row may share a byte: bitwise_or.at accumulates, |= would not.
+        np.bitwise_or.at(batch.excluded_flat, byte.ravel(), bit.ravel())
+        n_liked = np.count_nonzero(liked, axis=1)
+        if np.count_nonzero(n_liked):
+            rows = n_liked.nonzero()[0]
+            hit, m = liked[rows], n_liked[rows]
+            np.bitwise_or.at(batch.liked_flat, byte[rows][hit], bit[rows][hit])
+            # Liked tokens moved to the right end in slate order (stable sort), after the
+            # history: the new history is the last history_len of history + liked tokens.
+            order = np.argsort(hit, axis=1, kind="stable")
+            tokens = np.take_along_axis(slates[rows] + 1, order, axis=1).astype(np.int32)
+            combined = np.concatenate((batch.history[rows], tokens), axis=1)
+            hl = self.history_len
+            j = np.arange(hl)[None, :]
+            index = np.where(j < hl - m[:, None], j + m[:, None], j + k)
+            batch.history[rows] = np.take_along_axis(combined, index, axis=1)
+            batch.history_size[rows] += m
+        batch.steps += 1
+        terminated = batch.n_liked_left == 0
+        truncated = (batch.steps >= self.max_steps) & ~terminated
+        return reward, terminated, truncated, consumed, invalid, n_examined
 
     # ----------------------------------------------------------------- observations
     def prefix_observations(self, users: np.ndarray, prefixes: np.ndarray) -> dict[str, np.ndarray]:

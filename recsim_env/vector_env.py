@@ -15,13 +15,19 @@ from gymnasium.vector.utils import batch_space
 
 from recsim_env.dataset import Split
 from recsim_env.env import check_reset_options
-from recsim_env.rendering import OUTCOME_DISLIKED, OUTCOME_HIT, OUTCOME_MISS, SessionRenderer
-from recsim_env.simulator import BatchState, ReplaySimulator
+from recsim_env.rendering import (
+    OUTCOME_DISLIKED,
+    OUTCOME_HIT,
+    OUTCOME_MISS,
+    SessionRenderer,
+    slate_outcome,
+)
+from recsim_env.simulator import BatchState, ReplaySimulator, SlateResponse
 
 #: Attributes every sub-environment shares (``get_attr`` returns one copy per sub-env).
 SHARED_ATTRS: tuple[str, ...] = (
     "mode", "split", "users", "max_prefixes", "n_items", "history_len", "like_threshold",
-    "reward_map", "max_steps", "render_mode",
+    "reward_map", "max_steps", "render_mode", "slate_size", "response", "examine",
 )  # fmt: skip
 #: Attributes with a value per sub-environment.
 PER_ENV_ATTRS: tuple[str, ...] = ("np_random", "action_space", "observation_space")
@@ -52,6 +58,11 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
       :class:`gymnasium.vector.SyncVectorEnv` builds it.
     * ``action_masks()`` returns bool ``(num_envs, n_items)``, exactly
       ``~unpack_bits(obs["excluded"], n_items)`` of the last observations.
+    * Slates (``slate_size=k > 1``): actions are int ``(num_envs, k)``, ``action_masks()`` is
+      ``(num_envs, k * n_items)`` (each row the single environment's concatenated mask), the
+      ``info`` arrays of the slate keys are ``(num_envs, k)``. With ``response="cascade"`` each
+      sub-env draws its examination depth from its own generator, as a single environment
+      does from its ``np_random``, so the sub-env/single-env equivalence holds for slates too.
     * ``render()``: ``render_mode="ansi"`` gives a tuple of texts, ``"rgb_array"`` a tuple of
       frames (each the single environment's picture of that sub-env), as
       :class:`gymnasium.vector.SyncVectorEnv` would; ``"human"`` is not supported.
@@ -97,6 +108,9 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         max_steps: int = 50,
         render_mode: str | None = None,
         split_data: Split | None = None,
+        slate_size: int = 1,
+        response: str = "independent",
+        examine: float | None = None,
     ) -> None:
         integer = isinstance(num_envs, (int, np.integer)) and not isinstance(num_envs, bool)
         if not integer or num_envs < 1:
@@ -124,8 +138,16 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         self.like_threshold: int = sim.like_threshold
         self.reward_map: dict[int, float] = sim.reward_map
         self.max_steps: int = sim.max_steps
+        self._slate = SlateResponse(slate_size, response, examine, sim.n_items)
+        self.slate_size: int = self._slate.slate_size
+        self.response: str = self._slate.response
+        self.examine: float | None = self._slate.examine
 
-        self.single_action_space = spaces.Discrete(self.n_items)
+        self.single_action_space: spaces.Space = (
+            spaces.Discrete(self.n_items)
+            if self.slate_size == 1
+            else spaces.MultiDiscrete(np.full(self.slate_size, self.n_items, dtype=np.int64))
+        )
         self.action_space = batch_space(self.single_action_space, n)
         self.single_observation_space = sim.observation_space()
         self.observation_space = batch_space(self.single_observation_space, n)
@@ -142,6 +164,9 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         self._outcomes = (
             np.zeros((n, self.max_steps), np.int8) if render_mode == "rgb_array" else None
         )
+        # The last slate of each sub-env and its consumed ratings, for the text rendering.
+        self._last_slates = np.zeros((n, self.slate_size), dtype=np.int64)
+        self._last_ratings = np.zeros((n, self.slate_size), dtype=np.int64)
 
     # ----------------------------------------------------------------- gymnasium API
     def reset(
@@ -195,6 +220,9 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
                 self._reset_row(i, {"user": users[i], "prefix": prefixes[i]})
         self._prev_done[:] = False
         self._has_reset = True
+        if self.slate_size > 1:
+            zeros = np.zeros((n, self.slate_size), np.int64)
+            return self._obs(), self._slate_info(zeros, zeros.astype(bool), np.zeros(n, np.int64))
         return self._obs(), self._info(np.zeros(n, np.int64), np.zeros(n, bool))
 
     def step(
@@ -202,9 +230,12 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
     ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Recommend ``actions[i]`` to the user of sub-env ``i``.
 
-        :param actions: int ``(num_envs,)`` item indices in ``[0, n_items)``
+        :param actions: int ``(num_envs,)`` item indices in ``[0, n_items)``; with
+            ``slate_size=k > 1``, int ``(num_envs, k)`` slates
         :return: ``(observations, rewards float64, terminated, truncated, infos)``
         """
+        if self.slate_size > 1:
+            return self._step_slate(actions)
         a = np.asarray(actions)
         if a.shape != (self.num_envs,) or a.dtype.kind not in "iu":
             raise ValueError(
@@ -245,11 +276,13 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
     def action_masks(self) -> np.ndarray:
         """bool ``(num_envs, n_items)``: items not in each history and not recommended yet.
 
-        Exactly ``~unpack_bits(obs["excluded"], n_items)`` of the last observations.
+        Exactly ``~unpack_bits(obs["excluded"], n_items)`` of the last observations. With
+        ``slate_size=k > 1``, ``(num_envs, k * n_items)``: each row's mask once per position.
         """
         if not self._has_reset:
             raise ResetNeeded("Call reset() before action_masks()")
-        return np.unpackbits(self._state.excluded, axis=1, count=self.n_items, bitorder="little") == 0
+        mask = np.unpackbits(self._state.excluded, axis=1, count=self.n_items, bitorder="little") == 0
+        return mask if self.slate_size == 1 else np.tile(mask, (1, self.slate_size))
 
     def start_observations(
         self, users: np.ndarray, prefixes: np.ndarray | None = None
@@ -273,6 +306,16 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         if self._outcomes is not None:
             return tuple(
                 renderer.frame(state.history[i], self._outcomes[i], int(state.steps[i]))
+                for i in range(self.num_envs)
+            )
+        if self.slate_size > 1:
+            return tuple(
+                renderer.slate_text(
+                    int(state.user[i]), state.history[i],
+                    int(state.history_size[i]), int(state.steps[i]),
+                    self._last_slates[i].tolist() if state.steps[i] else [],
+                    self._last_ratings[i], int(state.n_liked_left[i]),
+                )  # fmt: skip
                 for i in range(self.num_envs)
             )
         return tuple(
@@ -369,6 +412,75 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         self._rngs = list(values)
 
     # ----------------------------------------------------------------- internals
+    def _step_slate(
+        self, actions: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        n, k = self.num_envs, self.slate_size
+        a = np.asarray(actions)
+        if a.shape != (n, k) or a.dtype.kind not in "iu":
+            raise ValueError(
+                f"actions must be an integer array of shape ({n}, {k}): one slate of {k} item "
+                f"indices in [0, {self.n_items - 1}] per sub-env, got shape {a.shape} and "
+                f"dtype {a.dtype}"
+            )
+        if a.dtype != np.int64:
+            a = a.astype(np.int64)
+        if np.count_nonzero(a.view(np.uint64) >= self._n_items_u64):
+            raise ValueError(
+                f"slate items must be item indices in [0, {self.n_items - 1}], "
+                f"got values from {a.min()} to {a.max()}"
+            )
+        if not self._has_reset:
+            raise ResetNeeded("Call reset() before step()")
+        done_before = self._prev_done
+        assert self._rngs is not None
+        # Sub-envs about to be reset draw nothing here, as a single env is reset, not stepped.
+        depth = self._slate.depth_batch(self._rngs, (~done_before).nonzero()[0])
+        reward, terminated, truncated, rating, invalid, n_examined = self.simulator.step_slate_batch(
+            self._state, a, depth, self._slate.stop_at_like
+        )
+        if np.count_nonzero(done_before):
+            for i in done_before.nonzero()[0].tolist():
+                self._reset_row(i, None)
+            reward[done_before] = 0.0
+            rating[done_before] = 0
+            invalid[done_before] = False
+            n_examined[done_before] = 0
+            terminated[done_before] = False
+            truncated[done_before] = False
+        self._prev_done = terminated | truncated
+        self._last_slates[:] = a
+        self._last_ratings[:] = rating
+        if self._outcomes is not None:
+            rows = (~done_before).nonzero()[0]
+            self._outcomes[rows, self._state.steps[rows] - 1] = slate_outcome(
+                rating[rows], self.like_threshold
+            )
+        return self._obs(), reward, terminated, truncated, self._slate_info(rating, invalid, n_examined)
+
+    def _slate_info(
+        self, rating: np.ndarray, invalid: np.ndarray, n_examined: np.ndarray
+    ) -> dict[str, Any]:
+        # The single env's slate keys, one row per sub-env, each with its all-True "_key" mask.
+        state = self._state
+        masks = np.ones((9, self.num_envs), dtype=bool)
+        info = {
+            "user": state.user.copy(), "_user": masks[0],
+            "prefix": state.prefix.copy(), "_prefix": masks[1],
+            "liked": rating >= self.like_threshold, "_liked": masks[2],
+            "invalid": invalid, "_invalid": masks[3],
+            "n_examined": n_examined, "_n_examined": masks[4],
+        }  # fmt: skip
+        if self.mode == "test":  # as the single env: nothing that depends on the targets
+            return info
+        info.update({
+            "consumed": rating > 0, "_consumed": masks[5],
+            "rating": rating, "_rating": masks[6],
+            "n_targets_left": state.n_targets_left.copy(), "_n_targets_left": masks[7],
+            "n_liked_left": state.n_liked_left.copy(), "_n_liked_left": masks[8],
+        })  # fmt: skip
+        return info
+
     def _per_env_option(self, value: Any, name: str) -> list[Any]:
         values = np.asarray(value)
         if values.shape != (self.num_envs,):

@@ -102,10 +102,12 @@ def test_evaluate_greedy_known_answer_masked_and_unmasked():
 
     masked = evaluate_greedy(lowest_index_first, env)
     # user 0: 1, 2 (two likes, done); user 1: 0, 1, 2, 4 (miss, miss, miss, like: done at step 4).
-    assert masked == {"mean_return": 1.5, "mean_length": 3.0, "mean_likes": 1.5, "n_episodes": 2}
+    assert masked == {"mean_return": 1.5, "mean_length": 3.0, "mean_likes": 1.5,
+                      "mean_liked_items": 1.5, "n_episodes": 2}
     # Unmasked, the deterministic argmax repeats item 0 until truncation.
     assert evaluate_greedy(lowest_index_first, env, masked=False) == {
-        "mean_return": 0.0, "mean_length": 4.0, "mean_likes": 0.0, "n_episodes": 2
+        "mean_return": 0.0, "mean_length": 4.0, "mean_likes": 0.0, "mean_liked_items": 0.0,
+        "n_episodes": 2,
     }
     with pytest.raises(ValueError, match=r"expected \(1, 6\)"):
         evaluate_greedy(lambda obs: np.zeros((1, 5)), env)
