@@ -16,12 +16,12 @@ from gymnasium.vector.utils import batch_space
 from recsim_env.dataset import Split
 from recsim_env.env import check_reset_options
 from recsim_env.rendering import OUTCOME_DISLIKED, OUTCOME_HIT, OUTCOME_MISS, SessionRenderer
-from recsim_env.simulator import BatchState, ReplaySimulator
+from recsim_env.simulator import make_simulator
 
 #: Attributes every sub-environment shares (``get_attr`` returns one copy per sub-env).
 SHARED_ATTRS: tuple[str, ...] = (
     "mode", "split", "users", "max_prefixes", "n_items", "history_len", "like_threshold",
-    "reward_map", "max_steps", "render_mode",
+    "reward_map", "max_steps", "render_mode", "user_model", "simulator",
 )  # fmt: skip
 #: Attributes with a value per sub-environment.
 PER_ENV_ATTRS: tuple[str, ...] = ("np_random", "action_space", "observation_space")
@@ -97,6 +97,8 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         max_steps: int = 50,
         render_mode: str | None = None,
         split_data: Split | None = None,
+        user_model: str = "replay",
+        user_model_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         integer = isinstance(num_envs, (int, np.integer)) and not isinstance(num_envs, bool)
         if not integer or num_envs < 1:
@@ -106,8 +108,8 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
                 f"render_mode must be None or one of {self.metadata['render_modes']}, "
                 f"got {render_mode!r}"
             )
-        self.simulator = sim = ReplaySimulator(
-            dataset=dataset, mode=mode, data_dir=data_dir, download=download, split=split,
+        self.simulator = sim = make_simulator(
+            user_model=user_model, user_model_kwargs=user_model_kwargs, dataset=dataset, mode=mode, data_dir=data_dir, download=download, split=split,
             train_ratio=train_ratio, split_seed=split_seed, history_len=history_len,
             like_threshold=like_threshold, reward_map=reward_map, max_steps=max_steps,
             split_data=split_data,
@@ -124,6 +126,7 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         self.like_threshold: int = sim.like_threshold
         self.reward_map: dict[int, float] = sim.reward_map
         self.max_steps: int = sim.max_steps
+        self.user_model: str = sim.user_model
 
         self.single_action_space = spaces.Discrete(self.n_items)
         self.action_space = batch_space(self.single_action_space, n)
@@ -131,7 +134,7 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         self.observation_space = batch_space(self.single_observation_space, n)
 
         # Per-sub-env episode state as 2-D arrays, updated in place by the simulator.
-        self._state = BatchState(n, self.n_items, self.history_len)
+        self._state = sim.new_batch(n)
         self._scratch = np.zeros(self.n_items, dtype=bool)
         self._n_items_u64 = np.uint64(self.n_items)
         self._prev_done = np.zeros(n, dtype=bool)
@@ -221,10 +224,12 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
             )
         if not self._has_reset:
             raise ResetNeeded("Call reset() before step()")
-        reward, terminated, truncated, rating, liked = self.simulator.step_batch(self._state, a)
-
         # NEXT_STEP autoreset: sub-envs that ended last step restart now; their action is void.
         done_before = self._prev_done
+        assert self._rngs is not None
+        reward, terminated, truncated, rating, liked = self.simulator.step_batch(
+            self._state, a, self._rngs, ~done_before
+        )
         if np.count_nonzero(done_before):
             for i in done_before.nonzero()[0].tolist():
                 self._reset_row(i, None)
@@ -400,20 +405,10 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         }
 
     def _info(self, rating: np.ndarray, liked: np.ndarray) -> dict[str, Any]:
-        # Every sub-env reports every key: all-True "_key" masks, one fresh row each.
-        state = self._state
-        masks = np.ones((6, self.num_envs), dtype=bool)
-        if self.mode == "test":  # as the single env: nothing that depends on the targets
-            return {
-                "user": state.user.copy(), "_user": masks[0],
-                "prefix": state.prefix.copy(), "_prefix": masks[1],
-                "liked": liked, "_liked": masks[3],
-            }  # fmt: skip
-        return {
-            "user": state.user.copy(), "_user": masks[0],
-            "prefix": state.prefix.copy(), "_prefix": masks[1],
-            "rating": rating, "_rating": masks[2],
-            "liked": liked, "_liked": masks[3],
-            "n_targets_left": state.n_targets_left.copy(), "_n_targets_left": masks[4],
-            "n_liked_left": state.n_liked_left.copy(), "_n_liked_left": masks[5],
-        }  # fmt: skip
+        # Every sub-env reports every key: all-True "_key" masks, one fresh row each, as
+        # SyncVectorEnv builds them.
+        info = self.simulator.batch_info(self._state, rating, liked)
+        masks = np.ones((len(info), self.num_envs), dtype=bool)
+        for row, key in zip(masks, list(info)):
+            info[f"_{key}"] = row
+        return info
