@@ -252,3 +252,13 @@ def test_bad_user_model_settings_are_clear_errors(synth: Split, kwargs: dict, ma
     with pytest.raises(ValueError, match=match):
         gym.make_vec("MovieLensRec-v0", num_envs=2, vectorization_mode="vector_entry_point",
                      split_data=synth, **kwargs)
+
+
+def test_user_model_env_passes_the_gymnasium_and_sb3_checkers(synth: Split) -> None:
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    for mode in ("train", "test"):
+        env = gym.make("MovieLensRec-v0", split_data=synth, mode=mode, user_model="ease")
+        check_env(env.unwrapped, skip_render_check=True)
+        sb3_check_env(env.unwrapped, warn=True)
