@@ -92,6 +92,7 @@ def greedy_return(
     vec_env: gym.vector.VectorEnv,
     users: np.ndarray | None = None,
     use_masks: bool = True,
+    seed: int | None = None,
 ) -> dict[str, float]:
     """Simulated return of the model's greedy policy: one episode per user, all users in batches.
 
@@ -105,7 +106,11 @@ def greedy_return(
     :param users: users to simulate (default: ``vec_env.unwrapped.users``, every user that can
         start an episode in this mode)
     :param use_masks: restrict the argmax to the allowed items
+    :param seed: seeds the env at the first reset (needed for a reproducible return under a
+        stochastic user model, ``user_model="ease"``); ``None`` leaves it
     :return: ``{"mean_return", "mean_length", "mean_likes", "n_episodes"}`` (likes = steps
         with a positive reward)
     """
-    return evaluate_greedy(lambda obs: score_observations(model, obs), vec_env, users, masked=use_masks)
+    return evaluate_greedy(
+        lambda obs: score_observations(model, obs), vec_env, users, masked=use_masks, seed=seed
+    )

@@ -163,6 +163,7 @@ def evaluate_greedy(
     env: Any,
     users: np.ndarray | None = None,
     masked: bool = True,
+    seed: int | None = None,
 ) -> dict[str, float]:
     """Simulated return of a greedy recommender: one episode per user, numpy only.
 
@@ -182,6 +183,9 @@ def evaluate_greedy(
         start an episode in the environment's mode)
     :param masked: restrict the argmax to the allowed items (default True); ``False`` takes
         the plain argmax, as an unmasked ``predict(deterministic=True)`` does
+    :param seed: seeds the environment's generators at the first reset (a vector env's
+        sub-env ``i`` with ``seed + i``), so that a stochastic user (``user_model="ease"``)
+        gives the same return on every call; ``None`` (default) leaves them as they are
     :return: ``{"mean_return", "mean_length", "mean_likes", "n_episodes"}``: per-user means of
         the episode return, its number of steps and of steps with a positive reward
     :raises ValueError: a score batch of the wrong shape, or NaN scores
@@ -198,10 +202,11 @@ def evaluate_greedy(
     for start in range(0, users.size, n):
         batch = users[start : start + n]
         real = batch.size
+        first_seed = seed if start == 0 else None
         if vector:  # pad the last batch by repeating users (not counted)
-            obs, _ = env.reset(options={"user": np.resize(batch, n)})
+            obs, _ = env.reset(seed=first_seed, options={"user": np.resize(batch, n)})
         else:
-            obs, _ = env.reset(options={"user": int(batch[0])})
+            obs, _ = env.reset(seed=first_seed, options={"user": int(batch[0])})
             obs = {k: v[None] for k, v in obs.items()}
         running = np.ones(n, dtype=bool)
         while running[:real].any():

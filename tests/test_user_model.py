@@ -262,3 +262,17 @@ def test_user_model_env_passes_the_gymnasium_and_sb3_checkers(synth: Split) -> N
         env = gym.make("MovieLensRec-v0", split_data=synth, mode=mode, user_model="ease")
         check_env(env.unwrapped, skip_render_check=True)
         sb3_check_env(env.unwrapped, warn=True)
+
+
+def test_evaluate_greedy_with_a_seed_is_reproducible_under_the_user_model(synth: Split) -> None:
+    from recsim_env import evaluate_greedy
+
+    popularity = np.bincount(synth.train_items, minlength=N_ITEMS).astype(float)
+    score = lambda obs: np.tile(popularity, (len(obs["user"]), 1))  # noqa: E731
+    vec = gym.make_vec("MovieLensRec-v0", num_envs=8, vectorization_mode="vector_entry_point",
+                       split_data=synth, mode="test", user_model="ease")
+    first = evaluate_greedy(score, vec, seed=0)
+    assert evaluate_greedy(score, vec, seed=0) == first
+    assert first["n_episodes"] == N_USERS and first["mean_likes"] > 0
+    others = [evaluate_greedy(score, vec, seed=s)["mean_return"] for s in (1, 2, 3)]
+    assert any(r != first["mean_return"] for r in others)  # the likes are random draws
