@@ -429,14 +429,23 @@ def _lsrwrl_returns(model: Any, config: Any) -> dict[str, float]:
 def _add_simulated_returns(run: Run, split: Split) -> bool:
     """Compute the simulated returns of a stored baseline run that predates them.
 
-    The model is refitted with its stored settings (deterministic for a seed), so its
-    ranking metrics are not recomputed. LSRWRL runs are left as they are (their model would
-    have to be reloaded from the run directory): their cells stay empty.
+    A baseline is refitted with its stored settings (deterministic for a seed), so its
+    ranking metrics are not recomputed. LSRWRL's trained model is loaded from its run
+    directory (``model.zip``); when that is gone its cells stay empty.
 
     :return: whether the run was changed
     """
-    if run.metrics is None or run.model == LSRWRL or all(k in run.metrics for k in SIM_METRICS):
+    if run.metrics is None or all(k in run.metrics for k in SIM_METRICS):
         return False
+    if run.model == LSRWRL:
+        run_dir = Path(str(run.params.get("run_dir", "")))
+        if not (run_dir / "model.zip").is_file():
+            return False
+        from experiments.evaluate import load_run
+
+        config, model = load_run(run_dir)
+        run.metrics.update(_lsrwrl_returns(model, config))
+        return True
     model = get_recommender_class(run.model)(**run.params).fit(split)
     run.metrics.update(simulated_returns(model.score_states, split))
     return True

@@ -32,8 +32,9 @@ METHODS: tuple[str, ...] = ("action_masks", "render", "start_observations")
 class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
     """``num_envs`` independent ``MovieLensRec-v0`` users, stepped in one batch of numpy operations.
 
-    Same rules, spaces and arguments as :class:`recsim_env.MovieLensRecEnv` (see its docstring),
-    plus ``num_envs``. Per-environment state lives in 2-D arrays (remaining-target ratings
+    Same rules, spaces and arguments as :class:`recsim_env.MovieLensRecEnv` (see its docstring,
+    ``user_model`` included), plus ``num_envs``; the rules are those of the shared simulator
+    (:mod:`recsim_env.simulator`). Per-environment state lives in 2-D arrays (remaining-target ratings
     ``(num_envs, n_items)`` int8, history tokens, packed liked bits, packed excluded bits =
     history or recommended), so a step costs a few dozen numpy calls whatever ``num_envs`` is.
 
@@ -41,11 +42,12 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
       terminates or truncates resets it and ignores its action: it returns the new user's start
       observation, reward 0, ``terminated = truncated = False`` and the reset's ``info``.
     * Seeding: each sub-env has its own generator. ``reset(seed=s)`` seeds sub-env ``i`` with
-      ``s + i`` (or ``seed[i]`` for a list), so it draws exactly the users and prefixes of a
-      single ``MovieLensRecEnv`` reset with ``seed=s + i`` given the same actions.
+      ``s + i`` (or ``seed[i]`` for a list), so it draws exactly the users and prefixes (and,
+      under ``user_model="ease"``, the likes) of a single ``MovieLensRecEnv`` reset with
+      ``seed=s + i`` given the same actions.
     * ``reset(options={"user": users[, "prefix": prefixes]})`` starts the given users (arrays of
       length ``num_envs``); later autoresets draw users at random again.
-    * ``info`` has the single environment's keys as arrays of length ``num_envs`` (train mode:
+    * ``info`` has the single environment's keys as arrays of length ``num_envs`` (replay, train mode:
       ``"user"``, ``"prefix"``, ``"rating"``, ``"liked"``, ``"n_targets_left"``,
       ``"n_liked_left"``; test mode: only ``"user"``, ``"prefix"``, ``"liked"``, nothing that
       depends on the targets), each with its all-True ``"_key"`` mask, as
