@@ -9,7 +9,7 @@ export MOVIELENS_DATA
 DATASET ?= ml-100k
 ARGS ?=
 
-.PHONY: install test train evaluate table sweep search bench bench-data bench-env bench-agent clean
+.PHONY: install test train evaluate table sweep search validity bench bench-data bench-env bench-agent clean
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,11 @@ sweep: install
 
 search: install
 	$(PY) -m experiments.search $(ARGS)
+
+# How well each simulator (replay, learned user model) reproduces held-out behaviour; reads the
+# simulated-return columns of results/table1_<dataset>.csv (make table) for the policy rankings.
+validity: install
+	$(PY) -m experiments.validity $(ARGS)
 
 bench: bench-data bench-env bench-agent
 

@@ -108,8 +108,9 @@ def greedy_return(
     :param users: users to simulate (default: ``vec_env.unwrapped.users``, every user that can
         start an episode in this mode)
     :param use_masks: restrict the argmax to the allowed items
-    :param seed: reset ``vec_env`` with this seed first (the cascade response's draws); default
-        None: leave its generators as they are
+    :param seed: reset ``vec_env`` with this seed first (the cascade response's draws, or a
+        stochastic user model's, ``user_model="ease"``); default None: leave its generators as
+        they are
     :return: ``{"mean_return", "mean_length", "mean_likes", "mean_liked_items",
         "n_episodes"}`` (likes = steps with a positive reward; liked items: a slate can hold
         several)

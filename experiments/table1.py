@@ -21,6 +21,14 @@ values, failures), ``.csv`` (one row per model), ``_runs.json`` (every model x s
 ``_p10_r10.png`` (bar chart of precision@10 and recall@10 with std error bars over seeds).
 A model that raises is reported as failed with its error; the others still run.
 
+Every model also acts as a policy (``Recommender.score_states``; LSRWRL through
+:func:`agents.scoring.greedy_return`): its **simulated return** is the mean return of its masked
+greedy policy, one test-mode episode per user, in ``MovieLensRec-v0`` with the replay user
+(``sim_return_replay``) and with the learned user model (``user_model="ease"``,
+``sim_return_ease``, seed 0), so RL and supervised models are also compared on the quantity RL
+optimises. A stored run without these figures (written before they existed) gets them computed
+(the model is refitted with its stored settings) and its file rewritten, same key.
+
 Resumable: every finished (dataset, model, seed) run is written at once, atomically, to
 ``<out>/table1_runs/<dataset>/<model>-seed<seed>-<key>.json``, where ``<key>`` hashes the run's
 full configuration (split, tuning grid and metric, fixed settings; for LSRWRL the whole
@@ -76,6 +84,10 @@ LABELS: dict[str, str] = {
 }  # fmt: skip
 METRICS: tuple[str, ...] = ("precision@10", "recall@10", "ndcg@10", "hit_rate@10")
 SHORT = {"precision@10": "P@10", "recall@10": "R@10", "ndcg@10": "NDCG@10", "hit_rate@10": "HR@10"}
+#: Simulated returns of each model's greedy policy, by simulator (``user_model``).
+SIM_METRICS: dict[str, str] = {"sim_return_replay": "replay", "sim_return_ease": "ease"}
+#: Seed of the simulations (the learned user model draws its likes from it).
+SIM_SEED = 0
 LSRWRL = "lsrwrl"
 #: LSRWRL overrides of ``--quick`` (a smoke-test budget, not a result).
 QUICK_LSRWRL: dict[str, Any] = dict(
@@ -306,6 +318,43 @@ class RunStore:
         return atomic_write_text(self.tuning_path(name, key), text)
 
 
+def simulated_returns(
+    obs_score_fn: Callable[[dict[str, np.ndarray]], np.ndarray],
+    split: Split,
+    history_len: int = 20,
+    like_threshold: int = 4,
+    max_steps: int = 50,
+    num_envs: int = 64,
+) -> dict[str, float]:
+    """Mean return of a greedy policy in each simulator, one test-mode episode per user.
+
+    :param obs_score_fn: item scores of a batch of observations (``Recommender.score_states``)
+    :param split: the split (test mode starts from each user's whole train history)
+    :param history_len: observation history length (a model's own, for LSRWRL)
+    :param like_threshold: smallest liked rating
+    :param max_steps: episode length before truncation
+    :param num_envs: users simulated together
+    :return: ``{"sim_return_replay", "sim_likes_replay", "sim_return_ease", "sim_likes_ease"}``
+    """
+    import gymnasium as gym
+
+    import recsim_env  # noqa: F401  (registers the id)
+    from recsim_env.evaluation import evaluate_greedy
+
+    out: dict[str, float] = {}
+    for key, user_model in SIM_METRICS.items():
+        vec = gym.make_vec(
+            "MovieLensRec-v0", num_envs=num_envs, vectorization_mode="vector_entry_point",
+            mode="test", split_data=split, history_len=history_len,
+            like_threshold=like_threshold, max_steps=max_steps, user_model=user_model,
+        )  # fmt: skip
+        result = evaluate_greedy(obs_score_fn, vec, seed=SIM_SEED)
+        vec.close()
+        out[key] = result["mean_return"]
+        out[key.replace("return", "likes")] = result["mean_likes"]
+    return out
+
+
 def run_baseline(name: str, split: Split, seed: int, opts: TableOptions, store: RunStore, force: bool = False) -> Run:
     """Tune (or reuse the stored tuning of) a baseline on the validation slice, refit, evaluate.
 
@@ -335,6 +384,7 @@ def run_baseline(name: str, split: Split, seed: int, opts: TableOptions, store: 
         run.fit_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
         run.metrics = evaluate_ranking(model.score, split)
+        run.metrics.update(simulated_returns(model.score_states, split))
         run.eval_seconds = time.perf_counter() - t0
     except Exception as exc:  # reported in the table; the other models still run
         run.error = _error_text(exc)
@@ -361,6 +411,7 @@ def run_lsrwrl(dataset: str, seed: int, opts: TableOptions, out: Path) -> Run:
         run.fit_seconds = time.perf_counter() - t0
         run.metrics = {k: float(result.metrics[k]) for k in METRICS}
         run.metrics["n_users"] = int(result.metrics.get("n_users", 0))
+        run.metrics.update(_lsrwrl_returns(result.model, config))
         training = {k: v for k, v in (result.training or {}).items() if isinstance(v, (int, float, str))}
         quick = QUICK_LSRWRL if opts.quick else {}
         run.tuned = {"preset": opts.lsrwrl_preset, **quick, **opts.lsrwrl_overrides}
@@ -369,6 +420,43 @@ def run_lsrwrl(dataset: str, seed: int, opts: TableOptions, out: Path) -> Run:
         run.error = _error_text(exc)
         traceback.print_exc(file=sys.stderr)
     return run
+
+
+def _lsrwrl_returns(model: Any, config: Any) -> dict[str, float]:
+    """:func:`simulated_returns` of a trained LSRWRL model, on its own split and observation settings."""
+    from agents.scoring import score_observations
+    from experiments.train import load_split
+
+    return simulated_returns(
+        lambda obs: score_observations(model, obs), load_split(config),
+        history_len=config.history_len, like_threshold=config.like_threshold,
+        max_steps=config.max_steps,
+    )  # fmt: skip
+
+
+def _add_simulated_returns(run: Run, split: Split) -> bool:
+    """Compute the simulated returns of a stored baseline run that predates them.
+
+    A baseline is refitted with its stored settings (deterministic for a seed), so its
+    ranking metrics are not recomputed. LSRWRL's trained model is loaded from its run
+    directory (``model.zip``); when that is gone its cells stay empty.
+
+    :return: whether the run was changed
+    """
+    if run.metrics is None or all(k in run.metrics for k in SIM_METRICS):
+        return False
+    if run.model == LSRWRL:
+        run_dir = Path(str(run.params.get("run_dir", "")))
+        if not (run_dir / "model.zip").is_file():
+            return False
+        from experiments.evaluate import load_run
+
+        config, model = load_run(run_dir)
+        run.metrics.update(_lsrwrl_returns(model, config))
+        return True
+    model = get_recommender_class(run.model)(**run.params).fit(split)
+    run.metrics.update(simulated_returns(model.score_states, split))
+    return True
 
 
 def run_one(data: MovieLensData, split: Split, name: str, seed: int, opts: TableOptions, out: Path,
@@ -389,6 +477,9 @@ def run_one(data: MovieLensData, split: Split, name: str, seed: int, opts: Table
     key = run_key(name, data, seed, opts, out)
     stored = None if force else store.load_run(name, seed, key)
     if stored is not None:
+        if _add_simulated_returns(stored, split):
+            store.save_run(stored, key)
+            return stored, True
         return stored, False
     if name == LSRWRL:
         run = run_lsrwrl(data.name, seed, opts, out)
@@ -427,10 +518,11 @@ def summarize(runs: list[Run], dataset: str, opts: TableOptions) -> list[dict[st
             "status": "ok" if len(ok) == len(mine) else ("failed" if not ok else "partial"),
             "seeds_ok": f"{len(ok)}/{len(mine)}",
         }
-        for metric in METRICS:
-            values = np.array([r.metrics[metric] for r in ok], dtype=float)
+        for metric in (*METRICS, *SIM_METRICS):
+            # Simulated returns may be missing from a stored run (e.g. an LSRWRL run from before them).
+            values = np.array([r.metrics[metric] for r in ok if metric in r.metrics], dtype=float)
             row[f"{metric}_mean"] = float(values.mean()) if len(values) else math.nan
-            row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else (0.0 if ok else math.nan)
+            row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else (0.0 if len(values) else math.nan)
         row["paper_precision@10"], row["paper_recall@10"] = paper
         per_seed = [r.fit_seconds + r.eval_seconds for r in mine]
         row["tune_seconds"] = float(sum(r.tune_seconds for r in mine))
@@ -447,11 +539,11 @@ def summarize(runs: list[Run], dataset: str, opts: TableOptions) -> list[dict[st
     return rows
 
 
-def _cell(row: dict[str, Any], metric: str) -> str:
+def _cell(row: dict[str, Any], metric: str, digits: int = 4) -> str:
     mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
     if math.isnan(mean):
         return "–"
-    return f"{mean:.4f}" if row["seeds_ok"].startswith("1/") else f"{mean:.4f} ± {std:.4f}"
+    return f"{mean:.{digits}f}" if row["seeds_ok"].startswith("1/") else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def _paper(value: float) -> str:
@@ -503,14 +595,20 @@ def render_markdown(rows: list[dict[str, Any]], data: MovieLensData, opts: Table
         f"- Command: `{reproduce_command(data.name, opts)}` (re-reads finished runs from "
         f"`table1_runs/{data.name}/`).",
         "",
+        "- Simulated return: mean return of the model's masked greedy policy (it recommends its "
+        "top-scored allowed item in the current state), one test-mode episode per user, max 50 steps, "
+        "reward rating/5 on a like; *replay* = the logged test items are the only likes (users with "
+        f"a liked test item); *user model* = `user_model=\"ease\"` (every user, seed {SIM_SEED}).",
+        "",
         "| Model | P@10 | paper P@10 | R@10 | paper R@10 | NDCG@10 | HR@10 "
-        "| tune s | fit+eval s / seed | seeds ok |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| return, replay | return, user model | tune s | fit+eval s / seed | seeds ok |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         p10 = "**failed**" if r["status"] == "failed" else _cell(r, "precision@10")
         cells = [p10, _paper(r["paper_precision@10"]), _cell(r, "recall@10"), _paper(r["paper_recall@10"]),
-                 _cell(r, "ndcg@10"), _cell(r, "hit_rate@10"), f"{r['tune_seconds']:.1f}",
+                 _cell(r, "ndcg@10"), _cell(r, "hit_rate@10"),
+                 *(_cell(r, metric, 3) for metric in SIM_METRICS), f"{r['tune_seconds']:.1f}",
                  f"{r['fit_eval_seconds_per_seed']:.1f}", r["seeds_ok"]]  # fmt: skip
         lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
     total = sum(r["total_seconds"] for r in rows)

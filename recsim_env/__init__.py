@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from recsim_env.evaluation import evaluate_greedy, evaluate_ranking
     from recsim_env.movielens import load_movielens
     from recsim_env.policies import TopKPolicy
-    from recsim_env.simulator import ReplaySimulator
+    from recsim_env.simulator import ModelSimulator, ReplaySimulator, UserSimulator, make_simulator
     from recsim_env.splits import holdout_last, split_ratings
     from recsim_env.vector_env import MovieLensRecVectorEnv
 
@@ -31,6 +31,9 @@ _EXPORTS: dict[str, str] = {
     "unpack_bits": "recsim_env.env",
     "MovieLensRecVectorEnv": "recsim_env.vector_env",
     "ReplaySimulator": "recsim_env.simulator",
+    "ModelSimulator": "recsim_env.simulator",
+    "UserSimulator": "recsim_env.simulator",
+    "make_simulator": "recsim_env.simulator",
     "DATASETS": "recsim_env.dataset",
     "MovieLensData": "recsim_env.dataset",
     "Split": "recsim_env.dataset",

@@ -33,6 +33,7 @@ from recsim_env.simulator import (
     ReplaySimulator,
     SlateResponse,
     default_reward_map,
+    make_simulator,
 )
 
 __all__ = [
@@ -241,6 +242,38 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
 
     ```
 
+    ## User model
+
+    Everything above describes the default ``user_model="replay"``, which is exactly the
+    paper's replay (pinned bit for bit by ``tests/test_replay_pinned.py``). A replayed user
+    likes only items in their remaining log; every item they never rated counts as disliked,
+    although most were simply never shown to them. ``user_model="ease"`` replaces the replayed
+    user by a learned one (:class:`recsim_env.simulator.ModelSimulator`, fitted by
+    :mod:`recsim_env.user_model` on the train part of the split only, deterministically, and
+    cached in ``<cache>/user_models/``), behind the same spaces and ``action_masks()``:
+
+    * any user with a train rating can start (``env.unwrapped.users`` = all of them); train
+      mode draws the prefix uniformly in ``[1, n_train]``, test mode starts from the whole
+      train history;
+    * the recommended item ``a`` is liked with probability ``P(like | state, a)`` (two EASE
+      item-item models of the consumed and the liked items, through a logistic link calibrated
+      on held-out likes), drawn from ``self.np_random``; an item in ``"excluded"`` (consumed
+      or already recommended) is never liked. No logged item keeps its logged rating, so the
+      episode depends on the train part only;
+    * a like is rated 5 (with the model's 5-star probability) or 4, earns ``reward_map[rating]``
+      and joins the history and the liked set as in replay; a miss earns 0 and changes
+      nothing but ``"excluded"``;
+    * after ``k`` consecutive misses the user leaves with probability
+      ``min(1, leave_rate * k)`` (``terminated``); truncated after ``max_steps``;
+    * ``action_masks()`` means the same as in replay: items not consumed and not yet
+      recommended; a masked item would be a sure miss.
+    * ``info`` holds ``"user"``, ``"prefix"``, ``"rating"`` (4 or 5 on a like, else 0),
+      ``"liked"``, ``"like_probability"`` (of the recommended item) and ``"misses"``
+      (consecutive misses so far), in both modes: none of it depends on the test part.
+
+    ``user_model_kwargs`` sets ``l2`` (EASE regularisation, default per dataset) and
+    ``leave_rate`` (default 0.02); anything else is a ``ValueError``.
+
     ## Arguments
 
     ```python
@@ -274,6 +307,8 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
     | `slate_size`     | **int**             | `1`           | items per step, `1..n_items`; `1` = `Discrete` actions, else `MultiDiscrete` |
     | `response`       | **str**             | `"independent"` | slate response model: `"independent"` or `"cascade"` (see *Slates*)      |
     | `examine`        | **float**           | `None`        | cascade only: probability in [0, 1] of examining the next position (default 0.8) |
+    | `user_model`     | **str**             | `"replay"`    | the simulated user: `"replay"` (the logs) or `"ease"` (learned, see above)  |
+    | `user_model_kwargs` | **Mapping**      | `None`        | settings of a learned user model: `l2`, `leave_rate`                       |
 
     ``reset(options=...)`` accepts the keys ``"user"`` and ``"prefix"`` only; any other key, or
     a user index outside ``[0, n_users)``, is a ``ValueError``.
@@ -329,14 +364,17 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         slate_size: int = 1,
         response: str = "independent",
         examine: float | None = None,
+        user_model: str = "replay",
+        user_model_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"render_mode must be None or one of {self.metadata['render_modes']}, "
                 f"got {render_mode!r}"
             )
-        self.simulator = sim = ReplaySimulator(
-            dataset=dataset, mode=mode, data_dir=data_dir, download=download, split=split,
+        self.simulator = sim = make_simulator(
+            user_model=user_model, user_model_kwargs=user_model_kwargs, dataset=dataset, mode=mode,
+            data_dir=data_dir, download=download, split=split,
             train_ratio=train_ratio, split_seed=split_seed, history_len=history_len,
             like_threshold=like_threshold, reward_map=reward_map, max_steps=max_steps,
             split_data=split_data,
@@ -356,6 +394,12 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         self.slate_size: int = self._slate.slate_size
         self.response: str = self._slate.response
         self.examine: float | None = self._slate.examine
+        self.user_model: str = sim.user_model
+        if self.slate_size > 1 and not isinstance(sim, ReplaySimulator):
+            raise ValueError(
+                f"slate_size={self.slate_size} needs user_model='replay' (the slate responses are "
+                f"defined for the replayed user); user_model={self.user_model!r} takes one item per step"
+            )
 
         self.action_space: spaces.Space = (
             spaces.Discrete(self.n_items)
@@ -365,7 +409,7 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         self.observation_space = sim.observation_space()
 
         # Episode state, preallocated once and updated in place by the simulator.
-        self._state = EpisodeState(self.n_items, self.history_len)
+        self._state = sim.new_state()
         self._scratch = np.zeros(self.n_items, dtype=bool)
         self._next_user = 0
         self._renderer = SessionRenderer(sim) if render_mode is not None else None
@@ -436,7 +480,9 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         state = self._state
         if state.user < 0:
             raise ResetNeeded("Call reset() before step(): the episode has no user yet")
-        reward, terminated, truncated, rating, liked = self.simulator.step(state, action)
+        reward, terminated, truncated, rating, liked = self.simulator.step(
+            state, action, self.np_random
+        )
         if self._outcomes is not None and state.steps <= self.max_steps:
             outcome = OUTCOME_HIT if liked else OUTCOME_DISLIKED if rating else OUTCOME_MISS
             self._outcomes[state.steps - 1] = outcome
@@ -594,14 +640,4 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         }
 
     def _info(self, rating: int, liked: bool) -> dict[str, Any]:
-        state = self._state
-        if self.mode == "test":  # only what the observation shows too: the targets are the answer
-            return {"user": state.user, "prefix": state.prefix, "liked": liked}
-        return {
-            "user": state.user,
-            "prefix": state.prefix,
-            "rating": rating,
-            "liked": liked,
-            "n_targets_left": state.n_targets_left,
-            "n_liked_left": state.n_liked_left,
-        }
+        return self.simulator.info(self._state, rating, liked)

@@ -219,8 +219,8 @@ def evaluate_greedy(
         every step). The scores then ignore what happens within the episode (the history grows
         on each like); the mask still removes what was recommended
     :param seed: reset the environment once with this seed before the first episode (default
-        None: leave its generators as they are); what the ``"cascade"`` response draws
-        depends on it
+        None: leave its generators as they are); what the ``"cascade"`` response and a
+        stochastic user model (``user_model="ease"``) draw depends on it
     :return: ``{"mean_return", "mean_length", "mean_likes", "mean_liked_items",
         "n_episodes"}``: per-user means of the episode return, its number of steps, of steps
         with a positive reward and of liked items (``info["liked"]``; a slate can hold several)

@@ -197,6 +197,7 @@ class SessionRenderer:
         self.titles = data.item_titles
         self.item_genres = data.item_genres
         self.user_raw_ids = data.user_raw_ids
+        self.replay = simulator.user_model == "replay"
         self._item_colours: np.ndarray | None = None  # built on the first rgb_array frame
 
     def describe_user(self, user: int) -> str:
@@ -220,7 +221,12 @@ class SessionRenderer:
         rating: int,
         n_liked_left: int,
     ) -> str:
-        """The ``"ansi"`` rendering: the user, the recent history and the last recommendation."""
+        """The ``"ansi"`` rendering: the user, the recent history and the last recommendation.
+
+        ``n_liked_left`` is the replay user's number of liked targets left (not shown for a
+        learned user model, which has no targets).
+        """
+        left = f"; {n_liked_left} liked targets left" if self.replay else ""
         recent = [int(t) - 1 for t in history[-5:] if t > 0]
         titles = " | ".join(str(self.titles[i]) for i in recent) or "(empty)"
         lines = [
@@ -228,11 +234,11 @@ class SessionRenderer:
             f"history ({len(recent)} most recent of {history_size}, oldest first): {titles}",
         ]
         if action < 0:
-            lines.append(f"step {steps}: no recommendation yet; {n_liked_left} liked targets left")
+            lines.append(f"step {steps}: no recommendation yet{left}")
         else:
             lines.append(
                 f'step {steps}: recommended item {action} "{self.titles[action]}" -> '
-                f"{self._outcome(rating)}; {n_liked_left} liked targets left"
+                f"{self._outcome(rating)}{left}"
             )
         return "\n".join(lines) + "\n"
 
@@ -271,7 +277,7 @@ class SessionRenderer:
             return f"LIKED (rating {rating}, reward {self.reward_list[rating]:g})"
         if rating > 0:
             return f"watched, not liked (rating {rating}, reward {self.reward_list[rating]:g})"
-        return "not a target (reward 0)"
+        return "not a target (reward 0)" if self.replay else "not liked (reward 0)"
 
     def frame(self, history: np.ndarray, outcomes: np.ndarray, steps: int) -> np.ndarray:
         """The ``rgb_array`` frame of one session (layout in the module docstring)."""

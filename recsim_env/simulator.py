@@ -5,9 +5,12 @@ states or outcomes uses them: the single environment (:mod:`recsim_env.env`, the
 face), the native vector environment (:mod:`recsim_env.vector_env`), the agents' scoring
 (``agents.scoring``) and the logged-data sampler (``agents.next_item``).
 
-:class:`ReplaySimulator` is the replay user of the LSRWRL paper: an episode replays one real
-user, and a recommended item is liked only when it is one of the user's remaining logged
-target items rated ``>= like_threshold``.
+:class:`ReplaySimulator` (``user_model="replay"``, the default) is the replay user of the LSRWRL
+paper: an episode replays one real user, and a recommended item is liked only when it is one of
+the user's remaining logged target items rated ``>= like_threshold``. :class:`ModelSimulator`
+(``user_model="ease"``) is a learned user (:mod:`recsim_env.user_model`) who may like any item;
+its rules are in its docstring. :class:`UserSimulator` holds what both share, and
+:func:`make_simulator` picks one. The replay rules:
 
 * **Start states** (:meth:`ReplaySimulator.draw_start`, :meth:`ReplaySimulator.check_start`):
   train mode draws a user and a prefix of their train sequence (history = the prefix, targets
@@ -164,10 +167,11 @@ class EpisodeState:
 
     __slots__ = (
         "user", "prefix", "history", "excluded", "liked", "targets", "user_obs", "history_size",
-        "steps", "n_targets_left", "n_liked_left", "last_action", "last_rating",
+        "steps", "n_targets_left", "n_liked_left", "last_action", "last_rating", "score",
+        "score_like", "misses", "like_probability",
     )  # fmt: skip
 
-    def __init__(self, n_items: int, history_len: int) -> None:
+    def __init__(self, n_items: int, history_len: int, model: bool = False) -> None:
         n_bytes = (n_items + 7) // 8
         self.user = -1  # -1: not reset yet
         self.prefix = 0
@@ -184,6 +188,12 @@ class EpisodeState:
         self.n_liked_left = 0
         self.last_action = -1
         self.last_rating = 0
+        # Learned user model only: the state scores s and s_L of every item, and the run of
+        # consecutive misses (see recsim_env.user_model).
+        self.score = np.zeros(n_items, dtype=np.float32) if model else None
+        self.score_like = np.zeros(n_items, dtype=np.float32) if model else None
+        self.misses = 0
+        self.like_probability = 0.0
 
 
 class BatchState:
@@ -192,9 +202,10 @@ class BatchState:
     :param num_envs: number of users stepped together
     :param n_items: number of items
     :param history_len: length of the ``"history"`` observation
+    :param model: also allocate the learned user model's per-item state scores
     """
 
-    def __init__(self, num_envs: int, n_items: int, history_len: int) -> None:
+    def __init__(self, num_envs: int, n_items: int, history_len: int, model: bool = False) -> None:
         n, m = num_envs, n_items
         n_bytes = (n_items + 7) // 8
         self.rows = np.arange(n)
@@ -219,6 +230,10 @@ class BatchState:
         self.targets_flat = self.targets.reshape(-1)
         self.excluded_flat = self.excluded.reshape(-1)
         self.liked_flat = self.liked.reshape(-1)
+        self.score = np.zeros((n, m), dtype=np.float32) if model else None
+        self.score_like = np.zeros((n, m), dtype=np.float32) if model else None
+        self.misses = np.zeros(n, dtype=np.int64)
+        self.like_probability = np.zeros(n, dtype=np.float64)
 
     def row(self, i: int) -> EpisodeState:
         """Sub-env ``i`` as an :class:`EpisodeState` whose arrays are views of this batch's rows.
@@ -228,6 +243,8 @@ class BatchState:
         view = EpisodeState.__new__(EpisodeState)
         view.history, view.excluded = self.history[i], self.excluded[i]
         view.liked, view.targets, view.user_obs = self.liked[i], self.targets[i], self.user_obs[i]
+        view.score = None if self.score is None else self.score[i]
+        view.score_like = None if self.score_like is None else self.score_like[i]
         return view
 
 
@@ -309,13 +326,15 @@ class SlateResponse:
         return depth
 
 
-class ReplaySimulator:
-    """The replay user of ``MovieLensRec-v0`` (rules in the module docstring).
+class UserSimulator:
+    """What every simulated user shares: settings, the split, start states and observations.
 
-    Per-user arrays are precomputed once from the split, so that starting and stepping an
-    episode costs a few numpy calls.
+    Subclasses (:class:`ReplaySimulator`, :class:`ModelSimulator`) decide which users can
+    start, and the like, reward, transition and episode-end rules (:meth:`reset`,
+    :meth:`step`, :meth:`step_batch`).
 
-    :param mode: ``"train"`` (replay the train split) or ``"test"`` (targets = test items)
+    :param mode: ``"train"`` (start from a prefix of a train sequence) or ``"test"`` (start from
+        the whole train history)
     :param split_data: the split (:func:`recsim_env.split_ratings`); ``None`` loads
         ``dataset`` with :func:`load_split`
     :param dataset: dataset name, used only when ``split_data`` is ``None``
@@ -326,9 +345,13 @@ class ReplaySimulator:
     :param split_seed: seed of the random split, used only when ``split_data`` is ``None``
     :param history_len: length of the ``"history"`` observation (default 20)
     :param like_threshold: smallest rating (1..5) that counts as a like (default 4)
-    :param reward_map: rating -> reward of a consumed target (default :func:`default_reward_map`)
+    :param reward_map: rating -> reward of a liked (or, in replay, consumed) item (default
+        :func:`default_reward_map`)
     :param max_steps: recommendations per episode before truncation (default 50)
     """
+
+    #: The ``user_model`` name of the simulator.
+    user_model: str = ""
 
     def __init__(
         self,
@@ -357,7 +380,7 @@ class ReplaySimulator:
         self.reward_table = reward_table(reward_map, self.like_threshold)
         self.reward_list: list[float] = self.reward_table.tolist()
         self.reward_map: dict[int, float] = {r: self.reward_list[r] for r in RATINGS}
-        #: bool ``(6,)``: whether a consumed target of each rating is a like (index 0: no target).
+        #: bool ``(6,)``: whether an item rated 0..5 is a like (index 0: no rating).
         self.like_table = np.arange(len(self.reward_table)) >= self.like_threshold
 
         if split_data is None:
@@ -376,22 +399,22 @@ class ReplaySimulator:
         self.n_bytes = (self.n_items + 7) // 8
         self.user_features = np.ascontiguousarray(data.user_features, dtype=np.int32)
 
-        thr = self.like_threshold
         train_indptr = np.asarray(split_data.train_indptr, dtype=np.int64)
-        test_indptr = np.asarray(split_data.test_indptr, dtype=np.int64)
         train_items = np.asarray(split_data.train_items, dtype=np.intp)
-        test_items = np.asarray(split_data.test_items, dtype=np.intp)
         train_ratings = np.asarray(split_data.train_ratings, dtype=np.int8)
-        test_ratings = np.asarray(split_data.test_ratings, dtype=np.int8)
         self._check_split(
-            train_indptr, train_items, train_ratings, test_indptr, test_items, test_ratings
-        )
-        train_liked = train_ratings >= thr
-        test_liked = test_ratings >= thr
+            train_indptr, train_items, train_ratings,
+            np.asarray(split_data.test_indptr, dtype=np.int64),
+            np.asarray(split_data.test_items, dtype=np.intp),
+            np.asarray(split_data.test_ratings, dtype=np.int8),
+        )  # fmt: skip
+        train_liked = train_ratings >= self.like_threshold
         n_train = np.diff(train_indptr)
+        self.train_indptr = train_indptr
 
         # Histories always come from the train part.
         self.hist_items = train_items
+        self.hist_ratings = train_ratings
         self.hist_liked = train_liked
         self.hist_lo: list[int] = train_indptr[:-1].tolist()
         self.n_train = n_train
@@ -406,36 +429,18 @@ class ReplaySimulator:
         # The liked train items in order, so a prefix's liked set is one slice.
         self.liked_items = train_items[train_liked]
         self.liked_cum: list[int] = np.concatenate(([0], np.cumsum(train_liked))).tolist()
-        if mode == "train":
-            # Largest prefix that still leaves a liked target: the last liked position >= 1.
-            user_of = np.repeat(np.arange(self.n_users), n_train)
-            position = np.arange(train_items.size) - train_indptr[:-1][user_of]
-            candidates = np.append(np.where(train_liked & (position >= 1), position, 0), 0)
-            # The appended 0 keeps reduceat in range; empty segments are zeroed after.
-            last_liked = np.maximum.reduceat(candidates, train_indptr[:-1]) * (n_train > 0)
-            self.max_prefix = last_liked
-            self.eligible = last_liked >= 1
-            self.tgt_items, self.tgt_ratings, tgt_liked = train_items, train_ratings, train_liked
-            self.tgt_lo = self.hist_lo
-            self.tgt_hi: list[int] = train_indptr[1:].tolist()
-            why = "a train sequence of >= 2 items with a liked item after the first"
-        else:
-            test_user_of = np.repeat(np.arange(self.n_users), np.diff(test_indptr))
-            n_liked_test = np.bincount(test_user_of, weights=test_liked, minlength=self.n_users)
-            self.max_prefix = n_train
-            self.eligible = n_liked_test >= 1
-            self.tgt_items, self.tgt_ratings, tgt_liked = test_items, test_ratings, test_liked
-            self.tgt_lo = test_indptr[:-1].tolist()
-            self.tgt_hi = test_indptr[1:].tolist()
-            why = f"at least one test rating >= like_threshold={thr}"
-        self.tgt_liked_cum: list[int] = np.concatenate(([0], np.cumsum(tgt_liked))).tolist()
-        self.max_prefix_list: list[int] = self.max_prefix.tolist()
+
+    def _set_starts(self, max_prefix: np.ndarray, eligible: np.ndarray, why: str) -> None:
+        """Record each user's largest start prefix and who can start (subclasses call it)."""
+        self.max_prefix = max_prefix
+        self.eligible = eligible
+        self.max_prefix_list: list[int] = max_prefix.tolist()
         #: int64 ``(n_eligible,)``, read-only: the users that can start an episode in this mode.
-        self.users = np.flatnonzero(self.eligible).astype(np.int64)
+        self.users = np.flatnonzero(eligible).astype(np.int64)
         self.users.setflags(write=False)
         self.users_list: list[int] = self.users.tolist()
         if self.users.size == 0:
-            raise ValueError(f"no user can start an episode in {mode} mode: it needs {why}")
+            raise ValueError(f"no user can start an episode in {self.mode} mode: it needs {why}")
         self.eligible_reason = why
 
     def _check_split(
@@ -517,17 +522,16 @@ class ReplaySimulator:
         prefix = check_int('options["prefix"]', prefix, 1, hi)
         return user, prefix
 
-    def reset(self, state: EpisodeState, user: int, prefix: int, scratch: np.ndarray) -> None:
-        """Write user ``user``'s start state (first ``prefix`` train items) into ``state``.
+    def new_state(self) -> EpisodeState:
+        """A preallocated :class:`EpisodeState` for this simulator."""
+        return EpisodeState(self.n_items, self.history_len)
 
-        ``excluded`` gets the whole history (at a start state nothing has been recommended
-        yet); ``targets`` the rating of each target item (0 elsewhere).
+    def new_batch(self, num_envs: int) -> BatchState:
+        """A preallocated :class:`BatchState` of ``num_envs`` rows for this simulator."""
+        return BatchState(num_envs, self.n_items, self.history_len)
 
-        :param state: the episode state to overwrite (arrays written in place)
-        :param user: user index
-        :param prefix: number of train items in the start history
-        :param scratch: bool ``(n_items,)`` work array
-        """
+    def _write_history(self, state: EpisodeState, user: int, prefix: int, scratch: np.ndarray) -> None:
+        """The parts of a start state every simulator shares: history, liked, excluded, counters."""
         lo = self.hist_lo[user]
         hi = lo + prefix
         p_lo = self.pad_lo[user] + prefix
@@ -538,15 +542,6 @@ class ReplaySimulator:
         scratch.fill(False)
         scratch[self.liked_items[self.liked_cum[lo] : self.liked_cum[hi]]] = True
         state.liked[:] = np.packbits(scratch, bitorder="little")
-        targets = state.targets
-        targets.fill(0)
-        if self.mode == "train":
-            t_lo, t_hi = hi, self.tgt_hi[user]
-        else:
-            t_lo, t_hi = self.tgt_lo[user], self.tgt_hi[user]
-        targets[self.tgt_items[t_lo:t_hi]] = self.tgt_ratings[t_lo:t_hi]
-        state.n_targets_left = t_hi - t_lo
-        state.n_liked_left = self.tgt_liked_cum[t_hi] - self.tgt_liked_cum[t_lo]
         state.user_obs[:] = self.user_features[user]
         state.user = user
         state.prefix = prefix
@@ -554,21 +549,222 @@ class ReplaySimulator:
         state.steps = 0
         state.last_action = -1
         state.last_rating = 0
+        state.misses = 0
+        state.like_probability = 0.0
+
+    def reset(self, state: EpisodeState, user: int, prefix: int, scratch: np.ndarray) -> None:
+        """Write user ``user``'s start state (first ``prefix`` train items) into ``state``.
+
+        :param state: the episode state to overwrite (arrays written in place)
+        :param user: user index
+        :param prefix: number of train items in the start history
+        :param scratch: bool ``(n_items,)`` work array
+        """
+        raise NotImplementedError
 
     def reset_row(self, batch: BatchState, i: int, user: int, prefix: int, scratch: np.ndarray) -> None:
         """:meth:`reset` for row ``i`` of a :class:`BatchState`."""
         row = batch.row(i)
         self.reset(row, user, prefix, scratch)
         batch.n_targets_left[i], batch.n_liked_left[i] = row.n_targets_left, row.n_liked_left
+        batch.misses[i] = row.misses
+        batch.like_probability[i] = row.like_probability
         batch.user[i] = user
         batch.prefix[i] = prefix
         batch.history_size[i] = prefix
         batch.steps[i] = 0
 
-    # ----------------------------------------------------------------- like, reward, transition
-    def step(self, state: EpisodeState, action: int) -> tuple[float, bool, bool, int, bool]:
+    def step(
+        self, state: EpisodeState, action: int, rng: np.random.Generator
+    ) -> tuple[float, bool, bool, int, bool]:
         """Recommend item ``action`` (a valid item index) to the user of ``state``.
 
+        :param rng: the episode's generator (the learned user model draws its likes from it)
+        :return: ``(reward, terminated, truncated, rating, liked)``
+        """
+        raise NotImplementedError
+
+    def step_batch(
+        self,
+        batch: BatchState,
+        actions: np.ndarray,
+        rngs: list[np.random.Generator],
+        active: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`step` for every row of ``batch`` at once.
+
+        :param actions: int64 ``(num_envs,)`` valid item indices
+        :param rngs: each row's generator
+        :param active: bool ``(num_envs,)``: rows that really step (the others are about to be
+            reset: their outcome is discarded and they must draw nothing)
+        :return: ``(reward float64, terminated, truncated, rating int64, liked)``, each ``(num_envs,)``
+        """
+        raise NotImplementedError
+
+    def info(self, state: EpisodeState, rating: int, liked: bool) -> dict[str, Any]:
+        """The ``info`` dict of the single environment after ``reset`` or ``step``."""
+        raise NotImplementedError
+
+    def batch_info(self, batch: BatchState, rating: np.ndarray, liked: np.ndarray) -> dict[str, Any]:
+        """:meth:`info` of every row, as arrays (without Gymnasium's ``"_key"`` masks)."""
+        raise NotImplementedError
+
+    def prefix_observations(self, users: np.ndarray, prefixes: np.ndarray) -> dict[str, np.ndarray]:
+        """Observations of ``users`` after their first ``prefixes`` train items, nothing recommended.
+
+        Any prefix ``0 <= p <= n_train(u)`` is allowed (not only valid episode starts), so that
+        logged states after the last liked train item can be built too.
+
+        :param users: int ``(B,)`` user indices
+        :param prefixes: int ``(B,)`` prefix lengths
+        :return: the Dict observation batch (``"excluded"`` = the prefix's items)
+        """
+        users = np.asarray(users, dtype=np.int64)
+        prefix = np.asarray(prefixes, dtype=np.int64)
+        n = users.size
+        lo = np.asarray(self.hist_lo, dtype=np.int64)[users]
+        start = np.asarray(self.pad_lo, dtype=np.int64)[users] + prefix
+        history = self.padded_tokens[start[:, None] + np.arange(self.history_len)]
+        # Every (row, item) pair of the prefixes, flattened, to scatter the liked bits.
+        total = int(prefix.sum())
+        rows = np.repeat(np.arange(n), prefix)
+        flat = np.repeat(lo - (np.cumsum(prefix) - prefix), prefix) + np.arange(total)
+        sel = self.hist_liked[flat]
+        mask = np.zeros((n, self.n_items), dtype=bool)
+        mask[rows[sel], self.hist_items[flat[sel]]] = True
+        liked = np.packbits(mask, axis=1, bitorder="little").reshape(n, self.n_bytes)
+        mask[rows, self.hist_items[flat]] = True  # nothing recommended yet: excluded = history
+        return {
+            "user": self.user_features[users],
+            "history": history,
+            "liked": liked,
+            "excluded": np.packbits(mask, axis=1, bitorder="little").reshape(n, self.n_bytes),
+        }
+
+    def start_observations(
+        self, users: np.ndarray, prefixes: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """Batched start observations (see ``MovieLensRecEnv.start_observations``).
+
+        :param users: int ``(B,)`` user indices (train mode: users of :attr:`users`)
+        :param prefixes: train mode only: int ``(B,)`` prefix lengths in ``[1, max_prefix]``;
+            default each user's largest valid prefix
+        """
+        users = np.asarray(users)
+        if users.ndim != 1 or not np.issubdtype(users.dtype, np.integer):
+            raise ValueError(f"users must be a 1-D integer array of user indices, got {users!r}")
+        users = users.astype(np.int64)
+        if users.size and (users.min() < 0 or users.max() >= self.n_users):
+            raise ValueError(f"users must be user indices in [0, {self.n_users - 1}]")
+        if self.mode == "test":
+            if prefixes is not None:
+                raise ValueError("prefixes are only allowed in train mode")
+            prefix = self.n_train[users]
+        elif prefixes is None:
+            bad = users[~self.eligible[users]]
+            if bad.size:
+                raise ValueError(
+                    f"users {bad[:5].tolist()} cannot start a train episode "
+                    f"(they need {self.eligible_reason})"
+                )
+            prefix = self.max_prefix[users]
+        else:
+            prefix = np.asarray(prefixes)
+            if prefix.shape != users.shape or not np.issubdtype(prefix.dtype, np.integer):
+                raise ValueError("prefixes must be an integer array shaped like users")
+            prefix = prefix.astype(np.int64)
+            if np.any(prefix < 1) or np.any(prefix > self.max_prefix[users]):
+                raise ValueError(
+                    f"each prefix must lie in [1, max_prefixes[user]] of its user "
+                    f"({self.max_prefix_reason})"
+                )
+        return self.prefix_observations(users, prefix)
+
+    #: What bounds a train-mode prefix (for error messages).
+    max_prefix_reason = ""
+
+    def observation_space(self) -> spaces.Dict:
+        """The Dict observation space (see the ``MovieLensRecEnv`` docstring)."""
+        high_user = np.array([c - 1 for c in USER_FEATURE_CARDINALITIES], dtype=np.int32)
+        return spaces.Dict(
+            {
+                "user": spaces.Box(low=0, high=high_user, shape=(len(high_user),), dtype=np.int32),
+                "history": spaces.Box(
+                    low=0, high=self.n_items, shape=(self.history_len,), dtype=np.int32
+                ),
+                "liked": spaces.Box(low=0, high=255, shape=(self.n_bytes,), dtype=np.uint8),
+                "excluded": spaces.Box(low=0, high=255, shape=(self.n_bytes,), dtype=np.uint8),
+            }
+        )
+
+
+class ReplaySimulator(UserSimulator):
+    """The replay user of ``MovieLensRec-v0`` (``user_model="replay"``; rules in the module docstring).
+
+    Arguments: those of :class:`UserSimulator`.
+    """
+
+    user_model = "replay"
+    max_prefix_reason = "its last liked train position"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        split = self.split
+        thr = self.like_threshold
+        train_indptr = self.train_indptr
+        n_train = self.n_train
+        train_items, train_ratings, train_liked = self.hist_items, self.hist_ratings, self.hist_liked
+        if self.mode == "train":
+            # Largest prefix that still leaves a liked target: the last liked position >= 1.
+            user_of = np.repeat(np.arange(self.n_users), n_train)
+            position = np.arange(train_items.size) - train_indptr[:-1][user_of]
+            candidates = np.append(np.where(train_liked & (position >= 1), position, 0), 0)
+            # The appended 0 keeps reduceat in range; empty segments are zeroed after.
+            last_liked = np.maximum.reduceat(candidates, train_indptr[:-1]) * (n_train > 0)
+            max_prefix, eligible = last_liked, last_liked >= 1
+            self.tgt_items, self.tgt_ratings, tgt_liked = train_items, train_ratings, train_liked
+            self.tgt_lo = self.hist_lo
+            self.tgt_hi: list[int] = train_indptr[1:].tolist()
+            why = "a train sequence of >= 2 items with a liked item after the first"
+        else:
+            test_indptr = np.asarray(split.test_indptr, dtype=np.int64)
+            test_ratings = np.asarray(split.test_ratings, dtype=np.int8)
+            test_liked = test_ratings >= thr
+            test_user_of = np.repeat(np.arange(self.n_users), np.diff(test_indptr))
+            n_liked_test = np.bincount(test_user_of, weights=test_liked, minlength=self.n_users)
+            max_prefix, eligible = n_train, n_liked_test >= 1
+            self.tgt_items = np.asarray(split.test_items, dtype=np.intp)
+            self.tgt_ratings, tgt_liked = test_ratings, test_liked
+            self.tgt_lo = test_indptr[:-1].tolist()
+            self.tgt_hi = test_indptr[1:].tolist()
+            why = f"at least one test rating >= like_threshold={thr}"
+        self.tgt_liked_cum: list[int] = np.concatenate(([0], np.cumsum(tgt_liked))).tolist()
+        self._set_starts(max_prefix, eligible, why)
+
+    def reset(self, state: EpisodeState, user: int, prefix: int, scratch: np.ndarray) -> None:
+        """Write user ``user``'s start state (first ``prefix`` train items) into ``state``.
+
+        ``excluded`` gets the whole history (at a start state nothing has been recommended
+        yet); ``targets`` the rating of each target item (0 elsewhere).
+        """
+        self._write_history(state, user, prefix, scratch)
+        targets = state.targets
+        targets.fill(0)
+        if self.mode == "train":
+            t_lo, t_hi = self.hist_lo[user] + prefix, self.tgt_hi[user]
+        else:
+            t_lo, t_hi = self.tgt_lo[user], self.tgt_hi[user]
+        targets[self.tgt_items[t_lo:t_hi]] = self.tgt_ratings[t_lo:t_hi]
+        state.n_targets_left = t_hi - t_lo
+        state.n_liked_left = self.tgt_liked_cum[t_hi] - self.tgt_liked_cum[t_lo]
+
+    # ----------------------------------------------------------------- like, reward, transition
+    def step(
+        self, state: EpisodeState, action: int, rng: np.random.Generator | None = None
+    ) -> tuple[float, bool, bool, int, bool]:
+        """Recommend item ``action`` (a valid item index) to the user of ``state``.
+
+        :param rng: unused (replay draws nothing)
         :return: ``(reward, terminated, truncated, rating, liked)``: ``rating`` is the rating
             of the item if it was a remaining target, else 0
         """
@@ -596,13 +792,14 @@ class ReplaySimulator:
         return reward, terminated, truncated, rating, liked
 
     def step_batch(
-        self, batch: BatchState, actions: np.ndarray
+        self,
+        batch: BatchState,
+        actions: np.ndarray,
+        rngs: list[np.random.Generator] | None = None,
+        active: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`step` for every row of ``batch`` at once.
-
-        :param actions: int64 ``(num_envs,)`` valid item indices
-        :return: ``(reward float64, terminated, truncated, rating int64, liked)``, each ``(num_envs,)``
-        """
+        """:meth:`step` for every row of ``batch`` at once (``rngs`` and ``active`` unused: replay
+        draws nothing, and an inactive row is overwritten by its reset)."""
         a = actions
         flat = batch.row_offset + a
         rating = batch.targets_flat[flat].astype(np.int64)  # 0 = not a remaining target
@@ -627,6 +824,31 @@ class ReplaySimulator:
         terminated = batch.n_liked_left == 0
         truncated = (batch.steps >= self.max_steps) & ~terminated
         return reward, terminated, truncated, rating, liked
+
+    def info(self, state: EpisodeState, rating: int, liked: bool) -> dict[str, Any]:
+        if self.mode == "test":  # only what the observation shows too: the targets are the answer
+            return {"user": state.user, "prefix": state.prefix, "liked": liked}
+        return {
+            "user": state.user,
+            "prefix": state.prefix,
+            "rating": rating,
+            "liked": liked,
+            "n_targets_left": state.n_targets_left,
+            "n_liked_left": state.n_liked_left,
+        }
+
+    def batch_info(self, batch: BatchState, rating: np.ndarray, liked: np.ndarray) -> dict[str, Any]:
+        if self.mode == "test":  # as the single env: nothing that depends on the targets
+            return {"user": batch.user.copy(), "prefix": batch.prefix.copy(), "liked": liked}
+        return {
+            "user": batch.user.copy(),
+            "prefix": batch.prefix.copy(),
+            "rating": rating,
+            "liked": liked,
+            "n_targets_left": batch.n_targets_left.copy(),
+            "n_liked_left": batch.n_liked_left.copy(),
+        }
+
 
     def step_slate(
         self, state: EpisodeState, slate: np.ndarray, depth: int, stop_at_like: bool
@@ -767,86 +989,214 @@ class ReplaySimulator:
         return reward, terminated, truncated, consumed, invalid, n_examined
 
     # ----------------------------------------------------------------- observations
-    def prefix_observations(self, users: np.ndarray, prefixes: np.ndarray) -> dict[str, np.ndarray]:
-        """Observations of ``users`` after their first ``prefixes`` train items, nothing recommended.
 
-        Any prefix ``0 <= p <= n_train(u)`` is allowed (not only valid episode starts), so that
-        logged states after the last liked train item can be built too.
+class ModelSimulator(UserSimulator):
+    """A learned user (``user_model="ease"``): any recommended item can be liked.
 
-        :param users: int ``(B,)`` user indices
-        :param prefixes: int ``(B,)`` prefix lengths
-        :return: the Dict observation batch (``"excluded"`` = the prefix's items)
+    The like model (:mod:`recsim_env.user_model`) is fitted on the train part of the split
+    only, deterministically, and cached; the test part is never read.
+
+    * **Start states**: as replay (train mode: a user and a prefix of their train sequence;
+      test mode: the whole train history), but every user with a train rating can start, and
+      a train-mode prefix is uniform in ``[1, n_train]``: no targets are needed.
+    * **Like**: recommending item ``a`` draws ``u ~ U(0, 1)`` from the episode's generator;
+      the user likes ``a`` when ``u < P(like | state, a)``. An item in ``"excluded"``
+      (consumed, or already recommended this episode) is never liked: the model would
+      otherwise let a policy repeat its best guess until it is liked. No item keeps a logged
+      rating: the outcome of a logged item is drawn like any other, so the episode depends on
+      the train part only.
+    * **Rating and reward**: a like is rated 5 with the model's 5-star probability, else 4
+      (``like_threshold`` when that is 5); reward ``reward_map[rating]``. A miss has no rating
+      (``info["rating"] = 0``) and reward 0, whatever ``reward_map`` gives ratings below
+      ``like_threshold`` (those apply to replay only).
+    * **Transition**: as replay. A like appends the item to the history and the liked set (and
+      updates the state scores); every recommended item joins ``"excluded"``.
+    * **Episode end**: after ``k`` consecutive misses the user leaves (``terminated``) with
+      probability ``min(1, leave_rate * k)``; truncated after ``max_steps``.
+
+    Each step draws exactly three uniforms (like, rating, leave) from the episode's generator,
+    so a sub-env of the vector env and a single env with the same seed agree.
+
+    :param user_model: the model's name (``"ease"``)
+    :param user_model_kwargs: its settings (:class:`recsim_env.user_model.UserModelSettings`:
+        ``l2``, ``leave_rate``)
+    :param kwargs: the arguments of :class:`UserSimulator`
+    """
+
+    user_model = "ease"
+    max_prefix_reason = "its train length"
+
+    def __init__(
+        self,
+        *,
+        user_model: str = "ease",
+        user_model_kwargs: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        from recsim_env.user_model import UserModelSettings, load_like_model
+
+        settings = UserModelSettings.from_kwargs(user_model, user_model_kwargs)
+        if user_model == "replay":
+            raise ValueError("ModelSimulator needs a learned user_model; use ReplaySimulator")
+        super().__init__(**kwargs)
+        self.user_model = user_model
+        self.settings = settings
+        self.leave_rate = settings.leave_rate
+        self.model = load_like_model(self.split, self.like_threshold, settings.l2)
+        # A like is a 5 or, below it, the smallest rating >= 4 that is a like.
+        self.low_like_rating = max(self.like_threshold, 4)
+        n_train = self.n_train
+        self._set_starts(n_train.copy(), n_train >= 1, "at least one train rating")
+
+    def new_state(self) -> EpisodeState:
+        return EpisodeState(self.n_items, self.history_len, model=True)
+
+    def new_batch(self, num_envs: int) -> BatchState:
+        return BatchState(num_envs, self.n_items, self.history_len, model=True)
+
+    def reset(self, state: EpisodeState, user: int, prefix: int, scratch: np.ndarray) -> None:
+        """Write the start state and the state scores ``s``, ``s_L`` of its items."""
+        self._write_history(state, user, prefix, scratch)
+        lo = self.hist_lo[user]
+        consumed = self.hist_items[lo : lo + prefix]
+        liked = self.liked_items[self.liked_cum[lo] : self.liked_cum[lo + prefix]]
+        state.score[:] = self.model.b_all[consumed].sum(axis=0)
+        state.score_like[:] = self.model.b_like[liked].sum(axis=0)
+        state.targets.fill(0)
+        state.n_targets_left = state.n_liked_left = -1  # no targets: not a replay episode
+
+    def _outcome(
+        self, users: np.ndarray, items: np.ndarray, score: np.ndarray, score_like: np.ndarray,
+        n_consumed: np.ndarray, excluded: np.ndarray, misses: np.ndarray, draws: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The rule, on arrays (one entry per stepping user), shared by :meth:`step` and
+        :meth:`step_batch` so that both compute bit-identical outcomes."""
+        p = self.model.probability(score, score_like, n_consumed)
+        p = np.where(excluded, 0.0, p)
+        liked = draws[:, 0] < p
+        five = draws[:, 1] < self.model.five_probability(users, items)
+        rating = np.where(liked, np.where(five, 5, self.low_like_rating), 0)
+        misses = np.where(liked, 0, misses + 1)
+        leave = ~liked & (draws[:, 2] < np.minimum(1.0, self.leave_rate * misses))
+        return p, liked, rating, misses, leave
+
+    def step(
+        self, state: EpisodeState, action: int, rng: np.random.Generator
+    ) -> tuple[float, bool, bool, int, bool]:
+        """Recommend item ``action``: draw the like, the rating and the leave (class docstring).
+
+        :return: ``(reward, terminated, truncated, rating, liked)``; ``rating`` is 0 on a miss
         """
-        users = np.asarray(users, dtype=np.int64)
-        prefix = np.asarray(prefixes, dtype=np.int64)
-        n = users.size
-        lo = np.asarray(self.hist_lo, dtype=np.int64)[users]
-        start = np.asarray(self.pad_lo, dtype=np.int64)[users] + prefix
-        history = self.padded_tokens[start[:, None] + np.arange(self.history_len)]
-        # Every (row, item) pair of the prefixes, flattened, to scatter the liked bits.
-        total = int(prefix.sum())
-        rows = np.repeat(np.arange(n), prefix)
-        flat = np.repeat(lo - (np.cumsum(prefix) - prefix), prefix) + np.arange(total)
-        sel = self.hist_liked[flat]
-        mask = np.zeros((n, self.n_items), dtype=bool)
-        mask[rows[sel], self.hist_items[flat[sel]]] = True
-        liked = np.packbits(mask, axis=1, bitorder="little").reshape(n, self.n_bytes)
-        mask[rows, self.hist_items[flat]] = True  # nothing recommended yet: excluded = history
+        draws = rng.random(3)[None]
+        excluded = bool((state.excluded[action >> 3] >> (action & 7)) & 1)
+        items = np.array([action])
+        p, liked_a, rating_a, misses_a, leave_a = self._outcome(
+            np.array([state.user]), items, state.score[items], state.score_like[items],
+            np.array([state.history_size]), np.array([excluded]), np.array([state.misses]), draws,
+        )  # fmt: skip
+        liked, rating = bool(liked_a[0]), int(rating_a[0])
+        state.excluded[action >> 3] |= 1 << (action & 7)
+        if liked:
+            history = state.history
+            history[:-1] = history[1:]
+            history[-1] = action + 1
+            state.liked[action >> 3] |= 1 << (action & 7)
+            state.history_size += 1
+            state.score += self.model.b_all[action]
+            state.score_like += self.model.b_like[action]
+        state.misses = int(misses_a[0])
+        state.like_probability = float(p[0])
+        state.steps += 1
+        state.last_action = action
+        state.last_rating = rating
+        terminated = bool(leave_a[0])
+        truncated = not terminated and state.steps >= self.max_steps
+        return self.reward_list[rating], terminated, truncated, rating, liked
+
+    def step_batch(
+        self,
+        batch: BatchState,
+        actions: np.ndarray,
+        rngs: list[np.random.Generator],
+        active: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        n = actions.size
+        reward = np.zeros(n)
+        terminated = np.zeros(n, dtype=bool)
+        truncated = np.zeros(n, dtype=bool)
+        rating = np.zeros(n, dtype=np.int64)
+        liked = np.zeros(n, dtype=bool)
+        rows = active.nonzero()[0]
+        if rows.size == 0:
+            return reward, terminated, truncated, rating, liked
+        a = actions[rows]
+        draws = np.stack([rngs[i].random(3) for i in rows.tolist()])
+        byte = batch.excluded[rows, a >> 3]
+        excluded = ((byte >> (a & 7).astype(np.uint8)) & 1).astype(bool)
+        p, liked_r, rating_r, misses_r, leave_r = self._outcome(
+            batch.user[rows], a, batch.score[rows, a], batch.score_like[rows, a],
+            batch.history_size[rows], excluded, batch.misses[rows], draws,
+        )  # fmt: skip
+        batch.excluded_flat[batch.byte_offset[rows] + (a >> 3)] |= _BITS[a & 7]
+        hit = rows[liked_r]
+        if hit.size:
+            item = actions[hit]
+            history = batch.history
+            history[hit, :-1] = history[hit, 1:]
+            history[hit, -1] = item + 1
+            batch.liked_flat[batch.byte_offset[hit] + (item >> 3)] |= _BITS[item & 7]
+            batch.history_size[hit] += 1
+            batch.score[hit] += self.model.b_all[item]
+            batch.score_like[hit] += self.model.b_like[item]
+        batch.misses[rows] = misses_r
+        batch.like_probability[rows] = p
+        batch.steps[rows] += 1
+        batch.last_flat[rows] = batch.row_offset[rows] + a
+        batch.last_rating[rows] = rating_r
+        rating[rows] = rating_r
+        liked[rows] = liked_r
+        reward[rows] = self.reward_table[rating_r]
+        terminated[rows] = leave_r
+        truncated[rows] = ~leave_r & (batch.steps[rows] >= self.max_steps)
+        return reward, terminated, truncated, rating, liked
+
+    def info(self, state: EpisodeState, rating: int, liked: bool) -> dict[str, Any]:
+        # Nothing here depends on the test part (the model never reads it), so both modes
+        # report the drawn rating and the probability it was drawn with.
         return {
-            "user": self.user_features[users],
-            "history": history,
+            "user": state.user,
+            "prefix": state.prefix,
+            "rating": rating,
             "liked": liked,
-            "excluded": np.packbits(mask, axis=1, bitorder="little").reshape(n, self.n_bytes),
+            "like_probability": state.like_probability,
+            "misses": state.misses,
         }
 
-    def start_observations(
-        self, users: np.ndarray, prefixes: np.ndarray | None = None
-    ) -> dict[str, np.ndarray]:
-        """Batched start observations (see ``MovieLensRecEnv.start_observations``).
+    def batch_info(self, batch: BatchState, rating: np.ndarray, liked: np.ndarray) -> dict[str, Any]:
+        return {
+            "user": batch.user.copy(),
+            "prefix": batch.prefix.copy(),
+            "rating": rating,
+            "liked": liked,
+            "like_probability": batch.like_probability.copy(),
+            "misses": batch.misses.copy(),
+        }
 
-        :param users: int ``(B,)`` user indices (train mode: users of :attr:`users`)
-        :param prefixes: train mode only: int ``(B,)`` prefix lengths in ``[1, max_prefix]``;
-            default each user's largest valid prefix
-        """
-        users = np.asarray(users)
-        if users.ndim != 1 or not np.issubdtype(users.dtype, np.integer):
-            raise ValueError(f"users must be a 1-D integer array of user indices, got {users!r}")
-        users = users.astype(np.int64)
-        if users.size and (users.min() < 0 or users.max() >= self.n_users):
-            raise ValueError(f"users must be user indices in [0, {self.n_users - 1}]")
-        if self.mode == "test":
-            if prefixes is not None:
-                raise ValueError("prefixes are only allowed in train mode")
-            prefix = self.n_train[users]
-        elif prefixes is None:
-            bad = users[~self.eligible[users]]
-            if bad.size:
-                raise ValueError(
-                    f"users {bad[:5].tolist()} cannot start a train episode "
-                    f"(they need {self.eligible_reason})"
-                )
-            prefix = self.max_prefix[users]
-        else:
-            prefix = np.asarray(prefixes)
-            if prefix.shape != users.shape or not np.issubdtype(prefix.dtype, np.integer):
-                raise ValueError("prefixes must be an integer array shaped like users")
-            prefix = prefix.astype(np.int64)
-            if np.any(prefix < 1) or np.any(prefix > self.max_prefix[users]):
-                raise ValueError(
-                    "each prefix must lie in [1, last liked train position] of its user"
-                )
-        return self.prefix_observations(users, prefix)
 
-    def observation_space(self) -> spaces.Dict:
-        """The Dict observation space (see the ``MovieLensRecEnv`` docstring)."""
-        high_user = np.array([c - 1 for c in USER_FEATURE_CARDINALITIES], dtype=np.int32)
-        return spaces.Dict(
-            {
-                "user": spaces.Box(low=0, high=high_user, shape=(len(high_user),), dtype=np.int32),
-                "history": spaces.Box(
-                    low=0, high=self.n_items, shape=(self.history_len,), dtype=np.int32
-                ),
-                "liked": spaces.Box(low=0, high=255, shape=(self.n_bytes,), dtype=np.uint8),
-                "excluded": spaces.Box(low=0, high=255, shape=(self.n_bytes,), dtype=np.uint8),
-            }
-        )
+def make_simulator(
+    user_model: str = "replay", user_model_kwargs: Mapping[str, Any] | None = None, **kwargs: Any
+) -> UserSimulator:
+    """The simulator of ``user_model``: :class:`ReplaySimulator` or :class:`ModelSimulator`.
+
+    :param user_model: ``"replay"`` (default) or a learned model of
+        :data:`recsim_env.user_model.USER_MODELS` (``"ease"``)
+    :param user_model_kwargs: settings of a learned model (none for replay)
+    :param kwargs: the arguments of :class:`UserSimulator`
+    :raises ValueError: an unknown model, or settings it does not take
+    """
+    from recsim_env.user_model import UserModelSettings
+
+    UserModelSettings.from_kwargs(user_model, user_model_kwargs)  # checks before any loading
+    if user_model == "replay":
+        return ReplaySimulator(**kwargs)
+    return ModelSimulator(user_model=user_model, user_model_kwargs=user_model_kwargs, **kwargs)

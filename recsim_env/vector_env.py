@@ -22,12 +22,13 @@ from recsim_env.rendering import (
     SessionRenderer,
     slate_outcome,
 )
-from recsim_env.simulator import BatchState, ReplaySimulator, SlateResponse
+from recsim_env.simulator import BatchState, ReplaySimulator, SlateResponse, make_simulator
 
 #: Attributes every sub-environment shares (``get_attr`` returns one copy per sub-env).
 SHARED_ATTRS: tuple[str, ...] = (
     "mode", "split", "users", "max_prefixes", "n_items", "history_len", "like_threshold",
-    "reward_map", "max_steps", "render_mode", "slate_size", "response", "examine",
+    "reward_map", "max_steps", "render_mode", "slate_size", "response", "examine", "user_model",
+    "simulator",
 )  # fmt: skip
 #: Attributes with a value per sub-environment.
 PER_ENV_ATTRS: tuple[str, ...] = ("np_random", "action_space", "observation_space")
@@ -38,8 +39,9 @@ METHODS: tuple[str, ...] = ("action_masks", "render", "start_observations")
 class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
     """``num_envs`` independent ``MovieLensRec-v0`` users, stepped in one batch of numpy operations.
 
-    Same rules, spaces and arguments as :class:`recsim_env.MovieLensRecEnv` (see its docstring),
-    plus ``num_envs``. Per-environment state lives in 2-D arrays (remaining-target ratings
+    Same rules, spaces and arguments as :class:`recsim_env.MovieLensRecEnv` (see its docstring,
+    ``user_model`` included), plus ``num_envs``; the rules are those of the shared simulator
+    (:mod:`recsim_env.simulator`). Per-environment state lives in 2-D arrays (remaining-target ratings
     ``(num_envs, n_items)`` int8, history tokens, packed liked bits, packed excluded bits =
     history or recommended), so a step costs a few dozen numpy calls whatever ``num_envs`` is.
 
@@ -47,11 +49,12 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
       terminates or truncates resets it and ignores its action: it returns the new user's start
       observation, reward 0, ``terminated = truncated = False`` and the reset's ``info``.
     * Seeding: each sub-env has its own generator. ``reset(seed=s)`` seeds sub-env ``i`` with
-      ``s + i`` (or ``seed[i]`` for a list), so it draws exactly the users and prefixes of a
-      single ``MovieLensRecEnv`` reset with ``seed=s + i`` given the same actions.
+      ``s + i`` (or ``seed[i]`` for a list), so it draws exactly the users and prefixes (and,
+      under ``user_model="ease"``, the likes) of a single ``MovieLensRecEnv`` reset with
+      ``seed=s + i`` given the same actions.
     * ``reset(options={"user": users[, "prefix": prefixes]})`` starts the given users (arrays of
       length ``num_envs``); later autoresets draw users at random again.
-    * ``info`` has the single environment's keys as arrays of length ``num_envs`` (train mode:
+    * ``info`` has the single environment's keys as arrays of length ``num_envs`` (replay, train mode:
       ``"user"``, ``"prefix"``, ``"rating"``, ``"liked"``, ``"n_targets_left"``,
       ``"n_liked_left"``; test mode: only ``"user"``, ``"prefix"``, ``"liked"``, nothing that
       depends on the targets), each with its all-True ``"_key"`` mask, as
@@ -111,6 +114,8 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         slate_size: int = 1,
         response: str = "independent",
         examine: float | None = None,
+        user_model: str = "replay",
+        user_model_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         integer = isinstance(num_envs, (int, np.integer)) and not isinstance(num_envs, bool)
         if not integer or num_envs < 1:
@@ -120,8 +125,8 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
                 f"render_mode must be None or one of {self.metadata['render_modes']}, "
                 f"got {render_mode!r}"
             )
-        self.simulator = sim = ReplaySimulator(
-            dataset=dataset, mode=mode, data_dir=data_dir, download=download, split=split,
+        self.simulator = sim = make_simulator(
+            user_model=user_model, user_model_kwargs=user_model_kwargs, dataset=dataset, mode=mode, data_dir=data_dir, download=download, split=split,
             train_ratio=train_ratio, split_seed=split_seed, history_len=history_len,
             like_threshold=like_threshold, reward_map=reward_map, max_steps=max_steps,
             split_data=split_data,
@@ -142,6 +147,12 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         self.slate_size: int = self._slate.slate_size
         self.response: str = self._slate.response
         self.examine: float | None = self._slate.examine
+        self.user_model: str = sim.user_model
+        if self.slate_size > 1 and not isinstance(sim, ReplaySimulator):
+            raise ValueError(
+                f"slate_size={self.slate_size} needs user_model='replay' (the slate responses are "
+                f"defined for the replayed user); user_model={self.user_model!r} takes one item per step"
+            )
 
         self.single_action_space: spaces.Space = (
             spaces.Discrete(self.n_items)
@@ -153,7 +164,7 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         self.observation_space = batch_space(self.single_observation_space, n)
 
         # Per-sub-env episode state as 2-D arrays, updated in place by the simulator.
-        self._state = BatchState(n, self.n_items, self.history_len)
+        self._state = sim.new_batch(n)
         self._scratch = np.zeros(self.n_items, dtype=bool)
         self._n_items_u64 = np.uint64(self.n_items)
         self._prev_done = np.zeros(n, dtype=bool)
@@ -252,10 +263,12 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
             )
         if not self._has_reset:
             raise ResetNeeded("Call reset() before step()")
-        reward, terminated, truncated, rating, liked = self.simulator.step_batch(self._state, a)
-
         # NEXT_STEP autoreset: sub-envs that ended last step restart now; their action is void.
         done_before = self._prev_done
+        assert self._rngs is not None
+        reward, terminated, truncated, rating, liked = self.simulator.step_batch(
+            self._state, a, self._rngs, ~done_before
+        )
         if np.count_nonzero(done_before):
             for i in done_before.nonzero()[0].tolist():
                 self._reset_row(i, None)
@@ -512,20 +525,10 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         }
 
     def _info(self, rating: np.ndarray, liked: np.ndarray) -> dict[str, Any]:
-        # Every sub-env reports every key: all-True "_key" masks, one fresh row each.
-        state = self._state
-        masks = np.ones((6, self.num_envs), dtype=bool)
-        if self.mode == "test":  # as the single env: nothing that depends on the targets
-            return {
-                "user": state.user.copy(), "_user": masks[0],
-                "prefix": state.prefix.copy(), "_prefix": masks[1],
-                "liked": liked, "_liked": masks[3],
-            }  # fmt: skip
-        return {
-            "user": state.user.copy(), "_user": masks[0],
-            "prefix": state.prefix.copy(), "_prefix": masks[1],
-            "rating": rating, "_rating": masks[2],
-            "liked": liked, "_liked": masks[3],
-            "n_targets_left": state.n_targets_left.copy(), "_n_targets_left": masks[4],
-            "n_liked_left": state.n_liked_left.copy(), "_n_liked_left": masks[5],
-        }  # fmt: skip
+        # Every sub-env reports every key: all-True "_key" masks, one fresh row each, as
+        # SyncVectorEnv builds them.
+        info = self.simulator.batch_info(self._state, rating, liked)
+        masks = np.ones((len(info), self.num_envs), dtype=bool)
+        for row, key in zip(masks, list(info)):
+            info[f"_{key}"] = row
+        return info

@@ -239,3 +239,42 @@ def test_tuning_picks_the_early_stopped_epoch_count_for_neural_models() -> None:
     split = cycle_split()
     result = tune("stamp", split, fixed={**FAST, "epochs": 3, "patience": 1})
     assert set(result.params) == {"epochs"} and 1 <= result.params["epochs"] <= 3
+
+
+@pytest.mark.parametrize("name", ["popularity", "itemcf", "usercf", "ease", "stamp"])
+def test_every_baseline_scores_environment_states_and_follows_the_episode(name, ml100k_split) -> None:
+    """score_states: the model as a policy, scoring the observation's state (not the user id)."""
+    import gymnasium as gym
+
+    from agents.baselines import make_recommender
+    from agents.baselines.base import state_items
+    from recsim_env import evaluate_greedy
+
+    split = ml100k_split
+    params = {"stamp": {"epochs": 1, "max_len": 20}, "usercf": {"k": 20}}.get(name, {})
+    model = make_recommender(name, **params).fit(split)
+    env = gym.make("MovieLensRec-v0", split_data=split, mode="test")
+    users = env.unwrapped.users[:40]
+    obs = env.unwrapped.start_observations(users)
+    scores = model.score_states(obs)
+    assert scores.shape == (40, split.n_items) and scores.dtype == np.float32
+    if name == "popularity":
+        np.testing.assert_array_equal(scores, model.score(users))
+    elif name == "stamp":  # max_len = history_len = 20: the state's history is its input
+        np.testing.assert_allclose(scores, model.score(users), rtol=1e-5, atol=1e-5)
+    elif name in ("itemcf", "ease"):
+        weights = model.weights_ if name == "ease" else model.sim_
+        np.testing.assert_allclose(scores, state_items(obs, split.n_items) @ weights, rtol=1e-4, atol=1e-5)
+    # A like changes the state, and so the scores of the next step.
+    user = int(users[0])
+    liked_test = [int(i) for i, r in zip(*split.test_of(user)) if r >= 4]
+    first, _ = env.reset(options={"user": user})
+    after, reward, *_ = env.step(liked_test[0])
+    assert reward > 0
+    before_scores = model.score_states({k: v[None] for k, v in first.items()})
+    after_scores = model.score_states({k: v[None] for k, v in after.items()})
+    assert (name == "popularity") == np.array_equal(before_scores, after_scores)
+    vec = gym.make_vec("MovieLensRec-v0", num_envs=16, vectorization_mode="vector_entry_point",
+                       split_data=split, mode="test", max_steps=5)
+    result = evaluate_greedy(model.score_states, vec, users=users)
+    assert result["n_episodes"] == 40 and result["mean_return"] > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -66,6 +67,10 @@ def test_table_end_to_end_reports_a_failing_model(tmp_path: Path, monkeypatch: p
         assert 0.0 <= float(rows[name]["precision@10_mean"]) <= 1.0
         assert float(rows[name]["precision@10_std"]) == 0.0  # one seed
     assert float(rows["ItemCF"]["paper_precision@10"]) == pytest.approx(0.176)
+    for name in ("Popularity", "ItemCF", "GRU4Rec"):  # every model also acts as a policy
+        for key in table1.SIM_METRICS:
+            assert float(rows[name][f"{key}_mean"]) >= 0.0, (name, key)
+    assert float(rows["ItemCF"]["sim_return_ease_mean"]) > 0.0
     assert "k" in json.loads(rows["ItemCF"]["tuned"])
     assert "epochs" in json.loads(rows["GRU4Rec"]["tuned"])
 
@@ -104,9 +109,15 @@ def test_lsrwrl_row_trains_through_the_agent_api_on_the_same_split(
     def fake_train(config, run_dir=None, progress=True):
         seen["config"] = config
         metrics = {"precision@10": 0.2, "recall@10": 0.1, "ndcg@10": 0.25, "hit_rate@10": 0.7, "n_users": 9}
-        return SimpleNamespace(metrics=metrics, training={"env_steps": 123}, run_dir=tmp_path / "run")
+        return SimpleNamespace(metrics=metrics, training={"env_steps": 123}, run_dir=tmp_path / "run",
+                               model="trained model")
+
+    def fake_returns(model, config):  # the greedy simulations of the trained model
+        seen["simulated"] = model
+        return {"sim_return_replay": 2.5, "sim_return_ease": 1.25}
 
     monkeypatch.setattr(experiments.train, "train", fake_train)
+    monkeypatch.setattr(table1, "_lsrwrl_returns", fake_returns)
     opts = table1.TableOptions(split="random", train_ratio=0.7, lsrwrl_preset="paper",
                                lsrwrl_overrides={"max_train_seconds": 30.0})  # fmt: skip
     run = table1.run_lsrwrl("ml-100k", 2, opts, tmp_path)
@@ -115,6 +126,7 @@ def test_lsrwrl_row_trains_through_the_agent_api_on_the_same_split(
     assert (config.dataset, config.seed, config.split, config.split_seed) == ("ml-100k", 2, "random", 2)
     assert config.train_ratio == 0.7 and config.preset == "paper" and config.max_train_seconds == 30.0
     assert run.params["env_steps"] == 123 and run.tuned["preset"] == "paper"
+    assert seen["simulated"] == "trained model" and run.metrics["sim_return_ease"] == 1.25
 
 
 def _table_files(out: Path, dataset: str = "ml-1m") -> dict[str, bytes]:
@@ -199,6 +211,27 @@ def test_changed_setting_reruns_only_what_it_changes(tmp_path: Path) -> None:
     changed = table1.TableOptions(seeds=[0], quick=True, lsrwrl_overrides={"gamma": 0.5})
     assert key != table1.run_key("lsrwrl", data, 0, changed, out)
     assert key["config"]["seed"] == 0 and "runs_dir" not in key["config"]
+
+
+def test_stored_run_without_simulated_returns_gets_them_added(tmp_path: Path) -> None:
+    """A run file written before the simulated-return columns is completed, not recomputed."""
+    data_root = write_tiny_ml1m(tmp_path / "data")
+    from recsim_env.movielens import load_movielens
+    from recsim_env.splits import split_ratings
+
+    data = load_movielens("ml-1m", data_root, download=False, expect_official=False)
+    split = split_ratings(data, "temporal", 0.8)
+    out = tmp_path / "results"
+    opts = table1.TableOptions(seeds=[0], models=["ease"], quick=True)
+    run, _ = table1.run_one(data, split, "ease", 0, opts, out)
+    assert set(table1.SIM_METRICS) <= set(run.metrics)
+    store = table1.RunStore(out, "ml-1m")
+    key = table1.run_key("ease", data, 0, opts, out)
+    old = dataclasses.replace(run, metrics={k: v for k, v in run.metrics.items() if not k.startswith("sim_")})
+    store.save_run(old, key)
+    again, computed = table1.run_one(data, split, "ease", 0, opts, out)
+    assert computed and again.metrics == run.metrics  # the same figures, the same file name
+    assert store.load_run("ease", 0, key).metrics == run.metrics
 
 
 def test_edited_copy_must_be_declared(tmp_path: Path) -> None:

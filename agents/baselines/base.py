@@ -64,6 +64,20 @@ class Recommender(abc.ABC):
         :return: float32 array ``(B, n_items)``, finite; higher means recommend earlier
         """
 
+    def score_states(self, observations: dict[str, np.ndarray]) -> np.ndarray:
+        """Scores of every item in a batch of ``MovieLensRec-v0`` states: the model as a policy.
+
+        The state is what the observation holds: the ``"history"`` tokens (the last
+        ``history_len`` consumed items) and the ``"liked"`` set, not the user's id, so a policy
+        follows the episode (a like changes the next recommendation).
+        :func:`recsim_env.evaluate_greedy` ``(model.score_states, env)`` then recommends, at each
+        step, the top-scored item the observation allows.
+
+        :param observations: Dict observation batch (leading axis ``B``)
+        :return: float32 ``(B, n_items)``; higher means recommend earlier
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot score environment states")
+
     def get_params(self) -> dict[str, Any]:
         """Hyperparameters of the model (the keyword arguments of ``__init__``)."""
         return {n: getattr(self, n) for n in init_param_names(type(self)) if hasattr(self, n)}
@@ -114,6 +128,23 @@ def interaction_matrix(split: Split) -> sp.csr_matrix:
     x.sum_duplicates()
     x.data[:] = 1.0  # a re-rated item still counts once
     return x
+
+
+def state_items(observations: dict[str, np.ndarray], n_items: int) -> np.ndarray:
+    """The items of a state, for the item-based models: the liked set and the history window.
+
+    :param observations: Dict observation batch with ``"history"`` (tokens = item + 1, 0 =
+        padding) and ``"liked"`` (packed bits)
+    :param n_items: number of items
+    :return: float32 ``(B, n_items)`` with 1.0 on the state's items
+    """
+    from recsim_env import unpack_bits
+
+    items = unpack_bits(observations["liked"], n_items, "liked").astype(np.float32)
+    history = np.asarray(observations["history"], dtype=np.int64)
+    rows, cols = np.nonzero(history > 0)
+    items[rows, history[rows, cols] - 1] = 1.0
+    return items
 
 
 def register(name: str, target: str | type[Recommender]) -> None:

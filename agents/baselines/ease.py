@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from agents.baselines.base import Recommender, interaction_matrix
+from agents.baselines.base import Recommender, interaction_matrix, state_items
 from recsim_env.dataset import Split
 
 
@@ -55,3 +55,15 @@ class EASERecommender(Recommender):
         """
         self._fitted_split()
         return np.asarray(self.x_[np.asarray(users)] @ self.weights_, dtype=np.float32)
+
+    def score_states(self, observations: dict[str, np.ndarray]) -> np.ndarray:
+        """``x_s B`` with ``x_s`` the state's items (liked set and history window,
+        :func:`~agents.baselines.base.state_items`).
+
+        :param observations: Dict observation batch (leading axis ``B``)
+        :return: float32 ``(B, n_items)``
+        """
+        split = self._fitted_split()
+        # Sparse state rows: a state holds tens of items out of thousands.
+        x = sp.csr_matrix(state_items(observations, split.n_items))
+        return np.asarray(x @ self.weights_, dtype=np.float32)

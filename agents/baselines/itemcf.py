@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from agents.baselines.base import Recommender, interaction_matrix
+from agents.baselines.base import Recommender, interaction_matrix, state_items
 from recsim_env.dataset import Split
 
 
@@ -90,4 +90,16 @@ class ItemCFRecommender(Recommender):
         """
         self._fitted_split()
         scores = self.x_[np.asarray(users)] @ self.sim_
+        return np.asarray(scores.toarray() if sp.issparse(scores) else scores, dtype=np.float32)
+
+    def score_states(self, observations: dict[str, np.ndarray]) -> np.ndarray:
+        """Neighbour similarities summed over the state's items (liked set and history window,
+        :func:`~agents.baselines.base.state_items`) instead of the user's train items.
+
+        :param observations: Dict observation batch (leading axis ``B``)
+        :return: float32 ``(B, n_items)``
+        """
+        split = self._fitted_split()
+        # Sparse state rows: a state holds tens of items out of thousands.
+        scores = sp.csr_matrix(state_items(observations, split.n_items)) @ self.sim_
         return np.asarray(scores.toarray() if sp.issparse(scores) else scores, dtype=np.float32)

@@ -42,3 +42,13 @@ class PopularityRecommender(Recommender):
         self._fitted_split()
         users = np.asarray(users)
         return np.broadcast_to(self.counts_, (len(users), len(self.counts_))).copy()
+
+    def score_states(self, observations: dict[str, np.ndarray]) -> np.ndarray:
+        """The popularity row for every state (a constant policy).
+
+        :param observations: Dict observation batch (leading axis ``B``)
+        :return: float32 ``(B, n_items)``
+        """
+        self._fitted_split()
+        n = len(observations["history"])
+        return np.broadcast_to(self.counts_, (n, len(self.counts_))).copy()

@@ -244,3 +244,27 @@ class SequentialRecommender(Recommender):
                 tokens = torch.as_tensor(last_tokens(split, users[lo : lo + batch_size], self.max_len))
                 out[lo : lo + len(tokens)] = self.net_.logits(self.net_(tokens)[:, -1]).numpy()
         return out
+
+    @torch.no_grad()
+    def score_states(self, observations: dict[str, np.ndarray], batch_size: int = 512) -> np.ndarray:
+        """Next-item scores after each state's ``"history"`` tokens (the last ``history_len``
+        consumed items, most recent last), cut or front-padded to ``max_len``.
+
+        :param observations: Dict observation batch (leading axis ``B``)
+        :param batch_size: states per forward pass (default 512)
+        :return: float32 ``(B, n_items)`` logits
+        """
+        split = self._fitted_split()
+        history = np.asarray(observations["history"], dtype=np.int64)
+        length = history.shape[1]
+        if length >= self.max_len:
+            tokens_all = history[:, length - self.max_len :]
+        else:
+            tokens_all = np.pad(history, ((0, 0), (self.max_len - length, 0)))
+        out = np.empty((len(history), split.n_items), dtype=np.float32)
+        with torch_threads(self.num_threads):
+            self.net_.eval()
+            for lo in range(0, len(history), batch_size):
+                tokens = torch.as_tensor(tokens_all[lo : lo + batch_size])
+                out[lo : lo + len(tokens)] = self.net_.logits(self.net_(tokens)[:, -1]).numpy()
+        return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from agents.baselines.base import Recommender, interaction_matrix
+from agents.baselines.base import Recommender, interaction_matrix, state_items
 from agents.baselines.itemcf import cosine_similarity, top_k_per_column
 from recsim_env.dataset import Split
 
@@ -55,3 +55,27 @@ class UserCFRecommender(Recommender):
         return np.asarray(
             (self.neighbours_[np.asarray(users)] @ self.x_).toarray(), dtype=np.float32
         )
+
+    def score_states(self, observations: dict[str, np.ndarray]) -> np.ndarray:
+        """The state (liked set and history window, :func:`~agents.baselines.base.state_items`)
+        as a new user: cosine similarity to every train user, votes of its ``k`` nearest
+        (ties to the lower user index). The state carries no user id, so the user's own train
+        row may be among the neighbours.
+
+        :param observations: Dict observation batch (leading axis ``B``)
+        :return: float32 ``(B, n_items)``
+        """
+        self._fitted_split()
+        items = sp.csr_matrix(state_items(observations, self.x_.shape[1]))
+        common = (items @ self.x_.T).toarray().astype(np.float32)  # (B, n_users)
+        norms = np.sqrt(np.asarray(items.sum(axis=1), dtype=np.float32)) * np.sqrt(
+            np.asarray(self.x_.sum(axis=1), dtype=np.float32).T
+        )
+        sim = np.divide(common, norms, out=np.zeros_like(common), where=norms > 0)
+        k = self.k
+        if k is not None and k < sim.shape[1]:
+            top = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+            keep = np.zeros_like(sim, dtype=bool)
+            np.put_along_axis(keep, top, True, axis=1)
+            sim = np.where(keep, sim, 0.0)
+        return np.asarray((sp.csr_matrix(sim) @ self.x_).toarray(), dtype=np.float32)
