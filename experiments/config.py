@@ -35,6 +35,12 @@ OFF_POLICY_ALGOS: tuple[str, ...] = ("dqn", "qrdqn")
 DATASETS: tuple[str, ...] = ("ml-100k", "ml-1m")
 SPLITS: tuple[str, ...] = ("temporal", "random")
 LOSSES: tuple[str, ...] = ("huber", "mse")
+#: Short-term position encodings and readouts (as agents.attention.POSITIONS / READOUTS; this
+#: module stays free of torch, a test keeps the two in step).
+POSITIONS: tuple[str, ...] = ("sinusoidal", "learned", "relative")
+READOUTS: tuple[str, ...] = ("mean", "last")
+#: Where the next-item loss is taken (as agents.factory.NEXT_ITEM_POSITIONS).
+NEXT_ITEM_POSITIONS: tuple[str, ...] = ("last", "all")
 
 
 @dataclass
@@ -80,6 +86,10 @@ class TrainConfig:
     dnn_hidden: tuple[int, ...] = (128,)  # DeepFM DNN hidden sizes
     share_item_embeddings: bool = True  # one item table for the short- and long-term parts
     layer_norm: bool = True  # LayerNorm on the extractor output (stabilises Q-learning; paper: none)
+    causal: bool = False  # short-term attention sees only earlier items (needed by next_item_positions=all; paper: no)
+    readout: str = "mean"  # short-term vector: "mean" over the history positions (paper) or "last" position
+    positions: str = "sinusoidal"  # short-term positions: "sinusoidal" (paper), "learned" or "relative" (attention bias)
+    feed_forward: bool = False  # short-term layers as SASRec blocks (residual, LayerNorm, feed-forward; paper: no)
     net_arch: tuple[int, ...] = (256,)  # hidden layers of the Q / policy / value heads
 
     # --- optimisation (all algorithms) ---
@@ -104,6 +114,11 @@ class TrainConfig:
     mask_actions: bool = True  # dqn/qrdqn: epsilon-greedy over action_masks() items only
     mask_excluded: bool = True  # in-network masking: predict, TD target max and scores skip obs["excluded"] items (not maskable_ppo)
     next_item_weight: float = 0.1  # dqn (dueling) only: weight of the auxiliary next-item loss (0: off)
+    # Next-item loss per sample: "last" = one logged (prefix, next item) pair, "all" = a window of
+    # history_len logged items with a loss at every position, from one causal pass (needs causal).
+    next_item_positions: str = "last"
+    next_item_batch: int | None = None  # samples (pairs or windows) per next-item batch (None: batch_size)
+    pretrain_steps: int = 0  # dqn (dueling): gradient steps of the next-item loss alone before training
     loss: str = "huber"  # dqn only: TD loss "huber" (SB3's smooth L1) or "mse" (paper eq. 10)
     n_quantiles: int = 50  # qrdqn quantiles per action
 
@@ -133,7 +148,9 @@ class TrainConfig:
             if not ok:
                 problems.append(message)
 
-        for fname, choices in (("algo", ALGOS), ("dataset", DATASETS), ("split", SPLITS), ("loss", LOSSES)):
+        for fname, choices in (("algo", ALGOS), ("dataset", DATASETS), ("split", SPLITS), ("loss", LOSSES),
+                               ("positions", POSITIONS), ("readout", READOUTS),
+                               ("next_item_positions", NEXT_ITEM_POSITIONS)):
             value = getattr(self, fname)
             need(value in choices, f"{fname}={value!r} is unknown; choose one of {', '.join(choices)}")
         need(self.device in ("cpu", "cuda", "auto") or (self.device.startswith("cuda:") and self.device[5:].isdigit()),
@@ -148,7 +165,7 @@ class TrainConfig:
             value = getattr(self, fname)
             need(isinstance(value, int) and not isinstance(value, bool) and value > 0,
                  f"{fname} must be a positive integer, got {value!r}")
-        for fname in ("learning_starts", "eval_freq", "checkpoint_freq", "seed", "split_seed"):
+        for fname in ("learning_starts", "eval_freq", "checkpoint_freq", "seed", "split_seed", "pretrain_steps"):
             value = getattr(self, fname)
             need(isinstance(value, int) and value >= 0, f"{fname} must be an integer >= 0, got {value!r}")
         need(self.gradient_steps == -1 or self.gradient_steps > 0,
@@ -165,6 +182,16 @@ class TrainConfig:
         if self.next_item_weight > 0 and self.algo == "dqn":
             need(self.dueling, "next_item_weight > 0 needs dueling=True (it trains the dueling head); "
                  "set next_item_weight=0 or dueling=True")
+        need(self.next_item_batch is None or (isinstance(self.next_item_batch, int) and self.next_item_batch > 0),
+             f"next_item_batch must be a positive integer or None, got {self.next_item_batch!r}")
+        if self.pretrain_steps:
+            need(self.algo == "dqn" and self.dueling,
+                 f"pretrain_steps > 0 needs algo=dqn with dueling=True (it trains the dueling head's Q-values), "
+                 f"got algo={self.algo!r}, dueling={self.dueling}")
+        if self.algo == "dqn" and (self.next_item_weight > 0 or self.pretrain_steps) \
+                and self.next_item_positions == "all":
+            need(self.causal, "next_item_positions='all' needs causal=True (the state after each position may "
+                 "not see later items); set causal=true or next_item_positions=last")
         need(0.0 <= self.gamma <= 1.0, f"gamma must be in [0, 1], got {self.gamma}")
         need(0.0 < self.train_ratio < 1.0, f"train_ratio must be in (0, 1), got {self.train_ratio}")
         need(0.0 < self.val_fraction < 1.0, f"val_fraction must be in (0, 1), got {self.val_fraction}")

@@ -430,6 +430,7 @@ class _Runner:
         self.next_eval = config.eval_freq
         self.next_checkpoint = config.checkpoint_freq
         self.stop_reason: str | None = None  # why model.learn stopped, set by the callback
+        self.pretrain_seconds = 0.0  # supervised pre-training before the first step
         self.checkpoint: Path | None = None  # newest checkpoint folder
 
     def train_seconds(self) -> float:
@@ -499,6 +500,8 @@ def _algo_kwargs(config: TrainConfig) -> dict[str, Any]:
     kwargs["mask_actions"] = config.mask_actions
     kwargs["double_q"] = config.double_q
     kwargs["next_item_weight"] = config.next_item_weight
+    kwargs["next_item_positions"] = config.next_item_positions
+    kwargs["next_item_batch_size"] = config.next_item_batch
     return kwargs
 
 
@@ -512,6 +515,10 @@ def extractor_kwargs(config: TrainConfig) -> dict[str, Any]:
         dnn_hidden=tuple(config.dnn_hidden),
         share_item_embeddings=config.share_item_embeddings,
         layer_norm=config.layer_norm,
+        causal=config.causal,
+        readout=config.readout,
+        positions=config.positions,
+        feed_forward=config.feed_forward,
     )
 
 
@@ -743,15 +750,26 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
                 mask_excluded=config.mask_excluded and config.algo != "maskable_ppo",
                 seed=config.seed, device=device, **_algo_kwargs(config),
             )  # fmt: skip
-            # A checkpoint before the first step: a run killed at any later moment (even
-            # SIGKILL, before the first periodic checkpoint) can be resumed.
-            runner.save_checkpoint(model)
-        if config.algo == "dqn" and config.next_item_weight > 0:
+        if config.algo == "dqn" and (config.next_item_weight > 0 or config.pretrain_steps):
             # Logged next items of the training split, read through the first training env's tables
             # (not saved in the model: attached again on resume).
             model.set_next_item_source(LoggedNextItems(vec_env.envs[0], seed=config.seed))
         model.set_logger(configure(str(run_dir / "tensorboard"), ["tensorboard"]))
         runner.curve["validation_popularity"] = popularity_metrics(val_split, config.eval_k)
+        if not resume:
+            if config.pretrain_steps:
+                runner.session_start = t0 = time.monotonic()
+                say(f"pre-training: {config.pretrain_steps:,} gradient steps of the next-item loss")
+                losses = model.pretrain(config.pretrain_steps)
+                runner.pretrain_seconds = time.monotonic() - t0
+                runner.elapsed_before += runner.pretrain_seconds  # training time includes it
+                runner.curve["pretrain_loss"] = [round(float(np.mean(losses[i:i + 100])), 4)
+                                                 for i in range(0, len(losses), 100)]
+                if config.eval_freq:
+                    runner.validate(model)  # the step-0 row: the pre-trained network before any TD update
+            # A checkpoint before the first step: a run killed at any later moment (even
+            # SIGKILL, before the first periodic checkpoint) can be resumed.
+            runner.save_checkpoint(model)
 
         n_params = sum(p.numel() for p in model.policy.parameters())
         say(f"run dir: {run_dir}\nalgo {config.algo} on {config.dataset} ({split.n_users} users, "
@@ -800,6 +818,8 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
             "total_timesteps": config.total_timesteps,
             "episodes": n_episodes,
             "train_seconds": round(train_seconds, 2),
+            "pretrain_steps": config.pretrain_steps,
+            "pretrain_seconds": round(runner.pretrain_seconds, 2),
             "validation_seconds": round(runner.eval_seconds, 2),
             "env_steps_per_second": round(steps / max(session_seconds - session_eval_seconds, 1e-9), 1),
             "evaluation_seconds": round(time.monotonic() - t0, 2),
