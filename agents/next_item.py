@@ -68,14 +68,13 @@ class LoggedNextItems:
         self._train_liked = np.asarray(split.train_ratings) >= int(base.like_threshold)
         self._liked_tokens = np.zeros(self._tokens.size, dtype=np.uint8)  # laid out like _tokens
         self._liked_tokens[shift + np.arange(items.size)] = self._train_liked
-        # Window ends e = 1 .. n_train - 2 + history_len per user, clipped to n_train - 1: the
-        # window ending at prefix e covers the targets e - history_len + 1 .. e, so every target
-        # is covered by exactly history_len of them, the last ones (closest to the test period)
-        # as often as the others.
+        # Window ends e = 1 .. n_train - 2 + history_len per user (see window_batch for the ends
+        # past the last train item): every target is covered by exactly history_len of them, the
+        # last ones (closest to the test period) as often as the others.
+        self._n_train = n_train
         n_ends = np.where(n_train >= 2, n_train - 2 + hl, 0)
         self.window_users = np.repeat(np.arange(n_train.size), n_ends)
-        ends = np.arange(self.window_users.size) - (np.cumsum(n_ends) - n_ends)[self.window_users] + 1
-        self.window_ends = np.minimum(ends, n_train[self.window_users] - 1)
+        self.window_ends = np.arange(self.window_users.size) - (np.cumsum(n_ends) - n_ends)[self.window_users] + 1
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -117,22 +116,33 @@ class LoggedNextItems:
 
         The window of ``(u, e)`` is the history of the state after the first ``e`` train items
         (the last ``history_len`` of them, front-padded with 0); slot ``t`` holds train item
-        ``e - history_len + t`` and its target is the item right after it.
+        ``e - history_len + t`` and its target is the item right after it. An end past the
+        data, ``e > n_train(u) - 1`` (at most ``n_train(u) - 2 + history_len``), gives the
+        window of ``e = n_train(u) - 1`` with the targets kept only where the window ending at
+        ``e`` would have one (its slots after the first ``e - n_train(u) + 1``), so that every
+        (prefix, next item) pair is the target of exactly ``history_len`` ends.
 
         :param users: int ``(B,)`` user indices
-        :param ends: int ``(B,)`` prefix lengths, ``1 <= e <= n_train(u) - 1``
+        :param ends: int ``(B,)`` window ends, ``1 <= e <= n_train(u) - 2 + history_len``
         :return: ``(windows, targets)``: ``windows`` has ``"user"`` ``(B, 3)`` int32,
             ``"history"`` ``(B, n)`` int32 tokens, ``"history_liked"`` ``(B, n)`` uint8 (1 where the
             slot's item is liked), ``"liked_before"`` and ``"excluded_before"`` (packed
             ``(B, ceil(N / 8))`` uint8: the liked and all items of the prefix before the window);
-            ``targets`` int64 ``(B, n)``: the next item's index, ``-1`` at padding slots
+            ``targets`` int64 ``(B, n)``: the next item's index, ``-1`` where there is none to
+            learn (padding slots, and the first slots of an end past the data)
         """
         users = np.asarray(users, dtype=np.int64)
-        ends = np.asarray(ends, dtype=np.int64)
+        wanted = np.asarray(ends, dtype=np.int64)
+        last = self._n_train[users] - 1
+        if np.any(wanted < 1) or np.any(wanted > last - 1 + self.history_len):
+            raise ValueError(f"window ends must lie in [1, n_train(u) - 2 + history_len = "
+                             f"{self.history_len - 2} + n_train(u)] of their users")
+        ends = np.minimum(wanted, last)
         slots = (self._pad_lo[users] + ends)[:, None] + np.arange(self.history_len)
         history = self._tokens[slots]
         before = self.observations(users, np.maximum(ends - self.history_len, 0))
         targets = np.where(history > 0, self._tokens[slots + 1].astype(np.int64) - 1, -1)
+        targets[np.arange(self.history_len) < (wanted - ends)[:, None]] = -1  # another end's targets
         windows = {
             "user": before["user"],
             "history": history,
@@ -146,9 +156,8 @@ class LoggedNextItems:
         """Draw ``batch_size`` windows with replacement, for a next-item loss at every position.
 
         A draw is a user and a window end (see :meth:`window_batch`), uniform over the
-        ``n_train(u) - 2 + history_len`` ends of every user (the ends past the last train
-        item are clipped to it), so that every (prefix, next item) pair of :meth:`__call__` is
-        a target of exactly ``history_len`` of the possible draws.
+        ``n_train(u) - 2 + history_len`` ends of every user, so that every (prefix, next item)
+        pair of :meth:`__call__` is equally likely to be a target (``history_len`` ends each).
 
         :return: :meth:`window_batch` of the drawn windows
         """
