@@ -9,11 +9,17 @@ in ``config.json``. Presets:
   comparison).
 * ``"paper"`` -- the paper's settings (section 4): DQN, batch 128, gamma 0.9, learning rate
   0.01, target network updated every 50 environment steps, greedy with probability 0.9
-  (epsilon fixed at 0.1), MSE loss (eq. 10), 1000 training episodes.
+  (epsilon fixed at 0.1), MSE loss (eq. 10), 1000 training episodes, an episode being one
+  pass over all training users (the original text: "in every episode the agent recommends
+  repeatedly to each user").
+* ``"paper-1000-sessions"`` -- the same settings with 1000 single-user sessions instead of
+  1000 passes (at most 50,000 steps, about 900 times less training): a shortened variant.
 
-A training *episode* is one simulated user session of ``MovieLensRec-v0`` (Gymnasium's
-meaning): from ``reset`` to termination (the user's targets are used up) or truncation
-(``max_steps`` recommendations), so it is at most ``max_steps`` environment steps.
+A *session* is one simulated user session of ``MovieLensRec-v0`` (Gymnasium's episode): from
+``reset`` to termination (the user's targets are used up) or truncation (``max_steps``
+recommendations), so it is at most ``max_steps`` environment steps. ``episode`` says what
+``max_episodes`` counts: sessions, or passes (``"pass"``: every training user's session once,
+in a shuffled order).
 """
 
 from __future__ import annotations
@@ -41,6 +47,9 @@ POSITIONS: tuple[str, ...] = ("sinusoidal", "learned", "relative")
 READOUTS: tuple[str, ...] = ("mean", "last")
 #: Where the next-item loss is taken (as agents.factory.NEXT_ITEM_POSITIONS).
 NEXT_ITEM_POSITIONS: tuple[str, ...] = ("last", "all")
+#: What one training episode is (the unit of max_episodes): one user session, or one pass over
+#: every training user.
+EPISODES: tuple[str, ...] = ("session", "pass")
 
 
 @dataclass
@@ -73,6 +82,9 @@ class TrainConfig:
     # --- budget ---
     total_timesteps: int = 1_800_000  # environment steps (transitions) to train for, upper bound
     max_episodes: int | None = None  # stop after this many finished episodes, all envs together
+    # Unit of max_episodes: "session" (one user, reset to end) or "pass" (every training user's session
+    # once, shuffled; the envs share the users; the paper's episode).
+    episode: str = "session"
     # Optional wall-clock cap on training, s (validation included, all sessions of a resumed run
     # together). Off by default: a cap makes results depend on machine speed; a run it stops is
     # marked incomplete in metrics.json and in the printed report.
@@ -150,7 +162,7 @@ class TrainConfig:
 
         for fname, choices in (("algo", ALGOS), ("dataset", DATASETS), ("split", SPLITS), ("loss", LOSSES),
                                ("positions", POSITIONS), ("readout", READOUTS),
-                               ("next_item_positions", NEXT_ITEM_POSITIONS)):
+                               ("next_item_positions", NEXT_ITEM_POSITIONS), ("episode", EPISODES)):
             value = getattr(self, fname)
             need(value in choices, f"{fname}={value!r} is unknown; choose one of {', '.join(choices)}")
         need(self.device in ("cpu", "cuda", "auto") or (self.device.startswith("cuda:") and self.device[5:].isdigit()),
@@ -280,8 +292,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         layer_norm=False,
         double_q=False,  # eq. 9
         next_item_weight=0.0,  # TD loss only (eq. 10)
-        max_episodes=1000,  # 1000 episodes of at most max_steps steps each
-        total_timesteps=1000 * 50,  # upper bound: 1000 episodes * max_steps
+        # 1000 episodes, each a pass over all training users ("每一回合中，对每位用户重复多次推荐").
+        episode="pass",
+        max_episodes=1000,
+        # An upper bound only (1000 passes * 6,040 ML-1M users * 50 steps); max_episodes ends the run.
+        total_timesteps=1000 * 6040 * 50,
         # Not given by the paper: SB3 defaults where they exist, else the project's choices.
         train_freq=4,  # "every few steps" (SB3's default)
         gradient_steps=1,
@@ -291,6 +306,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         eval_freq=10_000,
         checkpoint_freq=25_000,
     ),
+}
+
+
+#: The shortened variant: 1000 single-user sessions (at most 1000 * max_steps steps).
+PRESETS["paper-1000-sessions"] = {
+    **PRESETS["paper"], "preset": "paper-1000-sessions", "name": "lsrwrl-paper-1000-sessions",
+    "episode": "session", "max_episodes": 1000, "total_timesteps": 1000 * 50,
 }
 
 
@@ -304,7 +326,7 @@ def make_config(preset: str = "default", **overrides: Any) -> TrainConfig:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     values = {**PRESETS[preset], **overrides}
-    if preset == "paper" and "max_steps" in overrides and "total_timesteps" not in overrides:
+    if preset == "paper-1000-sessions" and "max_steps" in overrides and "total_timesteps" not in overrides:
         values["total_timesteps"] = 1000 * int(overrides["max_steps"])
     return TrainConfig.from_dict(values).validate()
 

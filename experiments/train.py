@@ -287,11 +287,51 @@ def make_train_vec_env(config: TrainConfig, split):
     SB3 needs same-step autoreset (the terminal observation in ``info``), while the native
     ``MovieLensRecVectorEnv`` resets on the next step (Gymnasium's default); environment steps
     are cheap next to the gradient steps, so the single environments are stacked instead.
+
+    With ``config.episode == "pass"`` each environment is wrapped in :class:`UserPasses`:
+    environment ``i`` takes the training users ``i, i + n_envs, ...`` (of
+    ``env.unwrapped.users``), so ``len(users)`` finished sessions are one pass over all users.
     """
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    return DummyVecEnv([lambda: Monitor(make_env(config, split, "train")) for _ in range(config.n_envs)])
+    def make(i: int) -> gym.Env:
+        env = make_env(config, split, "train")
+        if config.episode == "pass":
+            env = UserPasses(env, env.unwrapped.users[i :: config.n_envs], seed=config.seed + i)
+        return Monitor(env)
+
+    return DummyVecEnv([lambda i=i: make(i) for i in range(config.n_envs)])
+
+
+class UserPasses(gym.Wrapper):
+    """Training sessions in passes over a list of users: each ``reset`` without a ``"user"``
+    option starts the next user of a shuffled copy of ``users``, reshuffled after every pass.
+
+    The wrapped ``MovieLensRec-v0`` still draws the session's start prefix itself; only the
+    user is chosen here. SB3's vector environments reset without options, so this is how a
+    training episode of the paper ("in every episode the agent recommends repeatedly to each
+    user") is one pass over all users.
+
+    :param env: a ``MovieLensRec-v0`` environment in train mode
+    :param users: the users to visit (elements of ``env.unwrapped.users``)
+    :param seed: seed of the shuffles
+    """
+
+    def __init__(self, env: gym.Env, users: np.ndarray, seed: int | None = None) -> None:
+        super().__init__(env)
+        self.pass_users = np.asarray(users, dtype=np.int64)
+        if self.pass_users.size == 0:
+            raise ValueError("UserPasses needs at least one user (more environments than training users?)")
+        self._rng = np.random.default_rng(seed)
+        self._order: list[int] = []
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if options is None or options.get("user") is None:
+            if not self._order:
+                self._order = self._rng.permutation(self.pass_users).tolist()
+            options = {**(options or {}), "user": int(self._order.pop())}
+        return self.env.reset(seed=seed, options=options)
 
 
 def replay_bytes_per_transition(observation_space: gym.spaces.Dict, action_space: gym.Space) -> int:
@@ -369,7 +409,7 @@ def _training_callback_class():
                 ep = info.get("episode")
                 if ep is not None:
                     r.curve["episodes"].append([int(self.num_timesteps), float(ep["r"]), int(ep["l"])])
-            n_episodes = len(r.curve["episodes"])
+            n_episodes = r.episodes_done()
             if r.config.eval_freq and self.num_timesteps >= r.next_eval:
                 r.validate(self.model)
                 r.next_eval += r.config.eval_freq
@@ -431,6 +471,11 @@ class _Runner:
         self.next_checkpoint = config.checkpoint_freq
         self.stop_reason: str | None = None  # why model.learn stopped, set by the callback
         self.pretrain_seconds = 0.0  # supervised pre-training before the first step
+        self.sessions_per_episode = 1  # training users, when an episode is a pass over them
+
+    def episodes_done(self) -> int:
+        """Finished training episodes in the config's unit (sessions or whole passes)."""
+        return len(self.curve["episodes"]) // self.sessions_per_episode
         self.checkpoint: Path | None = None  # newest checkpoint folder
 
     def train_seconds(self) -> float:
@@ -460,6 +505,7 @@ class _Runner:
             "train_seconds": self.train_seconds(),
             "next_eval": self.next_eval,
             "next_checkpoint": self.next_checkpoint,
+            "sessions_per_episode": self.sessions_per_episode,
             "curve": self.curve,
         }
 
@@ -538,7 +584,7 @@ def budget_exhausted(config: TrainConfig, steps: int, episodes: int, seconds: fl
 
     :param config: the run's config
     :param steps: environment steps done
-    :param episodes: finished training episodes
+    :param episodes: finished training episodes (passes with ``config.episode == "pass"``)
     :param seconds: training wall time so far, s
     """
     if steps >= config.total_timesteps:
@@ -594,7 +640,8 @@ def _resume_state(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
     """
     state = json.loads((latest_checkpoint(run_dir) / "state.json").read_text(encoding="utf-8"))
     _check_resume_config(config, run_dir)
-    done = budget_exhausted(config, state["num_timesteps"], len(state["curve"]["episodes"]), state["train_seconds"])
+    episodes = len(state["curve"]["episodes"]) // int(state.get("sessions_per_episode", 1))
+    done = budget_exhausted(config, state["num_timesteps"], episodes, state["train_seconds"])
     if done is not None and (run_dir / "metrics.json").exists():
         raise SetupError(
             f"{run_dir} is finished ({done}, {state['num_timesteps']:,} environment steps); nothing to "
@@ -725,6 +772,8 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
         # Model.
         runner = _Runner(config, run_dir, val_split, signals)
         claimed["runner"] = runner
+        if config.episode == "pass":
+            runner.sessions_per_episode = len(vec_env.envs[0].unwrapped.users)
         cls = algorithm_class(config.algo)
         if resume:
             ckpt = latest_checkpoint(run_dir)
@@ -784,8 +833,7 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
         remaining = config.total_timesteps - int(model.num_timesteps)
         runner.session_start = time.monotonic()
         steps_before = int(model.num_timesteps)
-        runner.stop_reason = budget_exhausted(config, steps_before, len(runner.curve["episodes"]),
-                                              runner.elapsed_before)
+        runner.stop_reason = budget_exhausted(config, steps_before, runner.episodes_done(), runner.elapsed_before)
         if runner.stop_reason is None:
             signals.defer = True
             model.learn(remaining, callback=_training_callback_class()(runner),
@@ -808,7 +856,7 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
         metrics = evaluate_model(model, config, eval_split, k=config.eval_k)
         pop = popularity_metrics(eval_split, config.eval_k)
         steps = int(model.num_timesteps) - steps_before
-        n_episodes = len(runner.curve["episodes"])
+        n_episodes = runner.episodes_done()
         complete = is_complete(config, int(model.num_timesteps), n_episodes)
         training = {
             "complete": complete,
@@ -816,7 +864,9 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
             if complete else runner.stop_reason,
             "env_steps": int(model.num_timesteps),
             "total_timesteps": config.total_timesteps,
-            "episodes": n_episodes,
+            "episodes": len(runner.curve["episodes"]),  # sessions
+            **({"passes": n_episodes, "users_per_pass": runner.sessions_per_episode}
+               if config.episode == "pass" else {}),
             "train_seconds": round(train_seconds, 2),
             "pretrain_steps": config.pretrain_steps,
             "pretrain_seconds": round(runner.pretrain_seconds, 2),
@@ -899,7 +949,9 @@ def format_report(config: TrainConfig, metrics: dict, pop: dict, training: dict,
     ]
     lines += metric_lines(metrics, pop, paper)
     lines.append(f"training: {training['env_steps']:,} of {training['total_timesteps']:,} env steps, "
-                 f"{training['episodes']:,} episodes, {training['train_seconds']:.0f} s "
+                 f"{training['episodes']:,} sessions"
+                 + (f" ({training['passes']:,} passes of {training['users_per_pass']:,} users)" if "passes" in training else "")
+                 + f", {training['train_seconds']:.0f} s "
                  f"({training['env_steps_per_second']:,.0f} steps/s) on {training['device']}; "
                  f"stop: {training['stop_reason']}")
     if incomplete:

@@ -57,7 +57,13 @@ def test_presets_are_valid_and_paper_preset_has_the_papers_settings():
     assert paper.exploration_initial_eps == paper.exploration_final_eps == pytest.approx(0.1)
     assert paper.loss == "mse" and paper.max_episodes == 1000 and paper.algo == "dqn"
     assert paper.next_item_weight == 0.0 and not paper.dueling  # eq. 10: the TD loss alone
-    assert paper.total_timesteps == 1000 * paper.max_steps
+    # An episode of the paper is a pass over every training user; the step budget is only a bound.
+    assert paper.episode == "pass" and paper.total_timesteps >= 1000 * 6040 * paper.max_steps
+    short = make_config("paper-1000-sessions")
+    assert short.episode == "session" and short.total_timesteps == 1000 * short.max_steps
+    assert {f: v for f, v in short.to_dict().items() if paper.to_dict()[f] != v} == dict(
+        preset="paper-1000-sessions", name="lsrwrl-paper-1000-sessions", episode="session",
+        total_timesteps=50_000)
 
 
 @pytest.mark.parametrize(
@@ -853,3 +859,32 @@ def test_pretraining_runs_before_training_and_is_recorded(tmp_path):
     assert len(result.curve["pretrain_loss"]) == 1 and result.training["pretrain_steps"] == 5
     saved = json.loads((result.run_dir / "metrics.json").read_text())
     assert saved["training"]["pretrain_steps"] == 5 and saved["training"]["pretrain_seconds"] > 0
+
+
+# The paper's episode: one pass over every training user ------------------------------------------
+
+
+def test_user_passes_visit_every_user_once_per_pass_in_a_new_order(split):
+    from experiments.train import UserPasses
+
+    env = gym.make("MovieLensRec-v0", split_data=split, max_steps=2)
+    users = env.unwrapped.users
+    passes = UserPasses(env, users, seed=0)
+    seen = [passes.reset()[1]["user"] for _ in range(2 * len(users))]
+    first, second = seen[: len(users)], seen[len(users):]
+    assert sorted(first) == sorted(second) == sorted(users.tolist())
+    assert first != second  # reshuffled
+    assert passes.reset(options={"user": int(users[3])})[1]["user"] == users[3]  # an explicit user wins
+    same = UserPasses(gym.make("MovieLensRec-v0", split_data=split, max_steps=2), users, seed=0)
+    assert [same.reset()[1]["user"] for _ in range(len(users))] == first  # seeded
+
+
+def test_an_episode_budget_in_passes_stops_after_every_user_had_a_session(tmp_path):
+    config = tiny(tmp_path, episode="pass", max_episodes=1, max_steps=1, total_timesteps=10_000, n_envs=4,
+                  train_freq=50, eval_freq=0, checkpoint_freq=0)
+    result = train(config, progress=False)
+    n_users = result.training["users_per_pass"]
+    assert n_users > 900 and result.training["passes"] == 1 and result.training["complete"]
+    # Four environments share the users; the run stops in the vector step that completes the pass.
+    assert n_users <= result.training["episodes"] < n_users + 4
+    assert result.training["stop_reason"] == "max_episodes=1 reached"
