@@ -532,6 +532,39 @@ class _Runner:
         return folder
 
 
+def build_agent(config: TrainConfig, vec_env, device: str = "cpu"):
+    """The untrained model ``config`` describes, around the training environments.
+
+    :param config: the run's config
+    :param vec_env: the training environments (:func:`make_train_vec_env`)
+    :param device: torch device
+    """
+    from agents.factory import build_model
+
+    dueling = config.dueling and config.algo == "dqn"  # DQN-only options; ignored otherwise
+    return build_model(
+        config.algo, vec_env, extractor_kwargs=extractor_kwargs(config), net_arch=config.net_arch,
+        n_quantiles=config.n_quantiles, dueling=dueling, tied_item_embeddings=dueling and config.tied_item_embeddings,
+        # MaskablePPO masks through action_masks() (the same items) instead.
+        mask_excluded=config.mask_excluded and config.algo != "maskable_ppo",
+        seed=config.seed, device=device, **_algo_kwargs(config),
+    )  # fmt: skip
+
+
+def attach_logged_data(model, config: TrainConfig, vec_env) -> None:
+    """Attach the logged next items of the training split when the config uses them (next-item
+    loss or pre-training), read through the first training environment's tables.
+
+    :param model: a model of ``config`` (built or loaded)
+    :param config: the run's config
+    :param vec_env: the training environments
+    """
+    from agents.next_item import LoggedNextItems
+
+    if config.algo == "dqn" and (config.next_item_weight > 0 or config.pretrain_steps):
+        model.set_next_item_source(LoggedNextItems(vec_env.envs[0], seed=config.seed))
+
+
 def _algo_kwargs(config: TrainConfig) -> dict[str, Any]:
     keys = ("learning_rate", "buffer_size", "learning_starts", "batch_size", "gamma", "train_freq",
             "gradient_steps", "target_update_interval", "exploration_fraction", "exploration_initial_eps",
@@ -710,8 +743,7 @@ def train(
 def _train(config, run_dir, progress, resume, overwrite, report, say, signals, claimed) -> TrainResult:
     import torch as th
 
-    from agents.factory import algorithm_class, build_model
-    from agents.next_item import LoggedNextItems
+    from agents.factory import algorithm_class
     from recsim_env import holdout_last
     from stable_baselines3.common.logger import configure
 
@@ -790,19 +822,8 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
             vec_env.seed(config.seed + int(model.num_timesteps))
             say(f"resuming {run_dir} at step {model.num_timesteps:,} ({runner.elapsed_before:.0f} s trained)")
         else:
-            dueling = config.dueling and config.algo == "dqn"  # DQN-only options; ignored otherwise
-            model = build_model(
-                config.algo, vec_env, extractor_kwargs=extractor_kwargs(config), net_arch=config.net_arch,
-                n_quantiles=config.n_quantiles, dueling=dueling,
-                tied_item_embeddings=dueling and config.tied_item_embeddings,
-                # MaskablePPO masks through action_masks() (the same items) instead.
-                mask_excluded=config.mask_excluded and config.algo != "maskable_ppo",
-                seed=config.seed, device=device, **_algo_kwargs(config),
-            )  # fmt: skip
-        if config.algo == "dqn" and (config.next_item_weight > 0 or config.pretrain_steps):
-            # Logged next items of the training split, read through the first training env's tables
-            # (not saved in the model: attached again on resume).
-            model.set_next_item_source(LoggedNextItems(vec_env.envs[0], seed=config.seed))
+            model = build_agent(config, vec_env, device)
+        attach_logged_data(model, config, vec_env)  # not saved in the model: attached again on resume
         model.set_logger(configure(str(run_dir / "tensorboard"), ["tensorboard"]))
         runner.curve["validation_popularity"] = popularity_metrics(val_split, config.eval_k)
         if not resume:
