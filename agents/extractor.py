@@ -94,6 +94,11 @@ class LongShortExtractor(BaseFeaturesExtractor):
     :param layer_norm: apply ``LayerNorm(2 * embed_dim)`` to the output (default False, as in
         the paper); it keeps the feature scale fixed while the embeddings and the quadratic
         FM term grow, which stabilises bootstrapped Q-learning
+    :param embedding_init_std: standard deviation of the normal initialisation of the item and
+        user-feature embeddings (default None: PyTorch's ``N(0, 1)``). Adam moves a weight by
+        about the learning rate per step, so N(0, 1) item vectors hardly move in a few thousand
+        steps and the items stay nearly random directions; SASRec-like small values (0.05) let
+        them be learned
     :param causal: causal short-term attention (default False, as in the paper); needed by
         :meth:`sequence_features`
     :param readout: short-term readout, ``"mean"`` (default, as in the paper) or ``"last"``
@@ -116,8 +121,11 @@ class LongShortExtractor(BaseFeaturesExtractor):
         readout: str = "mean",
         positions: str = "sinusoidal",
         feed_forward: bool = False,
+        embedding_init_std: float | None = None,
     ) -> None:
         n_items, history_len, cardinalities = _check_space(observation_space)
+        if embedding_init_std is not None and not embedding_init_std > 0:
+            raise ValueError(f"embedding_init_std must be > 0 or None, got {embedding_init_std!r}")
         if readout not in READOUTS:
             raise ValueError(f"readout={readout!r} is unknown; choose one of {READOUTS}")
         if positions not in POSITIONS:
@@ -152,6 +160,13 @@ class LongShortExtractor(BaseFeaturesExtractor):
             nn.init.zeros_(table.weight)
         self.deepfm = DeepFM(len(cardinalities) + 1, embed_dim, tuple(int(h) for h in dnn_hidden), dropout)
         self.output_norm = nn.LayerNorm(2 * embed_dim) if layer_norm else nn.Identity()
+        if embedding_init_std is not None:
+            tables = {id(t): t for t in (self.item_embedding, self.long_item_embedding, *self.user_embeddings)}
+            with th.no_grad():
+                for table in tables.values():
+                    table.weight.normal_(0.0, float(embedding_init_std))
+                    if table.padding_idx is not None:
+                        table.weight[table.padding_idx].zero_()
 
     def forward(self, observations: dict[str, th.Tensor]) -> th.Tensor:
         """:param observations: Dict of ``(B, ...)`` tensors (any numeric dtype)

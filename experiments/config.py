@@ -102,6 +102,7 @@ class TrainConfig:
     readout: str = "mean"  # short-term vector: "mean" over the history positions (paper) or "last" position
     positions: str = "sinusoidal"  # short-term positions: "sinusoidal" (paper), "learned" or "relative" (attention bias)
     feed_forward: bool = False  # short-term layers as SASRec blocks (residual, LayerNorm, feed-forward; paper: no)
+    embedding_init_std: float | None = None  # std of the item/user embeddings' normal init (None: torch's 1.0)
     net_arch: tuple[int, ...] = (256,)  # hidden layers of the Q / policy / value heads
 
     # --- optimisation (all algorithms) ---
@@ -187,6 +188,8 @@ class TrainConfig:
         need(self.max_train_seconds is None or self.max_train_seconds > 0,
              f"max_train_seconds must be > 0 or None, got {self.max_train_seconds}")
         need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        need(self.embedding_init_std is None or self.embedding_init_std > 0,
+             f"embedding_init_std must be > 0 or None, got {self.embedding_init_std}")
         need(self.final_learning_rate is None or 0 <= self.final_learning_rate <= self.learning_rate,
              f"final_learning_rate must be None or in [0, learning_rate], got {self.final_learning_rate}")
         need(self.next_item_weight >= 0 and math.isfinite(self.next_item_weight),

@@ -598,6 +598,7 @@ def extractor_kwargs(config: TrainConfig) -> dict[str, Any]:
         readout=config.readout,
         positions=config.positions,
         feed_forward=config.feed_forward,
+        embedding_init_std=config.embedding_init_std,
     )
 
 

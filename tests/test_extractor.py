@@ -346,3 +346,18 @@ def test_encoder_option_names_match_the_config():
 
     assert (config.POSITIONS, config.READOUTS, config.NEXT_ITEM_POSITIONS) == (
         POSITIONS, READOUTS, NEXT_ITEM_POSITIONS)
+
+
+def test_embedding_init_std_scales_the_item_and_user_tables():
+    th.manual_seed(0)
+    ex = LongShortExtractor(make_space(n_items=400), embed_dim=16, embedding_init_std=0.05,
+                            share_item_embeddings=False)
+    for table in (ex.item_embedding, ex.long_item_embedding):
+        assert table.weight[1:].std().item() == pytest.approx(0.05, rel=0.1)
+        assert th.count_nonzero(table.weight[0]) == 0  # the padding row stays zero
+    for table in ex.user_embeddings:
+        assert table.weight.abs().max().item() < 0.5  # N(0, 1) would exceed this in 2 * 16 draws
+    default = LongShortExtractor(make_space(n_items=400), embed_dim=16)
+    assert default.item_embedding.weight[1:].std().item() == pytest.approx(1.0, rel=0.1)  # PyTorch's N(0, 1)
+    with pytest.raises(ValueError, match="embedding_init_std must be > 0"):
+        LongShortExtractor(make_space(), embedding_init_std=0.0)
