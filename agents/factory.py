@@ -29,7 +29,9 @@ from stable_baselines3.common.type_aliases import GymEnv
 from agents.extractor import LongShortExtractor, unpack_bits
 from agents.masking import MASKED_VALUE, acting_values, mask_excluded
 
-#: ``source(batch_size) -> (observations, next items)``: logged data of the next-item loss.
+#: ``source(batch_size) -> (observations, next items)``: logged data of the next-item loss. With
+#: ``next_item_positions="all"`` it also needs ``source.windows(batch_size) -> (windows, targets)``
+#: (:class:`agents.next_item.LoggedNextItems` has both).
 NextItemSource = Callable[[int], tuple[dict[str, np.ndarray], np.ndarray]]
 
 #: TD losses :class:`LSRDQN` accepts.
@@ -290,8 +292,8 @@ class LSRDQN(MaskedEpsilonGreedyMixin, DQN):
         """
         if self.next_item_source is None:
             raise RuntimeError(
-                "next_item_weight > 0 but no logged data is attached: call "
-                "model.set_next_item_source(LoggedNextItems(train_env)) before learn()"
+                "the next-item loss (next_item_weight > 0 or pretrain) has no logged data: call "
+                "model.set_next_item_source(LoggedNextItems(train_env)) before learn() or pretrain()"
             )
         n = int(batch_size or self.next_item_batch_size or self.batch_size)
         if self.next_item_positions == "all":
