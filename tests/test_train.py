@@ -888,3 +888,24 @@ def test_an_episode_budget_in_passes_stops_after_every_user_had_a_session(tmp_pa
     # Four environments share the users; the run stops in the vector step that completes the pass.
     assert n_users <= result.training["episodes"] < n_users + 4
     assert result.training["stop_reason"] == "max_episodes=1 reached"
+
+
+def test_pretrain_curve_rows_match_a_pretrained_training_run(tmp_path, capsys):
+    from experiments.pretrain_curve import main as curve_main
+
+    options = ["--torch-threads", "1", "--n-envs", "2", "--embed-dim", "8", "--dnn-hidden", "8", "--net-arch", "16",
+               "--causal", "true", "--readout", "last", "--positions", "relative", "--next-item-positions", "all",
+               "--next-item-batch", "4", "--embedding-init-std", "0.05"]
+    out = tmp_path / "curve.jsonl"
+    assert curve_main(["--eval-at", "3,6", "--out", str(out), *options]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["steps"] for r in rows] == [3, 6] and capsys.readouterr().out.count("precision@10") == 2
+    # The same network as a training run that pre-trains 6 steps and makes no TD update.
+    config = make_config("default", tune=True, pretrain_steps=6, total_timesteps=2, learning_starts=10,
+                         eval_freq=0, checkpoint_freq=0, runs_dir=str(tmp_path / "runs"), n_envs=2,
+                         torch_threads=1, embed_dim=8, dnn_hidden=(8,), net_arch=(16,), causal=True, readout="last",
+                         positions="relative", next_item_positions="all", next_item_batch=4,
+                         embedding_init_std=0.05)  # fmt: skip
+    result = train(config, progress=False)
+    assert result.metrics["precision@10"] == pytest.approx(rows[-1]["precision@10"], abs=1e-4)
+    assert curve_main(["--eval-at", "6,3", *options]) == 2
