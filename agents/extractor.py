@@ -10,11 +10,14 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from agents.attention import ShortTermEncoder
+from agents.attention import POSITIONS, READOUTS, ShortTermEncoder
 from agents.deepfm import DeepFM
 
 #: Observation keys this extractor reads (the ``MovieLensRec-v0`` Dict observation).
 OBSERVATION_KEYS: tuple[str, ...] = ("user", "history", "liked")
+#: Keys of a window batch for :meth:`LongShortExtractor.sequence_features` (see
+#: :meth:`agents.next_item.LoggedNextItems.windows`).
+WINDOW_KEYS: tuple[str, ...] = ("user", "history", "history_liked", "liked_before")
 
 
 def unpack_bits(packed: th.Tensor, n_items: int) -> th.Tensor:
@@ -78,6 +81,12 @@ class LongShortExtractor(BaseFeaturesExtractor):
 
     **Output**: ``concat(long, short)`` (optionally layer-normalised), ``features_dim = 2 * embed_dim``.
 
+    **Every prefix in one pass** (:meth:`sequence_features`, needs ``causal=True``): for a
+    window of ``n`` logged items, the features of the state after each of them, ``(B, n, 2d)``.
+    The short-term part is :meth:`~agents.attention.ShortTermEncoder.sequence_states`; the
+    long-term part at position ``t`` pools the items liked before the window plus the window's
+    liked items up to ``t`` (a cumulative mean), i.e. exactly the liked set of that prefix.
+
     :param observation_space: the environment's Dict observation space
     :param embed_dim: embedding size ``d`` of items, user features and both interest vectors
         (default 64)
@@ -89,6 +98,17 @@ class LongShortExtractor(BaseFeaturesExtractor):
     :param layer_norm: apply ``LayerNorm(2 * embed_dim)`` to the output (default False, as in
         the paper); it keeps the feature scale fixed while the embeddings and the quadratic
         FM term grow, which stabilises bootstrapped Q-learning
+    :param embedding_init_std: standard deviation of the normal initialisation of the item and
+        user-feature embeddings (default None: PyTorch's ``N(0, 1)``). Adam moves a weight by
+        about the learning rate per step, so N(0, 1) item vectors hardly move in a few thousand
+        steps and the items stay nearly random directions; SASRec-like small values (0.05) let
+        them be learned
+    :param causal: causal short-term attention (default False, as in the paper); needed by
+        :meth:`sequence_features`
+    :param readout: short-term readout, ``"mean"`` (default, as in the paper) or ``"last"``
+    :param positions: ``"sinusoidal"`` (default, as in the paper), ``"learned"`` or ``"relative"``
+    :param feed_forward: SASRec-style transformer blocks in the short-term part (default False)
+    (the last four: see :class:`~agents.attention.ShortTermEncoder`)
     """
 
     def __init__(
@@ -101,8 +121,19 @@ class LongShortExtractor(BaseFeaturesExtractor):
         dnn_hidden: Sequence[int] = (128,),
         share_item_embeddings: bool = True,
         layer_norm: bool = False,
+        causal: bool = False,
+        readout: str = "mean",
+        positions: str = "sinusoidal",
+        feed_forward: bool = False,
+        embedding_init_std: float | None = None,
     ) -> None:
         n_items, history_len, cardinalities = _check_space(observation_space)
+        if embedding_init_std is not None and not embedding_init_std > 0:
+            raise ValueError(f"embedding_init_std must be > 0 or None, got {embedding_init_std!r}")
+        if readout not in READOUTS:
+            raise ValueError(f"readout={readout!r} is unknown; choose one of {READOUTS}")
+        if positions not in POSITIONS:
+            raise ValueError(f"positions={positions!r} is unknown; choose one of {POSITIONS}")
         for name, value in (("embed_dim", embed_dim), ("n_heads", n_heads), ("n_layers", n_layers)):
             if int(value) < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
@@ -120,7 +151,10 @@ class LongShortExtractor(BaseFeaturesExtractor):
             if share_item_embeddings
             else nn.Embedding(n_items + 1, embed_dim, padding_idx=0)
         )
-        self.short_term = ShortTermEncoder(self.item_embedding, history_len, n_heads, n_layers, dropout)
+        self.short_term = ShortTermEncoder(
+            self.item_embedding, history_len, n_heads, n_layers, dropout,
+            causal=causal, readout=readout, positions=positions, feed_forward=feed_forward,
+        )  # fmt: skip
 
         self.user_embeddings = nn.ModuleList(nn.Embedding(c, embed_dim) for c in cardinalities)
         self.user_first_order = nn.ModuleList(nn.Embedding(c, 1) for c in cardinalities)
@@ -130,6 +164,13 @@ class LongShortExtractor(BaseFeaturesExtractor):
             nn.init.zeros_(table.weight)
         self.deepfm = DeepFM(len(cardinalities) + 1, embed_dim, tuple(int(h) for h in dnn_hidden), dropout)
         self.output_norm = nn.LayerNorm(2 * embed_dim) if layer_norm else nn.Identity()
+        if embedding_init_std is not None:
+            tables = {id(t): t for t in (self.item_embedding, self.long_item_embedding, *self.user_embeddings)}
+            with th.no_grad():
+                for table in tables.values():
+                    table.weight.normal_(0.0, float(embedding_init_std))
+                    if table.padding_idx is not None:
+                        table.weight[table.padding_idx].zero_()
 
     def forward(self, observations: dict[str, th.Tensor]) -> th.Tensor:
         """:param observations: Dict of ``(B, ...)`` tensors (any numeric dtype)
@@ -144,13 +185,62 @@ class LongShortExtractor(BaseFeaturesExtractor):
         count = multi_hot.sum(dim=1, keepdim=True).clamp(min=1.0)
         liked_vec = multi_hot @ self.long_item_embedding.weight[1:] / count  # (B, d)
         liked_w = multi_hot @ self.item_first_order.weight[1:] / count  # (B, 1)
+        return self._deepfm(observations["user"], liked_vec, liked_w)
 
-        codes = observations["user"].round().long()  # (B, 3)
+    def _deepfm(self, user: th.Tensor, liked_vec: th.Tensor, liked_w: th.Tensor) -> th.Tensor:
+        """DeepFM over the user-feature codes ``(M, 3)`` and the pooled liked items ``(M, d)``, ``(M, 1)``."""
+        codes = user.round().long()
         user_vecs = [table(codes[:, j]) for j, table in enumerate(self.user_embeddings)]
         user_w = [table(codes[:, j]) for j, table in enumerate(self.user_first_order)]
-        fields = th.stack([*user_vecs, liked_vec], dim=1)  # (B, 4, d)
-        first_order = th.cat([*user_w, liked_w], dim=1)  # (B, 4)
+        fields = th.stack([*user_vecs, liked_vec], dim=1)  # (M, 4, d)
+        first_order = th.cat([*user_w, liked_w], dim=1)  # (M, 4)
         return self.deepfm(fields, first_order)
+
+    def sequence_features(self, windows: dict[str, th.Tensor]) -> th.Tensor:
+        """Features of the state after every position of logged windows, in one pass.
+
+        ``windows`` holds (``W`` = ``n``, the history length):
+
+        ============== ===================== ==================================================
+        key            shape                 content
+        ============== ===================== ==================================================
+        user           ``(B, 3)``            user feature codes
+        history        ``(B, n)``            the window's item tokens, front-padded, newest last
+        history_liked  ``(B, n)``            1 where the window's item is liked, else 0
+        liked_before   ``(B, ceil(N / 8))``  packed liked set of the items *before* the window
+        ============== ===================== ==================================================
+
+        Row ``t`` is the state after the window's slot ``t``: short-term interest over slots
+        ``0..t`` (:meth:`~agents.attention.ShortTermEncoder.sequence_states`), long-term interest
+        over ``liked_before`` plus the liked window items of slots ``0..t``. The last row is
+        exactly ``forward`` of the observation whose history is the window.
+
+        :param windows: Dict of tensors as above (any numeric dtype)
+        :return: ``(B, n, 2 * embed_dim)``; rows of padding slots are not meaningful
+        :raises ValueError: the short-term encoder is not causal
+        :raises KeyError: a key of :data:`WINDOW_KEYS` is missing
+        """
+        if not self.short_term.causal:
+            raise ValueError("sequence_features needs causal=True: a non-causal short-term encoder's "
+                             "position outputs see later items")
+        missing = [key for key in WINDOW_KEYS if key not in windows]
+        if missing:
+            raise KeyError(f"window batch lacks {missing}; it needs {list(WINDOW_KEYS)} "
+                           "(agents.next_item.LoggedNextItems.windows builds them)")
+        tokens = windows["history"].round().long()  # (B, n)
+        short = self.short_term.sequence_states(tokens)  # (B, n, d)
+        batch, length = tokens.shape
+        before = unpack_liked_bits(windows["liked_before"], self.n_items)  # (B, N)
+        liked = windows["history_liked"].to(th.float32) * (tokens > 0)  # (B, n)
+        vec = (before @ self.long_item_embedding.weight[1:]).unsqueeze(1) + (
+            self.long_item_embedding(tokens) * liked.unsqueeze(-1)).cumsum(dim=1)  # (B, n, d) sums
+        w = (before @ self.item_first_order.weight[1:]).unsqueeze(1) + (
+            self.item_first_order(tokens) * liked.unsqueeze(-1)).cumsum(dim=1)  # (B, n, 1)
+        count = (before.sum(dim=1, keepdim=True) + liked.cumsum(dim=1)).clamp(min=1.0).unsqueeze(-1)
+        user = windows["user"].unsqueeze(1).expand(batch, length, -1).reshape(batch * length, -1)
+        long = self._deepfm(user, (vec / count).reshape(batch * length, -1), (w / count).reshape(batch * length, 1))
+        features = th.cat([long.view(batch, length, -1), short], dim=2)
+        return self.output_norm(features)
 
 
 def _check_space(space: spaces.Space) -> tuple[int, int, tuple[int, ...]]:

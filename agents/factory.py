@@ -28,14 +28,19 @@ from stable_baselines3.common.torch_layers import create_mlp
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from stable_baselines3.common.type_aliases import GymEnv
 
-from agents.extractor import LongShortExtractor
-from agents.masking import acting_values, mask_excluded
+from agents.extractor import LongShortExtractor, unpack_bits
+from agents.masking import MASKED_VALUE, acting_values, mask_excluded
 
-#: ``source(batch_size) -> (observations, next items)``: logged data of the next-item loss.
+#: ``source(batch_size) -> (observations, next items)``: logged data of the next-item loss. With
+#: ``next_item_positions="all"`` it also needs ``source.windows(batch_size) -> (windows, targets)``
+#: (:class:`agents.next_item.LoggedNextItems` has both).
 NextItemSource = Callable[[int], tuple[dict[str, np.ndarray], np.ndarray]]
 
 #: TD losses :class:`LSRDQN` accepts.
 TD_LOSSES: tuple[str, ...] = ("huber", "mse")
+#: Where :class:`LSRDQN`'s next-item loss is taken: ``"last"`` one (prefix, next item) pair per
+#: sample, ``"all"`` every position of a sampled window (needs a causal extractor).
+NEXT_ITEM_POSITIONS: tuple[str, ...] = ("last", "all")
 
 
 class MaskedEpsilonGreedyMixin:
@@ -156,13 +161,20 @@ class DuelingQNetwork(MaskedQNetwork):
 
     def forward(self, obs: Any) -> th.Tensor:
         """:return: Q-values ``(B, n_items)``"""
-        features = self.extract_features(obs, self.features_extractor)
+        return self.q_values(self.extract_features(obs, self.features_extractor))
+
+    def q_values(self, features: th.Tensor) -> th.Tensor:
+        """Q-values ``(M, n_items)`` of states given by their features ``(M, features_dim)``."""
+        advantage = self.advantages(features)
+        return self.value_net(features) + advantage - advantage.mean(dim=1, keepdim=True)
+
+    def advantages(self, features: th.Tensor) -> th.Tensor:
+        """The advantage stream ``A(s, .)``, ``(M, n_items)``, before centring: the Q-values up to
+        a per-state constant, so any softmax over items gives the same result on either."""
         if self.tied_item_embeddings:
             items = self.features_extractor.item_embedding.weight[1:]  # (n_items, d), token = item + 1
-            advantage = self.q_net(features) @ items.T + self.item_bias
-        else:
-            advantage = self.q_net(features)
-        return self.value_net(features) + advantage - advantage.mean(dim=1, keepdim=True)
+            return self.q_net(features) @ items.T + self.item_bias
+        return self.q_net(features)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return {**super()._get_constructor_parameters(), "tied_item_embeddings": self.tied_item_embeddings}
@@ -232,20 +244,38 @@ class LSRDQN(MaskedEpsilonGreedyMixin, DQN):
         double_q: bool = False,
         mask_actions: bool = False,
         next_item_weight: float = 0.0,
+        next_item_positions: str = "last",
+        next_item_batch_size: int | None = None,
         **kwargs: Any,
     ) -> None:
         if td_loss not in TD_LOSSES:
             raise ValueError(f"td_loss={td_loss!r} is unknown; choose one of {TD_LOSSES}")
         if not (next_item_weight >= 0.0 and np.isfinite(next_item_weight)):
             raise ValueError(f"next_item_weight must be a finite number >= 0, got {next_item_weight!r}")
+        if next_item_positions not in NEXT_ITEM_POSITIONS:
+            raise ValueError(f"next_item_positions={next_item_positions!r} is unknown; choose one of "
+                             f"{NEXT_ITEM_POSITIONS}")
+        if next_item_batch_size is not None and int(next_item_batch_size) < 1:
+            raise ValueError(f"next_item_batch_size must be >= 1 or None, got {next_item_batch_size!r}")
         self.td_loss = td_loss
         self.double_q = bool(double_q)
         self.mask_actions = bool(mask_actions)
         self.next_item_weight = float(next_item_weight)
+        self.next_item_positions = next_item_positions
+        self.next_item_batch_size = None if next_item_batch_size is None else int(next_item_batch_size)
         super().__init__(*args, **kwargs)
-        if self.next_item_weight > 0 and not isinstance(self.q_net, DuelingQNetwork):
-            raise ValueError("next_item_weight > 0 needs the dueling head (build_model(..., dueling=True))")
+        if self.next_item_weight > 0:
+            self._check_next_item_network()
         self.next_item_source: NextItemSource | None = None
+
+    def _check_next_item_network(self) -> None:
+        if not isinstance(self.q_net, DuelingQNetwork):
+            raise ValueError("next_item_weight > 0 (or pretraining) needs the dueling head "
+                             "(build_model(..., dueling=True))")
+        if self.next_item_positions == "all" and not getattr(
+                getattr(self.q_net.features_extractor, "short_term", None), "causal", False):
+            raise ValueError("next_item_positions='all' needs a causal short-term encoder: build the model with "
+                             "extractor_kwargs=dict(causal=True, ...)")
 
     def set_next_item_source(self, source: NextItemSource | None) -> None:
         """Attach the logged (state, next item) sampler of the next-item loss.
@@ -257,18 +287,81 @@ class LSRDQN(MaskedEpsilonGreedyMixin, DQN):
         """
         self.next_item_source = source
 
-    def next_item_loss(self, batch_size: int) -> th.Tensor:
-        """Cross-entropy of the logged next items under ``softmax(c * Q(s, .))``, batch mean."""
+    def next_item_loss(self, batch_size: int | None = None) -> th.Tensor:
+        """Cross-entropy of the logged next items under ``softmax(c * Q(s, .))``, mean over the
+        labelled states (pairs, or every real position of the windows).
+
+        :param batch_size: samples to draw (default: ``next_item_batch_size``, else ``batch_size``)
+        """
         if self.next_item_source is None:
             raise RuntimeError(
-                "next_item_weight > 0 but no logged data is attached: call "
-                "model.set_next_item_source(LoggedNextItems(train_env)) before learn()"
+                "the next-item loss (next_item_weight > 0 or pretrain) has no logged data: call "
+                "model.set_next_item_source(LoggedNextItems(train_env)) before learn() or pretrain()"
             )
-        observations, items = self.next_item_source(batch_size)
+        n = int(batch_size or self.next_item_batch_size or self.batch_size)
+        if self.next_item_positions == "all":
+            return self._window_next_item_loss(n)
+        observations, items = self.next_item_source(n)
         obs_tensor, _ = self.policy.obs_to_tensor(observations)
         logits = self.q_net(obs_tensor) * self.q_net.log_logit_scale.exp()
         logits = acting_values(self.q_net, logits, obs_tensor)  # masked after scaling: stays finite
         return F.cross_entropy(logits, th.as_tensor(items, dtype=th.long, device=self.device))
+
+    def _window_next_item_loss(self, n_windows: int) -> th.Tensor:
+        """The next-item loss at every real position of ``n_windows`` logged windows."""
+        windows, targets = self.next_item_source.windows(n_windows)  # type: ignore[union-attr]
+        tensors = {k: th.as_tensor(v, device=self.device) for k, v in windows.items()}
+        targets = th.as_tensor(targets, dtype=th.long, device=self.device)
+        valid = targets >= 0  # (B, n): real positions
+        features = self.q_net.features_extractor.sequence_features(tensors)[valid]  # (M, F)
+        # softmax(c * Q) = softmax(c * A): V(s) and the mean advantage are per-state constants, so
+        # the advantages give the same loss and gradients with fewer (M, n_items) operations.
+        logits = self.q_net.advantages(features) * self.q_net.log_logit_scale.exp()  # (M, N)
+        if self.mask_excluded:
+            excluded = self._window_excluded(tensors, valid, logits.shape[1])
+            logits = logits.masked_fill(excluded, MASKED_VALUE)
+        return F.cross_entropy(logits, targets[valid])
+
+    @staticmethod
+    def _window_excluded(windows: dict[str, th.Tensor], valid: th.Tensor, n_items: int) -> th.Tensor:
+        """Bool ``(M, n_items)``: the items excluded at each valid window position, i.e. the
+        items before the window and the window's items up to that position. The target (the
+        next logged item) is never among them (one rating per user and item), so no row is all
+        excluded and ``agents.masking.excluded_items``' all-excluded rule never applies."""
+        tokens = windows["history"].long()  # (B, n)
+        batch, length = tokens.shape
+        row_of = th.full((batch, length), -1, dtype=th.long, device=tokens.device)
+        row_of[valid] = th.arange(int(valid.sum()), device=tokens.device)
+        excluded = unpack_bits(windows["excluded_before"], n_items)[valid.nonzero()[:, 0]]  # (M, N)
+        # Pairs (position t, slot j <= t) with both real: slot j's item is excluded at position t.
+        b, t, j = th.nonzero(valid.unsqueeze(2) & (tokens > 0).unsqueeze(1)
+                             & th.ones(length, length, dtype=th.bool, device=tokens.device).tril(), as_tuple=True)
+        excluded[row_of[b, t], tokens[b, j] - 1] = True
+        return excluded
+
+    def pretrain(self, gradient_steps: int, batch_size: int | None = None) -> list[float]:
+        """Train the Q-network by the next-item loss alone, then copy it to the target network.
+
+        For supervised pre-training before ``learn()`` (the same optimizer, learning rate and
+        gradient clipping as the TD updates). Needs the dueling head and an attached source.
+
+        :param gradient_steps: number of gradient steps
+        :param batch_size: samples per step (default: as :meth:`next_item_loss`)
+        :return: the loss of every step
+        """
+        self._check_next_item_network()
+        self.policy.set_training_mode(True)
+        losses = []
+        for _ in range(int(gradient_steps)):
+            loss = self.next_item_loss(batch_size)
+            losses.append(loss.item())
+            self.policy.optimizer.zero_grad()
+            loss.backward()
+            th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+            self.policy.optimizer.step()
+        self.policy.set_training_mode(False)
+        self.q_net_target.load_state_dict(self.q_net.state_dict())
+        return losses
 
     @property
     def mask_excluded(self) -> bool:
@@ -310,7 +403,7 @@ class LSRDQN(MaskedEpsilonGreedyMixin, DQN):
             loss = loss_fn(current_q, target_q)
             losses.append(loss.item())
             if self.next_item_weight > 0:
-                aux = self.next_item_loss(batch_size)
+                aux = self.next_item_loss()
                 aux_losses.append(aux.item())
                 loss = loss + self.next_item_weight * aux
             self.policy.optimizer.zero_grad()
@@ -493,7 +586,7 @@ ALGO_HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
     "dqn": ("learning_rate", "buffer_size", "learning_starts", "batch_size", "gamma", "train_freq",
             "gradient_steps", "target_update_interval", "exploration_fraction",
             "exploration_initial_eps", "exploration_final_eps", "max_grad_norm", "td_loss", "double_q",
-            "mask_actions", "next_item_weight"),
+            "mask_actions", "next_item_weight", "next_item_positions", "next_item_batch_size"),
     "qrdqn": ("learning_rate", "buffer_size", "learning_starts", "batch_size", "gamma", "train_freq",
               "gradient_steps", "target_update_interval", "exploration_fraction",
               "exploration_initial_eps", "exploration_final_eps", "max_grad_norm", "mask_actions"),

@@ -56,6 +56,25 @@ class LoggedNextItems:
         self.users = users
         self.prefixes = np.arange(users.size) - (np.cumsum(n_pairs) - n_pairs)[users] + 1
         self.items = items[indptr[:-1][users] + self.prefixes]
+        # Each user's train tokens (item + 1) behind history_len zeros: the history of prefix p
+        # is then the slice [pad_lo + p, pad_lo + p + history_len), as in the environment.
+        hl = self.history_len
+        self._pad_lo = indptr[:-1] + hl * np.arange(n_train.size)
+        self._tokens = np.zeros(items.size + hl * n_train.size, dtype=np.int32)
+        shift = np.repeat(self._pad_lo + hl - indptr[:-1], n_train)
+        self._tokens[shift + np.arange(items.size)] = items + 1
+        self._train_lo = indptr[:-1]
+        self._train_items = items
+        self._train_liked = np.asarray(split.train_ratings) >= int(base.like_threshold)
+        self._liked_tokens = np.zeros(self._tokens.size, dtype=np.uint8)  # laid out like _tokens
+        self._liked_tokens[shift + np.arange(items.size)] = self._train_liked
+        # Window ends e = 1 .. n_train - 2 + history_len per user (see window_batch for the ends
+        # past the last train item): every target is covered by exactly history_len of them, the
+        # last ones (closest to the test period) as often as the others.
+        self._n_train = n_train
+        n_ends = np.where(n_train >= 2, n_train - 2 + hl, 0)
+        self.window_users = np.repeat(np.arange(n_train.size), n_ends)
+        self.window_ends = np.arange(self.window_users.size) - (np.cumsum(n_ends) - n_ends)[self.window_users] + 1
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -71,6 +90,59 @@ class LoggedNextItems:
             "liked": (B, ceil(n_items / 8)) uint8, "excluded": (B, ceil(n_items / 8)) uint8}``
         """
         return self.simulator.prefix_observations(users, prefixes)
+
+    def window_batch(self, users: np.ndarray, ends: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Windows of ``history_len`` train items ending at prefix ``ends`` and their next items.
+
+        The window of ``(u, e)`` is the history of the state after the first ``e`` train items
+        (the last ``history_len`` of them, front-padded with 0); slot ``t`` holds train item
+        ``e - history_len + t`` and its target is the item right after it. An end past the
+        data, ``e > n_train(u) - 1`` (at most ``n_train(u) - 2 + history_len``), gives the
+        window of ``e = n_train(u) - 1`` with the targets kept only where the window ending at
+        ``e`` would have one (its slots after the first ``e - n_train(u) + 1``), so that every
+        (prefix, next item) pair is the target of exactly ``history_len`` ends.
+
+        :param users: int ``(B,)`` user indices
+        :param ends: int ``(B,)`` window ends, ``1 <= e <= n_train(u) - 2 + history_len``
+        :return: ``(windows, targets)``: ``windows`` has ``"user"`` ``(B, 3)`` int32,
+            ``"history"`` ``(B, n)`` int32 tokens, ``"history_liked"`` ``(B, n)`` uint8 (1 where the
+            slot's item is liked), ``"liked_before"`` and ``"excluded_before"`` (packed
+            ``(B, ceil(N / 8))`` uint8: the liked and all items of the prefix before the window);
+            ``targets`` int64 ``(B, n)``: the next item's index, ``-1`` where there is none to
+            learn (padding slots, and the first slots of an end past the data)
+        """
+        users = np.asarray(users, dtype=np.int64)
+        wanted = np.asarray(ends, dtype=np.int64)
+        last = self._n_train[users] - 1
+        if np.any(wanted < 1) or np.any(wanted > last - 1 + self.history_len):
+            raise ValueError(f"window ends must lie in [1, n_train(u) - 2 + history_len = "
+                             f"{self.history_len - 2} + n_train(u)] of their users")
+        ends = np.minimum(wanted, last)
+        slots = (self._pad_lo[users] + ends)[:, None] + np.arange(self.history_len)
+        history = self._tokens[slots]
+        before = self.observations(users, np.maximum(ends - self.history_len, 0))
+        targets = np.where(history > 0, self._tokens[slots + 1].astype(np.int64) - 1, -1)
+        targets[np.arange(self.history_len) < (wanted - ends)[:, None]] = -1  # another end's targets
+        windows = {
+            "user": before["user"],
+            "history": history,
+            "history_liked": self._liked_tokens[slots],
+            "liked_before": before["liked"],
+            "excluded_before": before["excluded"],
+        }
+        return windows, targets
+
+    def windows(self, batch_size: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Draw ``batch_size`` windows with replacement, for a next-item loss at every position.
+
+        A draw is a user and a window end (see :meth:`window_batch`), uniform over the
+        ``n_train(u) - 2 + history_len`` ends of every user, so that every (prefix, next item)
+        pair of :meth:`__call__` is equally likely to be a target (``history_len`` ends each).
+
+        :return: :meth:`window_batch` of the drawn windows
+        """
+        idx = self.rng.integers(0, self.window_users.size, size=int(batch_size))
+        return self.window_batch(self.window_users[idx], self.window_ends[idx])
 
     def __call__(self, batch_size: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Draw ``batch_size`` pairs with replacement.

@@ -4,12 +4,14 @@
   and forward + backward), on ML-100K- and ML-1M-sized observation spaces.
 * Replay memory: bytes per transition in SB3's ``DictReplayBuffer`` and the default buffer's
   total, for both sizes.
-* Training throughput: environment transitions per second of the default DQN configuration
-  on ML-100K (after the warm-up, gradient steps included).
+* Training profile of the ``default`` preset on ML-100K and ML-1M: per training step, the time
+  in the environments' step, acting, the replay buffer (add, sampling), next-item sampling, the
+  update's forward and backward passes, and validation (amortised); the transitions per second
+  and the estimated time of the preset's whole run (:func:`profile_training`).
 
 Usage::
 
-    python -m experiments.bench_agent [--threads 2] [--train-steps 6000] [--quick]
+    python -m experiments.bench_agent [--threads 2] [--train-steps 12800] [--datasets ml-100k ml-1m] [--quick]
 """
 
 from __future__ import annotations
@@ -80,41 +82,153 @@ def bench_extractor(n_items: int, batch: int, seconds: float = 1.5) -> tuple[flo
     return fwd, rate(step)
 
 
-def bench_training(train_steps: int, threads: int) -> dict[str, float]:
-    """Transitions/s of the default DQN on ML-100K over ``train_steps`` steps after warm-up."""
+class _Timers:
+    """Accumulated wall time per named part of a training step."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.on = False
+
+    def wrap(self, name: str, fn):
+        def timed(*args, **kwargs):
+            if not self.on:
+                return fn(*args, **kwargs)
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+        return timed
+
+
+class _TimedSource:
+    """A next-item source whose draws are timed (``__call__`` cannot be wrapped per instance)."""
+
+    def __init__(self, source, timers: _Timers) -> None:
+        self._call = timers.wrap("next-item sampling", source.__call__)
+        self.windows = timers.wrap("next-item sampling", source.windows)
+
+    def __call__(self, batch_size: int):
+        return self._call(batch_size)
+
+
+#: Parts of a training step, in the printed order (``update`` is the whole gradient step).
+PARTS = ("env step", "acting (forward)", "replay add", "replay sampling", "next-item sampling",
+         "update forward+backward")
+
+
+def profile_training(dataset: str, train_steps: int, threads: int, pretrain_probe: int = 20) -> dict[str, float]:
+    """Where a training step of the ``default`` preset spends its time, on ``dataset``.
+
+    Runs the preset's model (SB3 DQN, the preset's ``n_envs`` environments) for ``train_steps``
+    environment steps after the warm-up and times, per vector step (``n_envs`` transitions,
+    ``gradient_steps`` updates): the environments' step, acting (the masked epsilon-greedy
+    forward pass), adding to the replay buffer, replay sampling, next-item sampling (logged
+    windows or pairs) and the rest of the update (extractor and head forward + backward,
+    optimizer). Validation is timed once and amortised over ``eval_freq`` steps; pre-training
+    (if the preset has it) is timed over ``pretrain_probe`` steps and extrapolated.
+
+    :param dataset: ``"ml-100k"`` or ``"ml-1m"``
+    :param train_steps: timed environment steps (after ``learning_starts``)
+    :param threads: torch threads
+    :param pretrain_probe: pre-training steps to time
+    :return: milliseconds per vector step of each part (``"other"``: SB3's loop, callbacks),
+        ``"total"``, ``"transitions_per_s"``, ``"evaluation_s"`` (one validation),
+        ``"pretrain_ms_per_step"``, ``"estimated_run_s"`` (the preset's whole budget)
+    """
     import torch as th
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from agents.factory import build_model
-    from experiments.train import _algo_kwargs, load_split, make_train_vec_env
+    from agents.scoring import make_score_fn
+    from experiments.train import attach_logged_data, build_agent, load_split, make_env, make_train_vec_env
+    from recsim_env import evaluate_ranking, holdout_last
 
-    config = make_config("default", torch_threads=threads)
+    config = make_config("default", dataset=dataset, torch_threads=threads)
     th.set_num_threads(threads)
-    vec_env = make_train_vec_env(config, load_split(config))
-    model = build_model("dqn", vec_env, extractor_kwargs=extractor_kwargs(config), net_arch=config.net_arch,
-                        dueling=config.dueling, mask_excluded=config.mask_excluded, seed=0, device="cpu",
-                        **_algo_kwargs(config))  # fmt: skip
+    split = load_split(config)
+    vec_env = make_train_vec_env(config, split)
+    model = build_agent(config, vec_env)
+    attach_logged_data(model, config, vec_env)
+    timers = _Timers()
+    out: dict[str, float] = {"pretrain_ms_per_step": 0.0}
+    if model.__dict__.get("next_item_source") is not None:
+        model.set_next_item_source(_TimedSource(model.next_item_source, timers))
+        if config.pretrain_steps:
+            model.pretrain(2)  # warm-up
+            t0 = time.perf_counter()
+            model.pretrain(pretrain_probe)
+            out["pretrain_ms_per_step"] = 1e3 * (time.perf_counter() - t0) / pretrain_probe
+    vec_env.step_wait = timers.wrap("env step", vec_env.step_wait)
+    model._sample_action = timers.wrap("acting (forward)", model._sample_action)
+    model.train = timers.wrap("update", model.train)
     marks: dict[str, float] = {}
 
     class Clock(BaseCallback):
+        def _on_training_start(self) -> None:
+            buffer = self.model.replay_buffer  # created by learn(): wrap it now
+            buffer.add = timers.wrap("replay add", buffer.add)
+            buffer.sample = timers.wrap("replay sampling", buffer.sample)
+
         def _on_step(self) -> bool:
             if "start" not in marks and self.num_timesteps >= config.learning_starts:
                 marks["start"], marks["start_step"] = time.perf_counter(), self.num_timesteps
+                timers.on = True
             return True
 
     model.learn(config.learning_starts + train_steps, callback=Clock())
+    timers.on = False
     elapsed = time.perf_counter() - marks["start"]
-    steps = model.num_timesteps - marks["start_step"]
-    updates = steps / (config.train_freq * config.n_envs) * config.gradient_steps
-    return {"steps_per_s": steps / elapsed, "updates_per_s": updates / elapsed}
+    vector_steps = (model.num_timesteps - marks["start_step"]) / config.n_envs
+    ms = {k: 1e3 * v / vector_steps for k, v in timers.seconds.items()}
+    ms["update forward+backward"] = ms.pop("update", 0.0) - ms.get("replay sampling", 0.0) - ms.get(
+        "next-item sampling", 0.0)
+    parts = {k: ms.get(k, 0.0) for k in PARTS}
+    total = 1e3 * elapsed / vector_steps
+    out.update(parts)
+    out["other"] = total - sum(parts.values())
+    out["total"] = total
+    out["transitions_per_s"] = config.n_envs * vector_steps / elapsed
+
+    val = holdout_last(split, config.val_fraction)
+    env = make_env(config, val, "test")
+    t0 = time.perf_counter()
+    evaluate_ranking(make_score_fn(model, env), val, k=config.eval_k)
+    out["evaluation_s"] = time.perf_counter() - t0
+    out["evaluation"] = 1e3 * out["evaluation_s"] * config.n_envs / config.eval_freq if config.eval_freq else 0.0
+    n_evals = config.total_timesteps // config.eval_freq if config.eval_freq else 0
+    out["estimated_run_s"] = (config.total_timesteps / out["transitions_per_s"] + n_evals * out["evaluation_s"]
+                              + config.pretrain_steps * out["pretrain_ms_per_step"] / 1e3)
+    out["n_envs"] = config.n_envs
+    vec_env.close()
+    return out
+
+
+def print_profile(dataset: str, prof: dict[str, float]) -> None:
+    """The breakdown of :func:`profile_training` as a table."""
+    config = make_config("default", dataset=dataset)
+    print(f"\ntraining step profile, preset default on {dataset} (one vector step = {config.n_envs} transitions "
+          f"and {config.gradient_steps} gradient step(s)):")
+    for name in (*PARTS, "other", "evaluation"):
+        note = f" (one validation {prof['evaluation_s']:.1f} s every {config.eval_freq:,} steps)" \
+            if name == "evaluation" else ""
+        print(f"  {name:<26}{prof[name]:8.2f} ms  {100 * prof[name] / (prof['total'] + prof['evaluation']):5.1f}%{note}")
+    print(f"  {'total':<26}{prof['total'] + prof['evaluation']:8.2f} ms")
+    print(f"  training throughput: {prof['transitions_per_s']:,.0f} transitions/s")
+    if config.pretrain_steps:
+        print(f"  pre-training: {prof['pretrain_ms_per_step']:.1f} ms per step x {config.pretrain_steps:,} steps = "
+              f"{prof['pretrain_ms_per_step'] * config.pretrain_steps / 1e3:.0f} s")
+    print(f"  estimated run of the preset's {config.total_timesteps:,} steps: {prof['estimated_run_s'] / 60:.1f} min")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.bench_agent", description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=make_config("default").torch_threads,
                         help="torch threads (default: the default config's)")
-    parser.add_argument("--train-steps", type=int, default=6000, help="timed training transitions")
-    parser.add_argument("--quick", action="store_true", help="shorter timings, no training benchmark")
+    parser.add_argument("--train-steps", type=int, default=12_800, help="timed training transitions")
+    parser.add_argument("--datasets", nargs="+", default=list(N_ITEMS), choices=list(N_ITEMS),
+                        help="datasets of the training profile (default: both)")
+    parser.add_argument("--quick", action="store_true", help="shorter timings, no training profile")
     args = parser.parse_args(argv)
     import gymnasium as gym
     import torch as th
@@ -136,9 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:8s} batch {batch:3d}: forward {fwd:9,.0f}/s   forward+backward {both:9,.0f}/s")
 
     if not args.quick:
-        stats = bench_training(args.train_steps, args.threads)
-        print(f"\ntraining (default DQN, ml-100k, {config.n_envs} envs, batch {config.batch_size}): "
-              f"{stats['steps_per_s']:,.0f} env transitions/s, {stats['updates_per_s']:,.1f} gradient steps/s")
+        for dataset in args.datasets:
+            print_profile(dataset, profile_training(dataset, args.train_steps, args.threads))
     return 0
 
 

@@ -9,11 +9,17 @@ in ``config.json``. Presets:
   comparison).
 * ``"paper"`` -- the paper's settings (section 4): DQN, batch 128, gamma 0.9, learning rate
   0.01, target network updated every 50 environment steps, greedy with probability 0.9
-  (epsilon fixed at 0.1), MSE loss (eq. 10), 1000 training episodes.
+  (epsilon fixed at 0.1), MSE loss (eq. 10), 1000 training episodes, an episode being one
+  pass over all training users (the original text: "in every episode the agent recommends
+  repeatedly to each user").
+* ``"paper-1000-sessions"`` -- the same settings with 1000 single-user sessions instead of
+  1000 passes (at most 50,000 steps, about 900 times less training): a shortened variant.
 
-A training *episode* is one simulated user session of ``MovieLensRec-v0`` (Gymnasium's
-meaning): from ``reset`` to termination (the user's targets are used up) or truncation
-(``max_steps`` recommendations), so it is at most ``max_steps`` environment steps.
+A *session* is one simulated user session of ``MovieLensRec-v0`` (Gymnasium's episode): from
+``reset`` to termination (the user's targets are used up) or truncation (``max_steps``
+recommendations), so it is at most ``max_steps`` environment steps. ``episode`` says what
+``max_episodes`` counts: sessions, or passes (``"pass"``: every training user's session once,
+in a shuffled order).
 """
 
 from __future__ import annotations
@@ -36,6 +42,15 @@ ALGOS: tuple[str, ...] = ("dqn", "qrdqn", "ppo", "a2c", "maskable_ppo")
 OFF_POLICY_ALGOS: tuple[str, ...] = ("dqn", "qrdqn")
 SPLITS: tuple[str, ...] = ("temporal", "random")
 LOSSES: tuple[str, ...] = ("huber", "mse")
+#: Short-term position encodings and readouts (as agents.attention.POSITIONS / READOUTS; this
+#: module stays free of torch, a test keeps the two in step).
+POSITIONS: tuple[str, ...] = ("sinusoidal", "learned", "relative")
+READOUTS: tuple[str, ...] = ("mean", "last")
+#: Where the next-item loss is taken (as agents.factory.NEXT_ITEM_POSITIONS).
+NEXT_ITEM_POSITIONS: tuple[str, ...] = ("last", "all")
+#: What one training episode is (the unit of max_episodes): one user session, or one pass over
+#: every training user.
+EPISODES: tuple[str, ...] = ("session", "pass")
 
 
 @dataclass
@@ -69,6 +84,9 @@ class TrainConfig:
     # --- budget ---
     total_timesteps: int = 1_800_000  # environment steps (transitions) to train for, upper bound
     max_episodes: int | None = None  # stop after this many finished episodes, all envs together
+    # Unit of max_episodes: "session" (one user, reset to end) or "pass" (every training user's session
+    # once, shuffled; the envs share the users; the paper's episode).
+    episode: str = "session"
     # Optional wall-clock cap on training, s (validation included, all sessions of a resumed run
     # together). Off by default: a cap makes results depend on machine speed; a run it stops is
     # marked incomplete in metrics.json and in the printed report.
@@ -82,6 +100,11 @@ class TrainConfig:
     dnn_hidden: tuple[int, ...] = (128,)  # DeepFM DNN hidden sizes
     share_item_embeddings: bool = True  # one item table for the short- and long-term parts
     layer_norm: bool = True  # LayerNorm on the extractor output (stabilises Q-learning; paper: none)
+    causal: bool = False  # short-term attention sees only earlier items (needed by next_item_positions=all; paper: no)
+    readout: str = "mean"  # short-term vector: "mean" over the history positions (paper) or "last" position
+    positions: str = "sinusoidal"  # short-term positions: "sinusoidal" (paper), "learned" or "relative" (attention bias)
+    feed_forward: bool = False  # short-term layers as SASRec blocks (residual, LayerNorm, feed-forward; paper: no)
+    embedding_init_std: float | None = None  # std of the item/user embeddings' normal init (None: torch's 1.0)
     net_arch: tuple[int, ...] = (256,)  # hidden layers of the Q / policy / value heads
 
     # --- optimisation (all algorithms) ---
@@ -106,6 +129,11 @@ class TrainConfig:
     mask_actions: bool = True  # dqn/qrdqn: epsilon-greedy over action_masks() items only
     mask_excluded: bool = True  # in-network masking: predict, TD target max and scores skip obs["excluded"] items (not maskable_ppo)
     next_item_weight: float = 0.1  # dqn (dueling) only: weight of the auxiliary next-item loss (0: off)
+    # Next-item loss per sample: "last" = one logged (prefix, next item) pair, "all" = a window of
+    # history_len logged items with a loss at every position, from one causal pass (needs causal).
+    next_item_positions: str = "last"
+    next_item_batch: int | None = None  # samples (pairs or windows) per next-item batch (None: batch_size)
+    pretrain_steps: int = 0  # dqn (dueling): gradient steps of the next-item loss alone before training
     loss: str = "huber"  # dqn only: TD loss "huber" (SB3's smooth L1) or "mse" (paper eq. 10)
     n_quantiles: int = 50  # qrdqn quantiles per action
 
@@ -135,7 +163,9 @@ class TrainConfig:
             if not ok:
                 problems.append(message)
 
-        for fname, choices in (("algo", ALGOS), ("dataset", DATASETS), ("split", SPLITS), ("loss", LOSSES)):
+        for fname, choices in (("algo", ALGOS), ("dataset", DATASETS), ("split", SPLITS), ("loss", LOSSES),
+                               ("positions", POSITIONS), ("readout", READOUTS),
+                               ("next_item_positions", NEXT_ITEM_POSITIONS), ("episode", EPISODES)):
             value = getattr(self, fname)
             need(value in choices, f"{fname}={value!r} is unknown; choose one of {', '.join(choices)}")
         need(self.device in ("cpu", "cuda", "auto") or (self.device.startswith("cuda:") and self.device[5:].isdigit()),
@@ -150,7 +180,7 @@ class TrainConfig:
             value = getattr(self, fname)
             need(isinstance(value, int) and not isinstance(value, bool) and value > 0,
                  f"{fname} must be a positive integer, got {value!r}")
-        for fname in ("learning_starts", "eval_freq", "checkpoint_freq", "seed", "split_seed"):
+        for fname in ("learning_starts", "eval_freq", "checkpoint_freq", "seed", "split_seed", "pretrain_steps"):
             value = getattr(self, fname)
             need(isinstance(value, int) and value >= 0, f"{fname} must be an integer >= 0, got {value!r}")
         need(self.gradient_steps == -1 or self.gradient_steps > 0,
@@ -160,6 +190,8 @@ class TrainConfig:
         need(self.max_train_seconds is None or self.max_train_seconds > 0,
              f"max_train_seconds must be > 0 or None, got {self.max_train_seconds}")
         need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        need(self.embedding_init_std is None or self.embedding_init_std > 0,
+             f"embedding_init_std must be > 0 or None, got {self.embedding_init_std}")
         need(self.final_learning_rate is None or 0 <= self.final_learning_rate <= self.learning_rate,
              f"final_learning_rate must be None or in [0, learning_rate], got {self.final_learning_rate}")
         need(self.next_item_weight >= 0 and math.isfinite(self.next_item_weight),
@@ -167,6 +199,16 @@ class TrainConfig:
         if self.next_item_weight > 0 and self.algo == "dqn":
             need(self.dueling, "next_item_weight > 0 needs dueling=True (it trains the dueling head); "
                  "set next_item_weight=0 or dueling=True")
+        need(self.next_item_batch is None or (isinstance(self.next_item_batch, int) and self.next_item_batch > 0),
+             f"next_item_batch must be a positive integer or None, got {self.next_item_batch!r}")
+        if self.pretrain_steps:
+            need(self.algo == "dqn" and self.dueling,
+                 f"pretrain_steps > 0 needs algo=dqn with dueling=True (it trains the dueling head's Q-values), "
+                 f"got algo={self.algo!r}, dueling={self.dueling}")
+        if self.algo == "dqn" and (self.next_item_weight > 0 or self.pretrain_steps) \
+                and self.next_item_positions == "all":
+            need(self.causal, "next_item_positions='all' needs causal=True (the state after each position may "
+                 "not see later items); set causal=true or next_item_positions=last")
         need(0.0 <= self.gamma <= 1.0, f"gamma must be in [0, 1], got {self.gamma}")
         need(0.0 < self.train_ratio < 1.0, f"train_ratio must be in (0, 1), got {self.train_ratio}")
         need(0.0 < self.val_fraction < 1.0, f"val_fraction must be in (0, 1), got {self.val_fraction}")
@@ -255,8 +297,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         layer_norm=False,
         double_q=False,  # eq. 9
         next_item_weight=0.0,  # TD loss only (eq. 10)
-        max_episodes=1000,  # 1000 episodes of at most max_steps steps each
-        total_timesteps=1000 * 50,  # upper bound: 1000 episodes * max_steps
+        # 1000 episodes, each a pass over all training users ("每一回合中，对每位用户重复多次推荐").
+        episode="pass",
+        max_episodes=1000,
+        # An upper bound only (1000 passes * 6,040 ML-1M users * 50 steps); max_episodes ends the run.
+        total_timesteps=1000 * 6040 * 50,
         # Not given by the paper: SB3 defaults where they exist, else the project's choices.
         train_freq=4,  # "every few steps" (SB3's default)
         gradient_steps=1,
@@ -301,6 +346,13 @@ def _add_preset_files(folder: Path = PRESET_DIR) -> None:
 _add_preset_files()
 
 
+#: The shortened variant: 1000 single-user sessions (at most 1000 * max_steps steps).
+PRESETS["paper-1000-sessions"] = {
+    **PRESETS["paper"], "preset": "paper-1000-sessions", "name": "lsrwrl-paper-1000-sessions",
+    "episode": "session", "max_episodes": 1000, "total_timesteps": 1000 * 50,
+}
+
+
 def make_config(preset: str = "default", **overrides: Any) -> TrainConfig:
     """A validated config from a named preset plus field overrides.
 
@@ -311,7 +363,7 @@ def make_config(preset: str = "default", **overrides: Any) -> TrainConfig:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     values = {**PRESETS[preset], **overrides}
-    if preset == "paper" and "max_steps" in overrides and "total_timesteps" not in overrides:
+    if preset == "paper-1000-sessions" and "max_steps" in overrides and "total_timesteps" not in overrides:
         values["total_timesteps"] = 1000 * int(overrides["max_steps"])
     return TrainConfig.from_dict(values).validate()
 

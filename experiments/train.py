@@ -275,11 +275,51 @@ def make_train_vec_env(config: TrainConfig, split):
     SB3 needs same-step autoreset (the terminal observation in ``info``), while the native
     ``MovieLensRecVectorEnv`` resets on the next step (Gymnasium's default); environment steps
     are cheap next to the gradient steps, so the single environments are stacked instead.
+
+    With ``config.episode == "pass"`` each environment is wrapped in :class:`UserPasses`:
+    environment ``i`` takes the training users ``i, i + n_envs, ...`` (of
+    ``env.unwrapped.users``), so ``len(users)`` finished sessions are one pass over all users.
     """
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    return DummyVecEnv([lambda: Monitor(make_env(config, split, "train")) for _ in range(config.n_envs)])
+    def make(i: int) -> gym.Env:
+        env = make_env(config, split, "train")
+        if config.episode == "pass":
+            env = UserPasses(env, env.unwrapped.users[i :: config.n_envs], seed=config.seed + i)
+        return Monitor(env)
+
+    return DummyVecEnv([lambda i=i: make(i) for i in range(config.n_envs)])
+
+
+class UserPasses(gym.Wrapper):
+    """Training sessions in passes over a list of users: each ``reset`` without a ``"user"``
+    option starts the next user of a shuffled copy of ``users``, reshuffled after every pass.
+
+    The wrapped ``MovieLensRec-v0`` still draws the session's start prefix itself; only the
+    user is chosen here. SB3's vector environments reset without options, so this is how a
+    training episode of the paper ("in every episode the agent recommends repeatedly to each
+    user") is one pass over all users.
+
+    :param env: a ``MovieLensRec-v0`` environment in train mode
+    :param users: the users to visit (elements of ``env.unwrapped.users``)
+    :param seed: seed of the shuffles
+    """
+
+    def __init__(self, env: gym.Env, users: np.ndarray, seed: int | None = None) -> None:
+        super().__init__(env)
+        self.pass_users = np.asarray(users, dtype=np.int64)
+        if self.pass_users.size == 0:
+            raise ValueError("UserPasses needs at least one user (more environments than training users?)")
+        self._rng = np.random.default_rng(seed)
+        self._order: list[int] = []
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if options is None or options.get("user") is None:
+            if not self._order:
+                self._order = self._rng.permutation(self.pass_users).tolist()
+            options = {**(options or {}), "user": int(self._order.pop())}
+        return self.env.reset(seed=seed, options=options)
 
 
 def replay_bytes_per_transition(observation_space: gym.spaces.Dict, action_space: gym.Space) -> int:
@@ -357,7 +397,7 @@ def _training_callback_class():
                 ep = info.get("episode")
                 if ep is not None:
                     r.curve["episodes"].append([int(self.num_timesteps), float(ep["r"]), int(ep["l"])])
-            n_episodes = len(r.curve["episodes"])
+            n_episodes = r.episodes_done()
             if r.config.eval_freq and self.num_timesteps >= r.next_eval:
                 r.validate(self.model)
                 r.next_eval += r.config.eval_freq
@@ -418,8 +458,14 @@ class _Runner:
         self.next_eval = config.eval_freq
         self.next_checkpoint = config.checkpoint_freq
         self.stop_reason: str | None = None  # why model.learn stopped, set by the callback
+        self.pretrain_seconds = 0.0  # supervised pre-training before the first step
+        self.sessions_per_episode = 1  # training users, when an episode is a pass over them
         self.checkpoint: Path | None = None  # newest checkpoint folder
         self.on_evaluation: Callable[[int, dict[str, float]], None] | None = None
+
+    def episodes_done(self) -> int:
+        """Finished training episodes in the config's unit (sessions or whole passes)."""
+        return len(self.curve["episodes"]) // self.sessions_per_episode
 
     def train_seconds(self) -> float:
         """Training wall time so far (all sessions), validation time included."""
@@ -450,6 +496,7 @@ class _Runner:
             "train_seconds": self.train_seconds(),
             "next_eval": self.next_eval,
             "next_checkpoint": self.next_checkpoint,
+            "sessions_per_episode": self.sessions_per_episode,
             "curve": self.curve,
         }
 
@@ -476,6 +523,39 @@ class _Runner:
         return folder
 
 
+def build_agent(config: TrainConfig, vec_env, device: str = "cpu"):
+    """The untrained model ``config`` describes, around the training environments.
+
+    :param config: the run's config
+    :param vec_env: the training environments (:func:`make_train_vec_env`)
+    :param device: torch device
+    """
+    from agents.factory import build_model
+
+    dueling = config.dueling and config.algo == "dqn"  # DQN-only options; ignored otherwise
+    return build_model(
+        config.algo, vec_env, extractor_kwargs=extractor_kwargs(config), net_arch=config.net_arch,
+        n_quantiles=config.n_quantiles, dueling=dueling, tied_item_embeddings=dueling and config.tied_item_embeddings,
+        # MaskablePPO masks through action_masks() (the same items) instead.
+        mask_excluded=config.mask_excluded and config.algo != "maskable_ppo",
+        seed=config.seed, device=device, **_algo_kwargs(config),
+    )  # fmt: skip
+
+
+def attach_logged_data(model, config: TrainConfig, vec_env) -> None:
+    """Attach the logged next items of the training split when the config uses them (next-item
+    loss or pre-training), read through the first training environment's tables.
+
+    :param model: a model of ``config`` (built or loaded)
+    :param config: the run's config
+    :param vec_env: the training environments
+    """
+    from agents.next_item import LoggedNextItems
+
+    if config.algo == "dqn" and (config.next_item_weight > 0 or config.pretrain_steps):
+        model.set_next_item_source(LoggedNextItems(vec_env.envs[0], seed=config.seed))
+
+
 def _algo_kwargs(config: TrainConfig) -> dict[str, Any]:
     keys = ("learning_rate", "buffer_size", "learning_starts", "batch_size", "gamma", "train_freq",
             "gradient_steps", "target_update_interval", "exploration_fraction", "exploration_initial_eps",
@@ -490,6 +570,8 @@ def _algo_kwargs(config: TrainConfig) -> dict[str, Any]:
     kwargs["mask_actions"] = config.mask_actions
     kwargs["double_q"] = config.double_q
     kwargs["next_item_weight"] = config.next_item_weight
+    kwargs["next_item_positions"] = config.next_item_positions
+    kwargs["next_item_batch_size"] = config.next_item_batch
     return kwargs
 
 
@@ -503,6 +585,11 @@ def extractor_kwargs(config: TrainConfig) -> dict[str, Any]:
         dnn_hidden=tuple(config.dnn_hidden),
         share_item_embeddings=config.share_item_embeddings,
         layer_norm=config.layer_norm,
+        causal=config.causal,
+        readout=config.readout,
+        positions=config.positions,
+        feed_forward=config.feed_forward,
+        embedding_init_std=config.embedding_init_std,
     )
 
 
@@ -522,7 +609,7 @@ def budget_exhausted(config: TrainConfig, steps: int, episodes: int, seconds: fl
 
     :param config: the run's config
     :param steps: environment steps done
-    :param episodes: finished training episodes
+    :param episodes: finished training episodes (passes with ``config.episode == "pass"``)
     :param seconds: training wall time so far, s
     """
     if steps >= config.total_timesteps:
@@ -578,7 +665,8 @@ def _resume_state(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
     """
     state = json.loads((latest_checkpoint(run_dir) / "state.json").read_text(encoding="utf-8"))
     _check_resume_config(config, run_dir)
-    done = budget_exhausted(config, state["num_timesteps"], len(state["curve"]["episodes"]), state["train_seconds"])
+    episodes = len(state["curve"]["episodes"]) // int(state.get("sessions_per_episode", 1))
+    done = budget_exhausted(config, state["num_timesteps"], episodes, state["train_seconds"])
     if done is not None and (run_dir / "metrics.json").exists():
         raise SetupError(
             f"{run_dir} is finished ({done}, {state['num_timesteps']:,} environment steps); nothing to "
@@ -654,8 +742,7 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
            on_evaluation=None) -> TrainResult:
     import torch as th
 
-    from agents.factory import algorithm_class, build_model
-    from agents.next_item import LoggedNextItems
+    from agents.factory import algorithm_class
     from recsim_env import holdout_last
     from stable_baselines3.common.logger import configure
 
@@ -717,6 +804,8 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
         runner = _Runner(config, run_dir, val_split, signals)
         claimed["runner"] = runner
         runner.on_evaluation = on_evaluation
+        if config.episode == "pass":
+            runner.sessions_per_episode = len(vec_env.envs[0].unwrapped.users)
         cls = algorithm_class(config.algo)
         if resume:
             ckpt = latest_checkpoint(run_dir)
@@ -733,24 +822,24 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
             vec_env.seed(config.seed + int(model.num_timesteps))
             say(f"resuming {run_dir} at step {model.num_timesteps:,} ({runner.elapsed_before:.0f} s trained)")
         else:
-            dueling = config.dueling and config.algo == "dqn"  # DQN-only options; ignored otherwise
-            model = build_model(
-                config.algo, vec_env, extractor_kwargs=extractor_kwargs(config), net_arch=config.net_arch,
-                n_quantiles=config.n_quantiles, dueling=dueling,
-                tied_item_embeddings=dueling and config.tied_item_embeddings,
-                # MaskablePPO masks through action_masks() (the same items) instead.
-                mask_excluded=config.mask_excluded and config.algo != "maskable_ppo",
-                seed=config.seed, device=device, **_algo_kwargs(config),
-            )  # fmt: skip
+            model = build_agent(config, vec_env, device)
+        attach_logged_data(model, config, vec_env)  # not saved in the model: attached again on resume
+        model.set_logger(configure(str(run_dir / "tensorboard"), ["tensorboard"]))
+        runner.curve["validation_popularity"] = popularity_metrics(val_split, config.eval_k)
+        if not resume:
+            if config.pretrain_steps:
+                runner.session_start = t0 = time.monotonic()
+                say(f"pre-training: {config.pretrain_steps:,} gradient steps of the next-item loss")
+                losses = model.pretrain(config.pretrain_steps)
+                runner.pretrain_seconds = time.monotonic() - t0
+                runner.elapsed_before += runner.pretrain_seconds  # training time includes it
+                runner.curve["pretrain_loss"] = [round(float(np.mean(losses[i:i + 100])), 4)
+                                                 for i in range(0, len(losses), 100)]
+                if config.eval_freq:
+                    runner.validate(model)  # the step-0 row: the pre-trained network before any TD update
             # A checkpoint before the first step: a run killed at any later moment (even
             # SIGKILL, before the first periodic checkpoint) can be resumed.
             runner.save_checkpoint(model)
-        if config.algo == "dqn" and config.next_item_weight > 0:
-            # Logged next items of the training split, read through the first training env's tables
-            # (not saved in the model: attached again on resume).
-            model.set_next_item_source(LoggedNextItems(vec_env.envs[0], seed=config.seed))
-        model.set_logger(configure(str(run_dir / "tensorboard"), ["tensorboard"]))
-        runner.curve["validation_popularity"] = popularity_metrics(val_split, config.eval_k)
 
         n_params = sum(p.numel() for p in model.policy.parameters())
         say(f"run dir: {run_dir}\nalgo {config.algo} on {config.dataset} ({split.n_users} users, "
@@ -765,8 +854,7 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
         remaining = config.total_timesteps - int(model.num_timesteps)
         runner.session_start = time.monotonic()
         steps_before = int(model.num_timesteps)
-        runner.stop_reason = budget_exhausted(config, steps_before, len(runner.curve["episodes"]),
-                                              runner.elapsed_before)
+        runner.stop_reason = budget_exhausted(config, steps_before, runner.episodes_done(), runner.elapsed_before)
         if runner.stop_reason is None:
             signals.defer = True
             model.learn(remaining, callback=_training_callback_class()(runner),
@@ -789,7 +877,7 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
         metrics = evaluate_model(model, config, eval_split, k=config.eval_k)
         pop = popularity_metrics(eval_split, config.eval_k)
         steps = int(model.num_timesteps) - steps_before
-        n_episodes = len(runner.curve["episodes"])
+        n_episodes = runner.episodes_done()
         complete = is_complete(config, int(model.num_timesteps), n_episodes)
         training = {
             "complete": complete,
@@ -797,8 +885,12 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
             if complete else runner.stop_reason,
             "env_steps": int(model.num_timesteps),
             "total_timesteps": config.total_timesteps,
-            "episodes": n_episodes,
+            "episodes": len(runner.curve["episodes"]),  # sessions
+            **({"passes": n_episodes, "users_per_pass": runner.sessions_per_episode}
+               if config.episode == "pass" else {}),
             "train_seconds": round(train_seconds, 2),
+            "pretrain_steps": config.pretrain_steps,
+            "pretrain_seconds": round(runner.pretrain_seconds, 2),
             "validation_seconds": round(runner.eval_seconds, 2),
             "env_steps_per_second": round(steps / max(session_seconds - session_eval_seconds, 1e-9), 1),
             "evaluation_seconds": round(time.monotonic() - t0, 2),
@@ -878,7 +970,9 @@ def format_report(config: TrainConfig, metrics: dict, pop: dict, training: dict,
     ]
     lines += metric_lines(metrics, pop, paper)
     lines.append(f"training: {training['env_steps']:,} of {training['total_timesteps']:,} env steps, "
-                 f"{training['episodes']:,} episodes, {training['train_seconds']:.0f} s "
+                 f"{training['episodes']:,} sessions"
+                 + (f" ({training['passes']:,} passes of {training['users_per_pass']:,} users)" if "passes" in training else "")
+                 + f", {training['train_seconds']:.0f} s "
                  f"({training['env_steps_per_second']:,.0f} steps/s) on {training['device']}; "
                  f"stop: {training['stop_reason']}")
     if incomplete:

@@ -245,3 +245,119 @@ def test_works_inside_sb3_policies(algo):
     assert any(not th.equal(a, b) for a, b in zip(before, after))  # the extractor is trained
     action, _ = model.predict(env.observation_space.sample(), deterministic=True)
     assert 0 <= int(action) < N_ITEMS
+
+
+# Options of the short-term encoder: causal attention, readouts, positions, transformer blocks ----
+
+ALL_OPTIONS = [
+    dict(readout=r, positions=p, feed_forward=f)
+    for r in ("last", "mean") for p in ("sinusoidal", "learned", "relative") for f in (False, True)
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("options", ALL_OPTIONS, ids=lambda o: "-".join(str(v) for v in o.values()))
+def test_causal_states_never_see_later_items(options):
+    """With causal=True the state after slot t is the same whatever comes after t."""
+    th.manual_seed(0)
+    emb = th.nn.Embedding(N_ITEMS + 1, 8, padding_idx=0)
+    enc = ShortTermEncoder(emb, HISTORY, n_heads=2, n_layers=2, causal=True, **options).eval()
+    tokens = th.tensor([[0, 0, 4, 9, 2, 30], [7, 1, 3, 5, 11, 13]])
+    states = enc.sequence_states(tokens)
+    assert states.shape == (2, HISTORY, 8)
+    for t in range(HISTORY - 1):
+        changed = tokens.clone()
+        changed[:, t + 1 :] = th.randint(1, N_ITEMS + 1, (2, HISTORY - t - 1))
+        th.testing.assert_close(enc.sequence_states(changed)[:, : t + 1], states[:, : t + 1])
+        assert not th.allclose(enc.sequence_states(changed)[:, -1], states[:, -1])
+    # The last state is the encoder's own output on the whole history.
+    th.testing.assert_close(states[:, -1], enc(tokens))
+    # A non-causal encoder's position outputs do see later items: no per-prefix states from it.
+    with pytest.raises(ValueError, match="causal=True"):
+        ShortTermEncoder(emb, HISTORY).sequence_states(tokens)
+
+
+@pytest.mark.parametrize("options", [o for o in ALL_OPTIONS if o["positions"] == "relative"],
+                         ids=lambda o: f"{o['readout']}-ff{o['feed_forward']}")
+def test_relative_positions_make_every_prefix_state_the_state_of_that_history(options):
+    """State t of one pass == forward() of the first t + 1 tokens, front-padded to n slots."""
+    th.manual_seed(1)
+    emb = th.nn.Embedding(N_ITEMS + 1, 8, padding_idx=0)
+    enc = ShortTermEncoder(emb, HISTORY, n_heads=2, n_layers=2, causal=True, **options).eval()
+    with th.no_grad():
+        for layer in enc.layers:
+            bias = layer.attention.relative_bias if options["feed_forward"] else layer.relative_bias
+            bias.normal_()  # a non-trivial bias (it starts at zero)
+    tokens = th.tensor([[0, 0, 4, 9, 2, 30], [7, 1, 3, 5, 11, 13]])
+    states = enc.sequence_states(tokens)
+    for t in range(HISTORY):
+        prefix = th.zeros_like(tokens)
+        prefix[:, HISTORY - 1 - t :] = tokens[:, : t + 1]
+        real = tokens[:, t] > 0
+        th.testing.assert_close(states[real, t], enc(prefix)[real], rtol=1e-5, atol=1e-6)
+
+
+def test_relative_bias_is_added_by_query_key_distance():
+    """d=2, identity projections, one head, causal: scores q.k / sqrt(2) + r[t - j]."""
+    att = MaskedSelfAttention(2, n_heads=1, causal=True, relative_positions=3)
+    with th.no_grad():
+        for lin in (att.w_q, att.w_k, att.w_v):
+            lin.weight.copy_(th.eye(2))
+        att.relative_bias.copy_(th.tensor([[9.0, 9.0, 0.5, -1.0, 2.0]]))  # distances -2..2
+    x = th.tensor([[[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]]])
+    with th.no_grad():
+        out = att(x, th.ones(1, 3, dtype=th.bool))
+    s = 1.0 / math.sqrt(2.0)
+    v = x[0].numpy()
+    np.testing.assert_allclose(out[0, 0].numpy(), v[0], rtol=1e-6)  # only itself
+    scores = np.array([(x[0, 2] @ x[0, j]).item() * s for j in range(3)]) + np.array([2.0, -1.0, 0.5])
+    w = np.exp(scores) / np.exp(scores).sum()
+    np.testing.assert_allclose(out[0, 2].numpy(), w @ v, rtol=1e-6)
+
+
+@pytest.mark.parametrize("options", [dict(positions="learned", feed_forward=True, readout="last"),
+                                     dict(positions="relative", feed_forward=False, readout="mean")])
+def test_gradients_reach_the_new_parameters(options):
+    th.manual_seed(0)
+    ex = LongShortExtractor(make_space(), embed_dim=8, n_heads=2, n_layers=2, causal=True, **options)
+    if options["positions"] == "learned":  # a trained table that starts as the paper's sinusoids
+        th.testing.assert_close(ex.short_term.position_table.detach(), sinusoidal_positions(HISTORY, 8))
+    obs, _ = make_obs(np.random.default_rng(4), batch=32)
+    (ex(obs) ** 2).sum().backward()
+    for name, p in ex.named_parameters():
+        if "relative_bias" in name:  # causal: only the distances 0..n-1 are ever used
+            assert th.count_nonzero(p.grad[:, HISTORY - 1 :]) > 0, name
+            continue
+        assert p.grad is not None and th.count_nonzero(p.grad) > 0, name
+
+
+def test_bad_encoder_options_raise():
+    with pytest.raises(ValueError, match="readout='first' is unknown"):
+        LongShortExtractor(make_space(), readout="first")
+    with pytest.raises(ValueError, match="positions='rotary' is unknown"):
+        LongShortExtractor(make_space(), positions="rotary")
+    with pytest.raises(ValueError, match="causal=True"):
+        LongShortExtractor(make_space()).sequence_features({})
+
+
+def test_encoder_option_names_match_the_config():
+    from agents.attention import POSITIONS, READOUTS
+    from agents.factory import NEXT_ITEM_POSITIONS
+    from experiments import config
+
+    assert (config.POSITIONS, config.READOUTS, config.NEXT_ITEM_POSITIONS) == (
+        POSITIONS, READOUTS, NEXT_ITEM_POSITIONS)
+
+
+def test_embedding_init_std_scales_the_item_and_user_tables():
+    th.manual_seed(0)
+    ex = LongShortExtractor(make_space(n_items=400), embed_dim=16, embedding_init_std=0.05,
+                            share_item_embeddings=False)
+    for table in (ex.item_embedding, ex.long_item_embedding):
+        assert table.weight[1:].std().item() == pytest.approx(0.05, rel=0.1)
+        assert th.count_nonzero(table.weight[0]) == 0  # the padding row stays zero
+    for table in ex.user_embeddings:
+        assert table.weight.abs().max().item() < 0.5  # N(0, 1) would exceed this in 2 * 16 draws
+    default = LongShortExtractor(make_space(n_items=400), embed_dim=16)
+    assert default.item_embedding.weight[1:].std().item() == pytest.approx(1.0, rel=0.1)  # PyTorch's N(0, 1)
+    with pytest.raises(ValueError, match="embedding_init_std must be > 0"):
+        LongShortExtractor(make_space(), embedding_init_std=0.0)

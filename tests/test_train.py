@@ -58,7 +58,13 @@ def test_presets_are_valid_and_paper_preset_has_the_papers_settings():
     assert paper.loss == "mse" and paper.max_episodes == 1000 and paper.algo == "dqn"
     assert paper.next_item_weight == 0.0 and not paper.dueling  # eq. 10: the TD loss alone
     assert not paper.mask_excluded and make_config("default").mask_excluded  # eq. 9's max over all items
-    assert paper.total_timesteps == 1000 * paper.max_steps
+    # An episode of the paper is a pass over every training user; the step budget is only a bound.
+    assert paper.episode == "pass" and paper.total_timesteps >= 1000 * 6040 * paper.max_steps
+    short = make_config("paper-1000-sessions")
+    assert short.episode == "session" and short.total_timesteps == 1000 * short.max_steps
+    assert {f: v for f, v in short.to_dict().items() if paper.to_dict()[f] != v} == dict(
+        preset="paper-1000-sessions", name="lsrwrl-paper-1000-sessions", episode="session",
+        total_timesteps=50_000)
 
 
 @pytest.mark.parametrize(
@@ -668,3 +674,241 @@ def test_next_item_loss_needs_the_dueling_head(split):
     with pytest.raises(ValueError, match="needs dueling=True"):
         make_config("default", next_item_weight=1.0, dueling=False)
     assert make_config("default", algo="ppo", next_item_weight=1.0).algo == "ppo"  # DQN-only: ignored
+
+
+# All-positions next-item loss: logged windows, one causal pass, pre-training -------------------
+
+
+def test_logged_windows_are_histories_with_the_next_item_of_every_slot(split):
+    from agents.next_item import LoggedNextItems
+
+    env = gym.make("MovieLensRec-v0", split_data=split, max_steps=5)
+    source = LoggedNextItems(env, seed=0)
+    users = np.array([0, 0, 5, 17, 300])
+    ends = np.array([1, 7, 20, 60, 33])
+    windows, targets = source.window_batch(users, ends)
+    assert targets.shape == windows["history"].shape == (5, 20)
+    for row, (u, e) in enumerate(zip(users, ends)):
+        seq = split.train_items[split.train_indptr[u]:split.train_indptr[u + 1]]
+        ratings = split.train_ratings[split.train_indptr[u]:split.train_indptr[u + 1]]
+        # The window is the history of the state after e items; slot t's target is the item after it.
+        np.testing.assert_array_equal(windows["history"][row], source.observations(users[[row]], ends[[row]])["history"][0])
+        first = e - 20  # train index of slot 0 (negative: padding)
+        for t in range(20):
+            if first + t < 0:
+                assert windows["history"][row, t] == 0 and targets[row, t] == -1
+            else:
+                assert targets[row, t] == seq[first + t + 1]
+                assert windows["history_liked"][row, t] == (ratings[first + t] >= 4)
+        before = source.observations(users[[row]], np.array([max(first, 0)]))
+        np.testing.assert_array_equal(windows["liked_before"][row], before["liked"][0])
+        np.testing.assert_array_equal(windows["excluded_before"][row], before["excluded"][0])
+    # Over all possible draws, every (prefix, next item) pair is a target exactly 20 times.
+    _, every = source.window_batch(source.window_users, source.window_ends)
+    pair_id = np.where(every >= 0, source.window_users[:, None] * 10_000 + every, -1)
+    counts = np.unique(pair_id[pair_id >= 0], return_counts=True)[1]
+    assert counts.size == len(source) and set(counts.tolist()) == {20}
+
+
+class _FixedWindows:
+    """A next-item source that always hands out the same logged windows."""
+
+    def __init__(self, source, users, ends):
+        self.batch = source.window_batch(np.asarray(users), np.asarray(ends))
+
+    def windows(self, n):
+        return self.batch
+
+
+def _window_model(env, **kwargs):
+    from agents.factory import build_model
+
+    th.manual_seed(0)
+    options = dict(embed_dim=8, dnn_hidden=(8,), causal=True, readout="last", positions="relative",
+                   feed_forward=True, layer_norm=True)
+    model = build_model("dqn", env, extractor_kwargs=options, net_arch=(16,), seed=0, learning_starts=10,
+                        batch_size=8, buffer_size=200, dueling=True, tied_item_embeddings=True,
+                        next_item_weight=1.0, next_item_positions="all", **kwargs)  # fmt: skip
+    with th.no_grad():
+        model.q_net.q_net[-1].weight.normal_()  # u(s) starts at 0: give the items a ranking
+    return model
+
+
+@pytest.mark.parametrize("mask_excluded", [True, False])
+def test_window_loss_is_the_mean_pairwise_loss_over_every_position(mask_excluded, split):
+    """Windows that start at a user's first item: every position's state is exactly a logged state,
+    so the one-pass loss equals the pairwise loss of those states (their own excluded items masked)."""
+    from agents.next_item import LoggedNextItems
+
+    env = gym.make("MovieLensRec-v0", split_data=split, max_steps=5)
+    model = _window_model(env, mask_excluded=mask_excluded)
+    logged = LoggedNextItems(env, seed=0)
+    users, ends = np.array([0, 3, 9, 40]), np.array([20, 12, 5, 1])  # ends <= 20: no item before the window
+    model.set_next_item_source(_FixedWindows(logged, users, ends))
+    model.policy.set_training_mode(False)
+    one_pass = model.next_item_loss().item()
+    pair_users = np.concatenate([np.full(e, u) for u, e in zip(users, ends)])
+    prefixes = np.concatenate([np.arange(1, e + 1) for e in ends])
+    obs = model.policy.obs_to_tensor(logged.observations(pair_users, prefixes))[0]
+    items = [split.train_items[split.train_indptr[u] + p] for u, p in zip(pair_users, prefixes)]
+    with th.no_grad():
+        logits = model.q_net(obs) * model.q_net.log_logit_scale.exp()
+        if mask_excluded:
+            from agents.masking import mask_excluded as mask
+
+            logits = mask(logits, obs)
+        expected = th.nn.functional.cross_entropy(logits, th.as_tensor(np.array(items), dtype=th.long)).item()
+    assert one_pass == pytest.approx(expected, rel=1e-4)
+    # Windows that start later: the last position is still exactly the logged state's.
+    late = _FixedWindows(logged, [0, 9], [100, 40])
+    feats = model.q_net.features_extractor.sequence_features(
+        {k: th.as_tensor(v) for k, v in late.batch[0].items()})[:, -1]
+    states = model.policy.obs_to_tensor(logged.observations(np.array([0, 9]), np.array([100, 40])))[0]
+    th.testing.assert_close(feats, model.q_net.features_extractor(states), rtol=1e-4, atol=1e-5)
+
+
+def test_all_positions_pretraining_learns_a_tiny_sequence_pattern():
+    """Users who all watch items in one cyclic order: the next item becomes the top Q-value."""
+    from agents.factory import build_model
+    from agents.next_item import LoggedNextItems
+    from recsim_env.dataset import MovieLensData, Split
+
+    n_items, n_users, length = 12, 24, 16
+    rng = np.random.default_rng(0)
+    seqs = [(int(rng.integers(n_items)) + np.arange(length)) % n_items for _ in range(n_users)]
+    seqs = [np.array(list(dict.fromkeys(s.tolist()))) for s in seqs]  # one rating per user and item
+    user = np.concatenate([np.full(len(s), u) for u, s in enumerate(seqs)]).astype(np.int32)
+    item = np.concatenate(seqs).astype(np.int32)
+    rating = np.full(item.size, 5, np.int8)
+    data = MovieLensData(
+        name="cycle", user=user, item=item, rating=rating, timestamp=np.arange(item.size, dtype=np.int64),
+        user_features=np.zeros((n_users, 3), np.int32), user_raw_ids=np.arange(n_users, dtype=np.int64),
+        item_raw_ids=np.arange(n_items, dtype=np.int64), item_titles=np.array(["x"] * n_items, dtype=object),
+        item_years=np.full(n_items, 1999, np.int32), item_genres=np.zeros((n_items, 1), bool), genre_names=("Drama",),
+    )  # fmt: skip
+    lens = np.array([len(s) for s in seqs])
+    n_train = lens - 2
+    train_idx = np.concatenate([np.arange(a, a + n) for a, n in zip(np.r_[0, np.cumsum(lens)[:-1]], n_train)])
+    test_idx = np.setdiff1d(np.arange(item.size), train_idx)
+    indptr = lambda n: np.r_[0, np.cumsum(n)].astype(np.int64)  # noqa: E731
+    tiny = Split(data, "temporal", 0.8, 0, indptr(n_train), item[train_idx], rating[train_idx],
+                 data.timestamp[train_idx], indptr(lens - n_train), item[test_idx], rating[test_idx],
+                 data.timestamp[test_idx])  # fmt: skip
+    env = gym.make("MovieLensRec-v0", split_data=tiny, max_steps=5, history_len=6)
+    th.manual_seed(0)
+    model = build_model("dqn", env, extractor_kwargs=dict(embed_dim=16, dnn_hidden=(16,), causal=True, readout="last",
+                                                          positions="relative"),
+                        net_arch=(32,), seed=0, learning_rate=1e-2, dueling=True, tied_item_embeddings=True,
+                        mask_excluded=True, next_item_positions="all", next_item_batch_size=16)  # fmt: skip
+    model.set_next_item_source(LoggedNextItems(env, seed=0))
+    losses = model.pretrain(150)
+    assert np.mean(losses[-10:]) < 0.3 * np.mean(losses[:10])
+    # Scored from the whole train history (test mode), the first test item is the top item.
+    test_env = gym.make("MovieLensRec-v0", split_data=tiny, mode="test", history_len=6)
+    from agents.scoring import make_score_fn
+
+    scores = make_score_fn(model, test_env)(np.arange(n_users))
+    first_test = item[test_idx][tiny.test_indptr[:-1]]
+    assert (scores.argmax(axis=1) == first_test).mean() >= 0.9
+    # The target network starts from the pre-trained weights.
+    for a, b in zip(model.q_net.parameters(), model.q_net_target.parameters()):
+        assert th.equal(a, b)
+
+
+def test_window_model_round_trips_through_save_and_load(tmp_path, split):
+    from agents.factory import LSRDQN
+    from agents.next_item import LoggedNextItems
+
+    env = gym.make("MovieLensRec-v0", split_data=split, max_steps=5)
+    model = _window_model(env, mask_excluded=True, next_item_batch_size=4)
+    model.set_next_item_source(LoggedNextItems(env, seed=0))
+    model.pretrain(3)
+    obs = LoggedNextItems(env, seed=1)(16)[0]
+    model.save(tmp_path / "model.zip")
+    loaded = LSRDQN.load(tmp_path / "model.zip", env=env)
+    assert (loaded.next_item_positions, loaded.next_item_batch_size) == ("all", 4)
+    encoder = loaded.q_net.features_extractor.short_term
+    assert (encoder.causal, encoder.readout, encoder.positions) == (True, "last", "relative")
+    with th.no_grad():
+        before = model.q_net(model.policy.obs_to_tensor(obs)[0])
+        after = loaded.q_net(loaded.policy.obs_to_tensor(obs)[0])
+    th.testing.assert_close(after, before)
+    loaded.set_next_item_source(LoggedNextItems(env, seed=0))  # the loss runs again after load
+    assert np.isfinite(loaded.next_item_loss().item())
+
+
+def test_all_positions_needs_a_causal_encoder(split):
+    from agents.factory import build_model
+
+    env = gym.make("MovieLensRec-v0", split_data=split, max_steps=5)
+    with pytest.raises(ValueError, match="needs a causal short-term encoder"):
+        build_model("dqn", env, dueling=True, next_item_weight=1.0, next_item_positions="all")
+    with pytest.raises(ValueError, match="next_item_positions='every' is unknown"):
+        build_model("dqn", env, dueling=True, next_item_positions="every")
+    with pytest.raises(ValueError, match="needs causal=True"):
+        make_config("default", next_item_positions="all", causal=False)
+    with pytest.raises(ValueError, match="pretrain_steps > 0 needs algo=dqn with dueling=True"):
+        make_config("default", algo="ppo", pretrain_steps=10)
+    with pytest.raises(ValueError, match="positions='rotary' is unknown"):
+        make_config("default", positions="rotary")
+
+
+def test_pretraining_runs_before_training_and_is_recorded(tmp_path):
+    config = tiny(tmp_path, causal=True, readout="last", positions="relative", next_item_positions="all",
+                  next_item_batch=4, pretrain_steps=5, total_timesteps=80, eval_freq=80)
+    result = train(config, progress=False)
+    rows = result.curve["validation"]
+    assert rows[0]["step"] == 0 and rows[-1]["step"] == 80  # the pre-trained network is validated first
+    assert len(result.curve["pretrain_loss"]) == 1 and result.training["pretrain_steps"] == 5
+    saved = json.loads((result.run_dir / "metrics.json").read_text())
+    assert saved["training"]["pretrain_steps"] == 5 and saved["training"]["pretrain_seconds"] > 0
+
+
+# The paper's episode: one pass over every training user ------------------------------------------
+
+
+def test_user_passes_visit_every_user_once_per_pass_in_a_new_order(split):
+    from experiments.train import UserPasses
+
+    env = gym.make("MovieLensRec-v0", split_data=split, max_steps=2)
+    users = env.unwrapped.users
+    passes = UserPasses(env, users, seed=0)
+    seen = [passes.reset()[1]["user"] for _ in range(2 * len(users))]
+    first, second = seen[: len(users)], seen[len(users):]
+    assert sorted(first) == sorted(second) == sorted(users.tolist())
+    assert first != second  # reshuffled
+    assert passes.reset(options={"user": int(users[3])})[1]["user"] == users[3]  # an explicit user wins
+    same = UserPasses(gym.make("MovieLensRec-v0", split_data=split, max_steps=2), users, seed=0)
+    assert [same.reset()[1]["user"] for _ in range(len(users))] == first  # seeded
+
+
+def test_an_episode_budget_in_passes_stops_after_every_user_had_a_session(tmp_path):
+    config = tiny(tmp_path, episode="pass", max_episodes=1, max_steps=1, total_timesteps=10_000, n_envs=4,
+                  train_freq=50, eval_freq=0, checkpoint_freq=0)
+    result = train(config, progress=False)
+    n_users = result.training["users_per_pass"]
+    assert n_users > 900 and result.training["passes"] == 1 and result.training["complete"]
+    # Four environments share the users; the run stops in the vector step that completes the pass.
+    assert n_users <= result.training["episodes"] < n_users + 4
+    assert result.training["stop_reason"] == "max_episodes=1 reached"
+
+
+def test_pretrain_curve_rows_match_a_pretrained_training_run(tmp_path, capsys):
+    from experiments.pretrain_curve import main as curve_main
+
+    options = ["--torch-threads", "1", "--n-envs", "2", "--embed-dim", "8", "--dnn-hidden", "8", "--net-arch", "16",
+               "--causal", "true", "--readout", "last", "--positions", "relative", "--next-item-positions", "all",
+               "--next-item-batch", "4", "--embedding-init-std", "0.05"]
+    out = tmp_path / "curve.jsonl"
+    assert curve_main(["--eval-at", "3,6", "--out", str(out), *options]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["steps"] for r in rows] == [3, 6] and capsys.readouterr().out.count("precision@10") == 2
+    # The same network as a training run that pre-trains 6 steps and makes no TD update.
+    config = make_config("default", tune=True, pretrain_steps=6, total_timesteps=2, learning_starts=10,
+                         eval_freq=0, checkpoint_freq=0, runs_dir=str(tmp_path / "runs"), n_envs=2,
+                         torch_threads=1, embed_dim=8, dnn_hidden=(8,), net_arch=(16,), causal=True, readout="last",
+                         positions="relative", next_item_positions="all", next_item_batch=4,
+                         embedding_init_std=0.05)  # fmt: skip
+    result = train(config, progress=False)
+    assert result.metrics["precision@10"] == pytest.approx(rows[-1]["precision@10"], abs=1e-4)
+    assert curve_main(["--eval-at", "6,3", *options]) == 2
