@@ -47,6 +47,7 @@ class LoggedNextItems:
                 f"also has {unknown}; teach agents/next_item.py to build them from the split"
             )
         self.simulator = base.simulator
+        self.history_len = int(base.history_len)
         split = base.split
         indptr = np.asarray(split.train_indptr, dtype=np.int64)
         items = np.asarray(split.train_items, dtype=np.int64)
