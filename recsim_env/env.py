@@ -30,10 +30,9 @@ from recsim_env.simulator import (
     RATINGS,
     RESPONSES,
     EpisodeState,
-    ReplaySimulator,
-    SlateResponse,
     default_reward_map,
     make_simulator,
+    slate_settings,
 )
 
 __all__ = [
@@ -390,22 +389,11 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         self.like_threshold: int = sim.like_threshold
         self.reward_map: dict[int, float] = sim.reward_map
         self.max_steps: int = sim.max_steps
-        self._slate = SlateResponse(slate_size, response, examine, sim.n_items)
+        self._slate, self.action_space = slate_settings(sim, slate_size, response, examine)
         self.slate_size: int = self._slate.slate_size
         self.response: str = self._slate.response
         self.examine: float | None = self._slate.examine
         self.user_model: str = sim.user_model
-        if self.slate_size > 1 and not isinstance(sim, ReplaySimulator):
-            raise ValueError(
-                f"slate_size={self.slate_size} needs user_model='replay' (the slate responses are "
-                f"defined for the replayed user); user_model={self.user_model!r} takes one item per step"
-            )
-
-        self.action_space: spaces.Space = (
-            spaces.Discrete(self.n_items)
-            if self.slate_size == 1
-            else spaces.MultiDiscrete(np.full(self.slate_size, self.n_items, dtype=np.int64))
-        )
         self.observation_space = sim.observation_space()
 
         # Episode state, preallocated once and updated in place by the simulator.

@@ -326,6 +326,31 @@ class SlateResponse:
         return depth
 
 
+
+def slate_settings(
+    simulator: UserSimulator, slate_size: int, response: str, examine: float | None
+) -> tuple[SlateResponse, spaces.Space]:
+    """The validated :class:`SlateResponse` of an environment on ``simulator`` and its action space.
+
+    Shared by the single and the vector environment: ``Discrete(n_items)`` for one item per
+    step, ``MultiDiscrete([n_items] * k)`` for slates, which only the replayed user answers.
+
+    :raises ValueError: bad slate settings, or ``slate_size > 1`` with a learned user model
+    """
+    slate = SlateResponse(slate_size, response, examine, simulator.n_items)
+    if slate.slate_size > 1 and not isinstance(simulator, ReplaySimulator):
+        raise ValueError(
+            f"slate_size={slate.slate_size} needs user_model='replay' (the slate responses are "
+            f"defined for the replayed user); user_model={simulator.user_model!r} takes one item "
+            "per step"
+        )
+    n = simulator.n_items
+    space: spaces.Space = (
+        spaces.Discrete(n) if slate.slate_size == 1
+        else spaces.MultiDiscrete(np.full(slate.slate_size, n, dtype=np.int64))
+    )  # fmt: skip
+    return slate, space
+
 class UserSimulator:
     """What every simulated user shares: settings, the split, start states and observations.
 

@@ -22,7 +22,7 @@ from recsim_env.rendering import (
     SessionRenderer,
     slate_outcome,
 )
-from recsim_env.simulator import BatchState, ReplaySimulator, SlateResponse, make_simulator
+from recsim_env.simulator import BatchState, make_simulator, slate_settings
 
 #: Attributes every sub-environment shares (``get_attr`` returns one copy per sub-env).
 SHARED_ATTRS: tuple[str, ...] = (
@@ -143,22 +143,11 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         self.like_threshold: int = sim.like_threshold
         self.reward_map: dict[int, float] = sim.reward_map
         self.max_steps: int = sim.max_steps
-        self._slate = SlateResponse(slate_size, response, examine, sim.n_items)
+        self._slate, self.single_action_space = slate_settings(sim, slate_size, response, examine)
         self.slate_size: int = self._slate.slate_size
         self.response: str = self._slate.response
         self.examine: float | None = self._slate.examine
         self.user_model: str = sim.user_model
-        if self.slate_size > 1 and not isinstance(sim, ReplaySimulator):
-            raise ValueError(
-                f"slate_size={self.slate_size} needs user_model='replay' (the slate responses are "
-                f"defined for the replayed user); user_model={self.user_model!r} takes one item per step"
-            )
-
-        self.single_action_space: spaces.Space = (
-            spaces.Discrete(self.n_items)
-            if self.slate_size == 1
-            else spaces.MultiDiscrete(np.full(self.slate_size, self.n_items, dtype=np.int64))
-        )
         self.action_space = batch_space(self.single_action_space, n)
         self.single_observation_space = sim.observation_space()
         self.observation_space = batch_space(self.single_observation_space, n)

@@ -276,3 +276,13 @@ def test_evaluate_greedy_with_a_seed_is_reproducible_under_the_user_model(synth:
     assert first["n_episodes"] == N_USERS and first["mean_likes"] > 0
     others = [evaluate_greedy(score, vec, seed=s)["mean_return"] for s in (1, 2, 3)]
     assert any(r != first["mean_return"] for r in others)  # the likes are random draws
+
+
+def test_slates_need_the_replayed_user(synth: Split) -> None:
+    """Slate responses are defined for replay only: a learned user with slate_size > 1 is an error."""
+    with pytest.raises(ValueError, match="slate_size=3 needs user_model='replay'"):
+        gym.make("MovieLensRec-v0", split_data=synth, user_model="ease", slate_size=3)
+    with pytest.raises(ValueError, match="slate_size=3 needs user_model='replay'"):
+        gym.make_vec("MovieLensRec-v0", num_envs=2, vectorization_mode="vector_entry_point",
+                     split_data=synth, user_model="ease", slate_size=3)  # fmt: skip
+    assert gym.make("MovieLensRec-v0", split_data=synth, user_model="ease", slate_size=1).unwrapped.slate_size == 1
