@@ -18,6 +18,9 @@ OBSERVATION_KEYS: tuple[str, ...] = ("user", "history", "liked")
 #: Keys of a window batch for :meth:`LongShortExtractor.sequence_features` (see
 #: :meth:`agents.next_item.LoggedNextItems.windows`).
 WINDOW_KEYS: tuple[str, ...] = ("user", "history", "history_liked", "liked_before")
+#: Which interest vectors the features hold (``interests=``): both (the paper), or one of them
+#: alone (an ablation).
+INTERESTS: tuple[str, ...] = ("both", "long", "short")
 
 
 def unpack_bits(packed: th.Tensor, n_items: int) -> th.Tensor:
@@ -79,7 +82,9 @@ class LongShortExtractor(BaseFeaturesExtractor):
     scalar per user-feature code and the mean of per-item scalars over the liked set,
     ``(B, 4)``. DeepFM returns ``y_FM + y_DNN``, ``(B, d)``.
 
-    **Output**: ``concat(long, short)`` (optionally layer-normalised), ``features_dim = 2 * embed_dim``.
+    **Output**: ``concat(long, short)`` (optionally layer-normalised), ``features_dim = 2 * embed_dim``;
+    with ``interests="long"`` or ``"short"`` only that vector, ``features_dim = embed_dim`` (the
+    other part is not computed).
 
     **Every prefix in one pass** (:meth:`sequence_features`, needs ``causal=True``): for a
     window of ``n`` logged items, the features of the state after each of them, ``(B, n, 2d)``.
@@ -109,6 +114,8 @@ class LongShortExtractor(BaseFeaturesExtractor):
     :param positions: ``"sinusoidal"`` (default, as in the paper), ``"learned"`` or ``"relative"``
     :param feed_forward: SASRec-style transformer blocks in the short-term part (default False)
     (the last four: see :class:`~agents.attention.ShortTermEncoder`)
+    :param interests: ``"both"`` (default, the paper), ``"long"`` or ``"short"``: which interest
+        vectors form the features (one alone measures what the other contributes)
     """
 
     def __init__(
@@ -126,8 +133,11 @@ class LongShortExtractor(BaseFeaturesExtractor):
         positions: str = "sinusoidal",
         feed_forward: bool = False,
         embedding_init_std: float | None = None,
+        interests: str = "both",
     ) -> None:
         n_items, history_len, cardinalities = _check_space(observation_space)
+        if interests not in INTERESTS:
+            raise ValueError(f"interests={interests!r} is unknown; choose one of {INTERESTS}")
         if embedding_init_std is not None and not embedding_init_std > 0:
             raise ValueError(f"embedding_init_std must be > 0 or None, got {embedding_init_std!r}")
         if readout not in READOUTS:
@@ -141,9 +151,11 @@ class LongShortExtractor(BaseFeaturesExtractor):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if any(int(h) < 1 for h in dnn_hidden):
             raise ValueError(f"dnn_hidden sizes must be >= 1, got {tuple(dnn_hidden)}")
-        super().__init__(observation_space, features_dim=2 * embed_dim)
+        features_dim = 2 * embed_dim if interests == "both" else embed_dim
+        super().__init__(observation_space, features_dim=features_dim)
         self.n_items = n_items
         self.embed_dim = embed_dim
+        self.interests = interests
 
         self.item_embedding = nn.Embedding(n_items + 1, embed_dim, padding_idx=0)
         self.long_item_embedding = (
@@ -163,7 +175,7 @@ class LongShortExtractor(BaseFeaturesExtractor):
         for table in self.user_first_order:
             nn.init.zeros_(table.weight)
         self.deepfm = DeepFM(len(cardinalities) + 1, embed_dim, tuple(int(h) for h in dnn_hidden), dropout)
-        self.output_norm = nn.LayerNorm(2 * embed_dim) if layer_norm else nn.Identity()
+        self.output_norm = nn.LayerNorm(features_dim) if layer_norm else nn.Identity()
         if embedding_init_std is not None:
             tables = {id(t): t for t in (self.item_embedding, self.long_item_embedding, *self.user_embeddings)}
             with th.no_grad():
@@ -174,10 +186,14 @@ class LongShortExtractor(BaseFeaturesExtractor):
 
     def forward(self, observations: dict[str, th.Tensor]) -> th.Tensor:
         """:param observations: Dict of ``(B, ...)`` tensors (any numeric dtype)
-        :return: ``(B, 2 * embed_dim)`` features ``concat(long, short)``
+        :return: ``(B, features_dim)`` features ``concat(long, short)`` (or the one selected)
         """
-        short = self.short_term(observations["history"].round().long())
-        return self.output_norm(th.cat([self.long_term(observations), short], dim=1))
+        parts = []
+        if self.interests != "short":
+            parts.append(self.long_term(observations))
+        if self.interests != "long":
+            parts.append(self.short_term(observations["history"].round().long()))
+        return self.output_norm(th.cat(parts, dim=1))
 
     def long_term(self, observations: dict[str, th.Tensor]) -> th.Tensor:
         """Long-term interest ``(B, d)`` (DeepFM over user features and liked items)."""
@@ -216,7 +232,7 @@ class LongShortExtractor(BaseFeaturesExtractor):
         exactly ``forward`` of the observation whose history is the window.
 
         :param windows: Dict of tensors as above (any numeric dtype)
-        :return: ``(B, n, 2 * embed_dim)``; rows of padding slots are not meaningful
+        :return: ``(B, n, features_dim)``; rows of padding slots are not meaningful
         :raises ValueError: the short-term encoder is not causal
         :raises KeyError: a key of :data:`WINDOW_KEYS` is missing
         """
@@ -228,7 +244,16 @@ class LongShortExtractor(BaseFeaturesExtractor):
             raise KeyError(f"window batch lacks {missing}; it needs {list(WINDOW_KEYS)} "
                            "(agents.next_item.LoggedNextItems.windows builds them)")
         tokens = windows["history"].round().long()  # (B, n)
-        short = self.short_term.sequence_states(tokens)  # (B, n, d)
+        batch, length = tokens.shape
+        parts = []
+        if self.interests != "short":
+            parts.append(self._sequence_long_term(windows, tokens))
+        if self.interests != "long":
+            parts.append(self.short_term.sequence_states(tokens))  # (B, n, d)
+        return self.output_norm(th.cat(parts, dim=2))
+
+    def _sequence_long_term(self, windows: dict[str, th.Tensor], tokens: th.Tensor) -> th.Tensor:
+        """Long-term interest after every window position, ``(B, n, d)`` (cumulative liked set)."""
         batch, length = tokens.shape
         before = unpack_liked_bits(windows["liked_before"], self.n_items)  # (B, N)
         liked = windows["history_liked"].to(th.float32) * (tokens > 0)  # (B, n)
@@ -239,8 +264,7 @@ class LongShortExtractor(BaseFeaturesExtractor):
         count = (before.sum(dim=1, keepdim=True) + liked.cumsum(dim=1)).clamp(min=1.0).unsqueeze(-1)
         user = windows["user"].unsqueeze(1).expand(batch, length, -1).reshape(batch * length, -1)
         long = self._deepfm(user, (vec / count).reshape(batch * length, -1), (w / count).reshape(batch * length, 1))
-        features = th.cat([long.view(batch, length, -1), short], dim=2)
-        return self.output_norm(features)
+        return long.view(batch, length, -1)
 
 
 def _check_space(space: spaces.Space) -> tuple[int, int, tuple[int, ...]]:

@@ -228,6 +228,9 @@ class LSRDQN(MaskedEpsilonGreedyMixin, DQN):
         (:class:`DuelingDQNPolicy`). With ``mask_excluded`` the softmax runs over the items the
         logged state allows (the logged next item never is excluded: one rating per user and
         item), the same items the policy chooses from.
+    :param td_weight: weight of the TD loss (default 1.0). 0 drops it: the Q-network is then
+        trained by the next-item loss alone on SB3's schedule (an ablation: what the TD updates
+        add); the replay buffer is still filled, not sampled.
 
     In-network masking is a policy option (``policy_kwargs=dict(mask_excluded=True)`` with
     :class:`MaskedDQNPolicy` or :class:`DuelingDQNPolicy`, see :func:`build_model`): the
@@ -243,6 +246,7 @@ class LSRDQN(MaskedEpsilonGreedyMixin, DQN):
         td_loss: str = "huber",
         double_q: bool = False,
         mask_actions: bool = False,
+        td_weight: float = 1.0,
         next_item_weight: float = 0.0,
         next_item_positions: str = "last",
         next_item_batch_size: int | None = None,
@@ -252,6 +256,10 @@ class LSRDQN(MaskedEpsilonGreedyMixin, DQN):
             raise ValueError(f"td_loss={td_loss!r} is unknown; choose one of {TD_LOSSES}")
         if not (next_item_weight >= 0.0 and np.isfinite(next_item_weight)):
             raise ValueError(f"next_item_weight must be a finite number >= 0, got {next_item_weight!r}")
+        if not (td_weight >= 0.0 and np.isfinite(td_weight)):
+            raise ValueError(f"td_weight must be a finite number >= 0, got {td_weight!r}")
+        if td_weight == 0 and next_item_weight == 0:
+            raise ValueError("td_weight=0 and next_item_weight=0 leave no loss to train; set one of them > 0")
         if next_item_positions not in NEXT_ITEM_POSITIONS:
             raise ValueError(f"next_item_positions={next_item_positions!r} is unknown; choose one of "
                              f"{NEXT_ITEM_POSITIONS}")
@@ -260,6 +268,7 @@ class LSRDQN(MaskedEpsilonGreedyMixin, DQN):
         self.td_loss = td_loss
         self.double_q = bool(double_q)
         self.mask_actions = bool(mask_actions)
+        self.td_weight = float(td_weight)
         self.next_item_weight = float(next_item_weight)
         self.next_item_positions = next_item_positions
         self.next_item_batch_size = None if next_item_batch_size is None else int(next_item_batch_size)
@@ -394,14 +403,17 @@ class LSRDQN(MaskedEpsilonGreedyMixin, DQN):
         loss_fn = F.mse_loss if self.td_loss == "mse" else F.smooth_l1_loss
         losses, aux_losses = [], []
         for _ in range(gradient_steps):
-            replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
-            discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
-            next_q = self.next_q_values(replay_data.next_observations)
-            target_q = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q  # eq. 9
-            # Q(s, a) of the action taken is never masked: it stays finite for any action.
-            current_q = th.gather(self.q_net(replay_data.observations), dim=1, index=replay_data.actions.long())
-            loss = loss_fn(current_q, target_q)
-            losses.append(loss.item())
+            loss = th.zeros((), device=self.device)
+            if self.td_weight > 0:
+                replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+                discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
+                next_q = self.next_q_values(replay_data.next_observations)
+                target_q = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q  # eq. 9
+                # Q(s, a) of the action taken is never masked: it stays finite for any action.
+                current_q = th.gather(self.q_net(replay_data.observations), dim=1, index=replay_data.actions.long())
+                td = loss_fn(current_q, target_q)
+                losses.append(td.item())
+                loss = self.td_weight * td
             if self.next_item_weight > 0:
                 aux = self.next_item_loss()
                 aux_losses.append(aux.item())
@@ -412,7 +424,8 @@ class LSRDQN(MaskedEpsilonGreedyMixin, DQN):
             self.policy.optimizer.step()
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.logger.record("train/loss", np.mean(losses))
+        if losses:
+            self.logger.record("train/loss", np.mean(losses))
         if aux_losses:
             self.logger.record("train/next_item_loss", np.mean(aux_losses))
 
@@ -586,7 +599,7 @@ ALGO_HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
     "dqn": ("learning_rate", "buffer_size", "learning_starts", "batch_size", "gamma", "train_freq",
             "gradient_steps", "target_update_interval", "exploration_fraction",
             "exploration_initial_eps", "exploration_final_eps", "max_grad_norm", "td_loss", "double_q",
-            "mask_actions", "next_item_weight", "next_item_positions", "next_item_batch_size"),
+            "mask_actions", "td_weight", "next_item_weight", "next_item_positions", "next_item_batch_size"),
     "qrdqn": ("learning_rate", "buffer_size", "learning_starts", "batch_size", "gamma", "train_freq",
               "gradient_steps", "target_update_interval", "exploration_fraction",
               "exploration_initial_eps", "exploration_final_eps", "max_grad_norm", "mask_actions"),

@@ -46,6 +46,8 @@ LOSSES: tuple[str, ...] = ("huber", "mse")
 #: module stays free of torch, a test keeps the two in step).
 POSITIONS: tuple[str, ...] = ("sinusoidal", "learned", "relative")
 READOUTS: tuple[str, ...] = ("mean", "last")
+#: Which interest vectors the extractor's features hold (as agents.extractor.INTERESTS).
+INTERESTS: tuple[str, ...] = ("both", "long", "short")
 #: Where the next-item loss is taken (as agents.factory.NEXT_ITEM_POSITIONS).
 NEXT_ITEM_POSITIONS: tuple[str, ...] = ("last", "all")
 #: What one training episode is (the unit of max_episodes): one user session, or one pass over
@@ -104,6 +106,7 @@ class TrainConfig:
     readout: str = "mean"  # short-term vector: "mean" over the history positions (paper) or "last" position
     positions: str = "sinusoidal"  # short-term positions: "sinusoidal" (paper), "learned" or "relative" (attention bias)
     feed_forward: bool = False  # short-term layers as SASRec blocks (residual, LayerNorm, feed-forward; paper: no)
+    interests: str = "both"  # features: "both" interest vectors (paper), or "long" / "short" alone (ablation)
     embedding_init_std: float | None = None  # std of the item/user embeddings' normal init (None: torch's 1.0)
     net_arch: tuple[int, ...] = (256,)  # hidden layers of the Q / policy / value heads
 
@@ -128,6 +131,7 @@ class TrainConfig:
     double_q: bool = True  # dqn only: double Q-learning target instead of eq. 9's max
     mask_actions: bool = True  # dqn/qrdqn: epsilon-greedy over action_masks() items only
     mask_excluded: bool = True  # in-network masking: predict, TD target max and scores skip obs["excluded"] items (not maskable_ppo)
+    td_weight: float = 1.0  # dqn only: weight of the TD loss (0: no TD loss, the next-item loss alone; ablation)
     next_item_weight: float = 0.1  # dqn (dueling) only: weight of the auxiliary next-item loss (0: off)
     # Next-item loss per sample: "last" = one logged (prefix, next item) pair, "all" = a window of
     # history_len logged items with a loss at every position, from one causal pass (needs causal).
@@ -164,7 +168,7 @@ class TrainConfig:
                 problems.append(message)
 
         for fname, choices in (("algo", ALGOS), ("dataset", DATASETS), ("split", SPLITS), ("loss", LOSSES),
-                               ("positions", POSITIONS), ("readout", READOUTS),
+                               ("positions", POSITIONS), ("readout", READOUTS), ("interests", INTERESTS),
                                ("next_item_positions", NEXT_ITEM_POSITIONS), ("episode", EPISODES)):
             value = getattr(self, fname)
             need(value in choices, f"{fname}={value!r} is unknown; choose one of {', '.join(choices)}")
@@ -196,6 +200,13 @@ class TrainConfig:
              f"final_learning_rate must be None or in [0, learning_rate], got {self.final_learning_rate}")
         need(self.next_item_weight >= 0 and math.isfinite(self.next_item_weight),
              f"next_item_weight must be a finite number >= 0, got {self.next_item_weight}")
+        need(self.td_weight >= 0 and math.isfinite(self.td_weight),
+             f"td_weight must be a finite number >= 0, got {self.td_weight}")
+        if self.td_weight != 1.0:
+            need(self.algo == "dqn", f"td_weight applies to algo=dqn only, got algo={self.algo!r}")
+        if self.algo == "dqn":
+            need(self.td_weight > 0 or self.next_item_weight > 0,
+                 "td_weight=0 and next_item_weight=0 leave no loss to train; set one of them > 0")
         if self.next_item_weight > 0 and self.algo == "dqn":
             need(self.dueling, "next_item_weight > 0 needs dueling=True (it trains the dueling head); "
                  "set next_item_weight=0 or dueling=True")

@@ -569,6 +569,7 @@ def _algo_kwargs(config: TrainConfig) -> dict[str, Any]:
     kwargs["td_loss"] = config.loss
     kwargs["mask_actions"] = config.mask_actions
     kwargs["double_q"] = config.double_q
+    kwargs["td_weight"] = config.td_weight
     kwargs["next_item_weight"] = config.next_item_weight
     kwargs["next_item_positions"] = config.next_item_positions
     kwargs["next_item_batch_size"] = config.next_item_batch
@@ -590,6 +591,7 @@ def extractor_kwargs(config: TrainConfig) -> dict[str, Any]:
         positions=config.positions,
         feed_forward=config.feed_forward,
         embedding_init_std=config.embedding_init_std,
+        interests=config.interests,
     )
 
 

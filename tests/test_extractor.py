@@ -341,11 +341,41 @@ def test_bad_encoder_options_raise():
 
 def test_encoder_option_names_match_the_config():
     from agents.attention import POSITIONS, READOUTS
+    from agents.extractor import INTERESTS
     from agents.factory import NEXT_ITEM_POSITIONS
     from experiments import config
 
-    assert (config.POSITIONS, config.READOUTS, config.NEXT_ITEM_POSITIONS) == (
-        POSITIONS, READOUTS, NEXT_ITEM_POSITIONS)
+    assert (config.POSITIONS, config.READOUTS, config.NEXT_ITEM_POSITIONS, config.INTERESTS) == (
+        POSITIONS, READOUTS, NEXT_ITEM_POSITIONS, INTERESTS)
+
+
+@pytest.mark.parametrize("interests", ["long", "short"])
+def test_one_interest_alone_reads_only_its_own_inputs(interests):
+    """interests='long' ignores the history, 'short' ignores the liked set and the user features;
+    each gives the matching half of the paper's features (d columns)."""
+    th.manual_seed(0)
+    both = LongShortExtractor(make_space(), embed_dim=8, causal=True)
+    th.manual_seed(0)
+    one = LongShortExtractor(make_space(), embed_dim=8, causal=True, interests=interests)
+    assert one.features_dim == 8 and both.features_dim == 16
+    obs, _ = make_obs(np.random.default_rng(5), batch=12)
+    out = one(obs)
+    half = slice(0, 8) if interests == "long" else slice(8, 16)
+    th.testing.assert_close(out, both(obs)[:, half])  # same initial weights, no LayerNorm
+    other = dict(obs)
+    rng = np.random.default_rng(6)
+    if interests == "long":
+        other["history"] = th.as_tensor(rng.integers(1, N_ITEMS + 1, size=obs["history"].shape), dtype=th.float32)
+    else:
+        other["liked"] = th.as_tensor(rng.integers(0, 256, size=obs["liked"].shape), dtype=th.float32)
+        other["user"] = th.zeros_like(obs["user"])
+    th.testing.assert_close(one(other), out)
+    # The per-prefix pass keeps the same columns.
+    windows = {"user": obs["user"], "history": obs["history"], "history_liked": th.zeros_like(obs["history"]),
+               "liked_before": obs["liked"]}
+    th.testing.assert_close(one.sequence_features(windows), both.sequence_features(windows)[..., half])
+    with pytest.raises(ValueError, match="interests='neither' is unknown"):
+        LongShortExtractor(make_space(), interests="neither")
 
 
 def test_embedding_init_std_scales_the_item_and_user_tables():

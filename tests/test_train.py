@@ -676,6 +676,39 @@ def test_next_item_loss_needs_the_dueling_head(split):
     assert make_config("default", algo="ppo", next_item_weight=1.0).algo == "ppo"  # DQN-only: ignored
 
 
+def test_td_weight_zero_trains_by_the_next_item_loss_alone(split):
+    """td_weight=0: the update never samples the replay buffer, its loss is the next-item loss."""
+    from agents.factory import build_model
+    from agents.next_item import LoggedNextItems
+
+    env = gym.make("MovieLensRec-v0", split_data=split, max_steps=5)
+    model = build_model("dqn", env, extractor_kwargs=dict(embed_dim=8, dnn_hidden=(8,)), net_arch=(16,), seed=0,
+                        learning_starts=30, batch_size=16, buffer_size=500, train_freq=10_000, dueling=True,
+                        tied_item_embeddings=True, next_item_weight=0.5, td_weight=0.0)  # fmt: skip
+    model.set_next_item_source(LoggedNextItems(env, seed=3))
+    model.learn(64)
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("td_weight=0 sampled the replay buffer")
+
+    model.replay_buffer.sample = no_sampling
+    recorded = {}
+    model.logger.record = lambda key, value, exclude=None: recorded.__setitem__(key, value)
+    table = model.q_net.features_extractor.item_embedding.weight
+    before = table.detach().clone()
+    model.train(gradient_steps=2, batch_size=16)
+    assert "train/loss" not in recorded and recorded["train/next_item_loss"] > 0
+    assert not th.equal(table.detach(), before)
+    with pytest.raises(ValueError, match="no loss to train"):
+        build_model("dqn", env, dueling=True, next_item_weight=0.0, td_weight=0.0)
+    with pytest.raises(ValueError, match="td_weight must be"):
+        build_model("dqn", env, dueling=True, td_weight=-1.0)
+    with pytest.raises(ValueError, match="no loss to train"):
+        make_config("default", next_item_weight=0.0, td_weight=0.0)
+    with pytest.raises(ValueError, match="td_weight applies to algo=dqn"):
+        make_config("default", algo="ppo", td_weight=0.5)
+
+
 # All-positions next-item loss: logged windows, one causal pass, pre-training -------------------
 
 
