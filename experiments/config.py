@@ -138,6 +138,7 @@ class TrainConfig:
     next_item_positions: str = "last"
     next_item_batch: int | None = None  # samples (pairs or windows) per next-item batch (None: batch_size)
     pretrain_steps: int = 0  # dqn (dueling): gradient steps of the next-item loss alone before training
+    pretrain_batch: int | None = None  # samples (pairs or windows) per pre-training step (None: next_item_batch)
     loss: str = "huber"  # dqn only: TD loss "huber" (SB3's smooth L1) or "mse" (paper eq. 10)
     n_quantiles: int = 50  # qrdqn quantiles per action
 
@@ -210,8 +211,10 @@ class TrainConfig:
         if self.next_item_weight > 0 and self.algo == "dqn":
             need(self.dueling, "next_item_weight > 0 needs dueling=True (it trains the dueling head); "
                  "set next_item_weight=0 or dueling=True")
-        need(self.next_item_batch is None or (isinstance(self.next_item_batch, int) and self.next_item_batch > 0),
-             f"next_item_batch must be a positive integer or None, got {self.next_item_batch!r}")
+        for fname in ("next_item_batch", "pretrain_batch"):
+            value = getattr(self, fname)
+            need(value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0),
+                 f"{fname} must be a positive integer or None, got {value!r}")
         if self.pretrain_steps:
             need(self.algo == "dqn" and self.dueling,
                  f"pretrain_steps > 0 needs algo=dqn with dueling=True (it trains the dueling head's Q-values), "

@@ -35,7 +35,8 @@ def pretrain_curve(config, eval_at: list[int], out: Path | None = None) -> list[
     """Pre-train ``config``'s model and evaluate it on the validation slice at ``eval_at`` steps.
 
     :param config: a dqn config with the dueling head (its ``tune`` flag is ignored: always the
-        validation slice); ``pretrain_steps`` is ignored, ``eval_at`` says how far to train
+        validation slice); ``pretrain_steps`` is ignored, ``eval_at`` says how far to train,
+        ``pretrain_batch`` (else ``next_item_batch``) how many samples each step draws
     :param eval_at: increasing step counts
     :param out: JSON-lines file rewritten (atomically) after every row
     :return: the rows: ``steps``, mean ``loss`` of the last 100 steps, ``seconds``, the metrics
@@ -59,7 +60,7 @@ def pretrain_curve(config, eval_at: list[int], out: Path | None = None) -> list[
     rows: list[dict] = []
     done, start = 0, time.monotonic()
     for steps in eval_at:
-        losses = model.pretrain(steps - done)
+        losses = model.pretrain(steps - done, config.pretrain_batch)
         done = steps
         metrics = evaluate_ranking(make_score_fn(model, env), val, k=10)
         rows.append({"steps": steps, "loss": round(float(np.mean(losses[-100:])), 4),

@@ -832,7 +832,7 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
             if config.pretrain_steps:
                 runner.session_start = t0 = time.monotonic()
                 say(f"pre-training: {config.pretrain_steps:,} gradient steps of the next-item loss")
-                losses = model.pretrain(config.pretrain_steps)
+                losses = model.pretrain(config.pretrain_steps, config.pretrain_batch)
                 runner.pretrain_seconds = time.monotonic() - t0
                 runner.elapsed_before += runner.pretrain_seconds  # training time includes it
                 runner.curve["pretrain_loss"] = [round(float(np.mean(losses[i:i + 100])), 4)

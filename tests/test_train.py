@@ -884,12 +884,23 @@ def test_all_positions_needs_a_causal_encoder(split):
         make_config("default", algo="ppo", pretrain_steps=10)
     with pytest.raises(ValueError, match="positions='rotary' is unknown"):
         make_config("default", positions="rotary")
+    with pytest.raises(ValueError, match="pretrain_batch must be a positive integer"):
+        make_config("default", pretrain_batch=0)
 
 
 def test_pretraining_runs_before_training_and_is_recorded(tmp_path):
     config = tiny(tmp_path, causal=True, readout="last", positions="relative", next_item_positions="all",
-                  next_item_batch=4, pretrain_steps=5, total_timesteps=80, eval_freq=80)
-    result = train(config, progress=False)
+                  next_item_batch=4, pretrain_steps=5, pretrain_batch=3, total_timesteps=80, eval_freq=80)
+    from agents.factory import LSRDQN
+
+    drawn = []
+    original = LSRDQN._window_next_item_loss
+    LSRDQN._window_next_item_loss = lambda self, n: (drawn.append(n), original(self, n))[1]
+    try:
+        result = train(config, progress=False)
+    finally:
+        LSRDQN._window_next_item_loss = original
+    assert drawn[:5] == [3] * 5 and set(drawn[5:]) == {4}  # pre-training batches, then the DQN's
     rows = result.curve["validation"]
     assert rows[0]["step"] == 0 and rows[-1]["step"] == 80  # the pre-trained network is validated first
     assert len(result.curve["pretrain_loss"]) == 1 and result.training["pretrain_steps"] == 5
