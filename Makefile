@@ -9,7 +9,7 @@ export MOVIELENS_DATA
 DATASET ?= ml-100k
 ARGS ?=
 
-.PHONY: install test train evaluate table sweep search validity bench bench-data bench-env bench-agent clean
+.PHONY: install test train evaluate table ablation sweep search validity bench bench-data bench-env bench-agent clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,10 @@ evaluate: install
 
 table: install
 	$(PY) -m experiments.table1 $(ARGS)
+
+# LSRWRL ablation (interests, losses, the paper preset), validation and test, 3 seeds: results/ablation_*.
+ablation: install
+	$(PY) -m experiments.ablation $(ARGS)
 
 sweep: install
 	$(PY) -m experiments.sweep $(ARGS)

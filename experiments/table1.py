@@ -238,15 +238,18 @@ def tuning_key(name: str, data: MovieLensData, seed: int, opts: TableOptions) ->
     return None if name == LSRWRL else _tuning_key(name, data, seed, opts)
 
 
-def lsrwrl_config(dataset: str, seed: int, opts: TableOptions, out: Path):
-    """The :class:`~experiments.config.TrainConfig` of LSRWRL's run on one seed of the table."""
+def lsrwrl_config(dataset: str, seed: int, opts: TableOptions, out: Path, name: str | None = None):
+    """The :class:`~experiments.config.TrainConfig` of LSRWRL's run on one seed of the table.
+
+    :param name: run directory prefix (an unkeyed field; default ``table1-lsrwrl-<dataset>-seed<seed>``)
+    """
     from experiments.config import make_config
 
     overrides = dict(
         dataset=dataset, seed=seed, split=opts.split, split_seed=seed,
         train_ratio=opts.train_ratio, val_fraction=opts.val_fraction,
         data_dir=opts.data_dir, expect_official=opts.expect_official, runs_dir=str(out / "runs"),
-        name=f"table1-{LSRWRL}-{dataset}-seed{seed}",
+        name=name or f"table1-{LSRWRL}-{dataset}-seed{seed}",
     )  # fmt: skip
     if opts.quick:
         overrides.update(QUICK_LSRWRL)
@@ -269,14 +272,19 @@ def run_key(name: str, data: MovieLensData, seed: int, opts: TableOptions, out: 
 
 
 class RunStore:
-    """The per-run result files of one dataset under ``<out>/table1_runs/<dataset>/``.
+    """The per-run result files of one dataset under ``<out>/<runs_folder>/<dataset>/``.
 
     Each file holds ``{"key": <configuration>, "run": <Run>}`` (or a ``TuningResult`` for
     ``tuning-*`` files) and is written atomically as soon as the run is done.
+
+    :param out: results folder
+    :param dataset: dataset name
+    :param runs_folder: folder of the run files under ``out`` (default ``"table1_runs"``;
+        :mod:`experiments.ablation` keeps its runs in ``"ablation_runs"``)
     """
 
-    def __init__(self, out: str | os.PathLike, dataset: str) -> None:
-        self.folder = Path(out) / "table1_runs" / dataset
+    def __init__(self, out: str | os.PathLike, dataset: str, runs_folder: str = "table1_runs") -> None:
+        self.folder = Path(out) / runs_folder / dataset
 
     def run_path(self, name: str, seed: int, key: dict[str, Any]) -> Path:
         return self.folder / f"{name}-seed{seed}-{_hash(key)}.json"
@@ -303,10 +311,11 @@ class RunStore:
         record = self._read(self.run_path(name, seed, key), key)
         return None if record is None else Run(**record["run"])
 
-    def save_run(self, run: Run, key: dict[str, Any]) -> Path:
+    def save_run(self, run: Run, key: dict[str, Any], name: str | None = None) -> Path:
+        """Write ``run`` to its file, atomically (``name``: the file's name prefix, default ``run.model``)."""
         payload = {"key": key, "run": asdict(run)}
         text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
-        return atomic_write_text(self.run_path(run.model, run.seed, key), text)
+        return atomic_write_text(self.run_path(name or run.model, run.seed, key), text)
 
     def load_tuning(self, name: str, key: dict[str, Any]) -> TuningResult | None:
         record = self._read(self.tuning_path(name, key), key)
@@ -392,26 +401,43 @@ def run_baseline(name: str, split: Split, seed: int, opts: TableOptions, store: 
     return run
 
 
-def run_lsrwrl(dataset: str, seed: int, opts: TableOptions, out: Path) -> Run:
+def run_lsrwrl(
+    dataset: str,
+    seed: int,
+    opts: TableOptions,
+    out: Path,
+    *,
+    name: str | None = None,
+    simulate: bool = True,
+    keep: Sequence[str] = (),
+) -> Run:
     """Train and evaluate LSRWRL through :func:`experiments.train.train` on the table's split.
 
     :param dataset: dataset name
     :param seed: seed of the agent (and of the split when it is random)
     :param opts: table settings (preset, overrides, split)
     :param out: results folder; the run directory goes to ``<out>/runs/``
+    :param name: run directory prefix (default: see :func:`lsrwrl_config`)
+    :param simulate: also compute :func:`simulated_returns` on the test split (replay and user
+        model; default True, the table's columns)
+    :param keep: further keys of ``train``'s metrics to copy into the run's metrics (e.g.
+        ``"greedy_mean_return"``, the greedy return in the environment of the run's own
+        evaluation split); default none
     :return: the :class:`Run`
     """
     run = Run(model=LSRWRL, seed=seed)
     try:
         from experiments.train import train
 
-        config = lsrwrl_config(dataset, seed, opts, out)
+        config = lsrwrl_config(dataset, seed, opts, out, name=name)
         t0 = time.perf_counter()
         result = train(config, progress=False)
         run.fit_seconds = time.perf_counter() - t0
         run.metrics = {k: float(result.metrics[k]) for k in METRICS}
         run.metrics["n_users"] = int(result.metrics.get("n_users", 0))
-        run.metrics.update(_lsrwrl_returns(result.model, config))
+        run.metrics.update({k: float(result.metrics[k]) for k in keep})
+        if simulate:
+            run.metrics.update(_lsrwrl_returns(result.model, config))
         training = {k: v for k, v in (result.training or {}).items() if isinstance(v, (int, float, str))}
         quick = QUICK_LSRWRL if opts.quick else {}
         run.tuned = {"preset": opts.lsrwrl_preset, **quick, **opts.lsrwrl_overrides}
