@@ -91,7 +91,7 @@ SIM_SEED = 0
 LSRWRL = "lsrwrl"
 #: LSRWRL overrides of ``--quick`` (a smoke-test budget, not a result).
 QUICK_LSRWRL: dict[str, Any] = dict(
-    total_timesteps=2_000, learning_starts=500, eval_freq=0, checkpoint_freq=0
+    total_timesteps=2_000, learning_starts=500, eval_freq=0, checkpoint_freq=0, pretrain_steps=20
 )
 
 

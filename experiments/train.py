@@ -829,7 +829,7 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
         model.set_logger(configure(str(run_dir / "tensorboard"), ["tensorboard"]))
         runner.curve["validation_popularity"] = popularity_metrics(val_split, config.eval_k)
         if not resume:
-            if config.pretrain_steps:
+            if config.pretrain_steps and config.algo == "dqn":  # DQN-only (other algos ignore it)
                 runner.session_start = t0 = time.monotonic()
                 say(f"pre-training: {config.pretrain_steps:,} gradient steps of the next-item loss")
                 losses = model.pretrain(config.pretrain_steps, config.pretrain_batch)
@@ -891,7 +891,7 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
             **({"passes": n_episodes, "users_per_pass": runner.sessions_per_episode}
                if config.episode == "pass" else {}),
             "train_seconds": round(train_seconds, 2),
-            "pretrain_steps": config.pretrain_steps,
+            "pretrain_steps": config.pretrain_steps if config.algo == "dqn" else 0,
             "pretrain_seconds": round(runner.pretrain_seconds, 2),
             "validation_seconds": round(runner.eval_seconds, 2),
             "env_steps_per_second": round(steps / max(session_seconds - session_eval_seconds, 1e-9), 1),

@@ -87,7 +87,7 @@ def test_train_reports_every_validation_evaluation(tmp_path: Path) -> None:
         torch_threads=1,
         n_envs=2, max_steps=5, total_timesteps=120, learning_starts=20, batch_size=8, buffer_size=500,
         embed_dim=8, dnn_hidden=(8,), net_arch=(16,), eval_freq=40, checkpoint_freq=0, max_train_seconds=None,
-        tune=True,
+        tune=True, pretrain_steps=0,  # pre-training would add an evaluation at step 0
     )  # fmt: skip
     result = train(config, progress=False, on_evaluation=lambda step, row: seen.append((step, row)))
     assert [s for s, _ in seen] == [row["step"] for row in result.curve["validation"]]
@@ -105,7 +105,8 @@ def test_tiny_search_runs_on_local_ray_and_writes_record_and_preset(tmp_path: Pa
     root = write_tiny_ml1m(tmp_path / "data")
     opts = SearchOptions(name="tiny", dataset="ml-1m", trials=3, max_steps=384, eval_freq=128, grace_steps=128,
                          reduction_factor=2, data_dir=str(root), expect_official=False,
-                         runs_dir=str(tmp_path / "runs"))  # fmt: skip
+                         runs_dir=str(tmp_path / "runs"),
+                         base_preset="default-v1")  # no pre-training: the first report is at eval_freq  # fmt: skip
     temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")
     with ray_session(num_cpus=2, object_store_mb=100, temp_dir=temp_dir):
         record = run_search(opts, tmp_path / "out", storage=tmp_path / "tune", presets_dir=tmp_path / "presets")
