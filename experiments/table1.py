@@ -541,8 +541,8 @@ def summarize(runs: list[Run], dataset: str, opts: TableOptions) -> list[dict[st
         row: dict[str, Any] = {
             "dataset": dataset,
             "model": LABELS.get(name, name),
-            "status": "ok" if len(ok) == len(mine) else ("failed" if not ok else "partial"),
-            "seeds_ok": f"{len(ok)}/{len(mine)}",
+            "status": _status(len(ok), len(mine), len(opts.seeds)),
+            "seeds_ok": f"{len(ok)}/{len(opts.seeds)}",
         }
         for metric in (*METRICS, *SIM_METRICS):
             # Simulated returns may be missing from a stored run (e.g. an LSRWRL run from before them).
@@ -563,6 +563,15 @@ def summarize(runs: list[Run], dataset: str, opts: TableOptions) -> list[dict[st
         row["error"] = next((r.error for r in mine if r.error), "")
         rows.append(row)
     return rows
+
+
+def _status(n_ok: int, n_runs: int, n_seeds: int) -> str:
+    """``ok`` (every seed), ``pending`` (no run yet), ``failed`` (every run failed), else ``partial``."""
+    if n_ok == n_seeds:
+        return "ok"
+    if n_runs == 0:
+        return "pending"
+    return "failed" if n_ok == 0 else "partial"
 
 
 def _cell(row: dict[str, Any], metric: str, digits: int = 4) -> str:
@@ -760,6 +769,7 @@ def run_table(
     out: str | os.PathLike,
     log: Callable[[str], None] = print,
     force: bool = False,
+    render_only: bool = False,
 ) -> TableResult:
     """Fit and evaluate every model of ``opts`` on every seed of one dataset; write the files.
 
@@ -771,6 +781,8 @@ def run_table(
     :param out: results folder (created if needed)
     :param log: progress printer (``print`` by default): which run, elapsed time, an estimate
     :param force: recompute every run, overwriting its result file when it succeeds
+    :param render_only: compute nothing: write the table files from the run files already there
+        (a run without a file is left out, its model's ``seeds ok`` says how many are missing)
     :return: the :class:`TableResult` (the table files are rewritten after every run, so an
         interrupted table keeps what it has)
     """
@@ -788,7 +800,14 @@ def run_table(
         label = f"[{index}/{len(plan)} {data.name} seed {seed}] {LABELS.get(name, name)}"
         log(f"{label} ... (elapsed {_duration(time.perf_counter() - start)}{_estimate(plan[index - 1:], durations)})")
         t0 = time.perf_counter()
-        run, computed = run_one(data, splits[split_key], name, seed, opts, out, force=force)
+        if render_only:
+            stored = RunStore(out, data.name).load_run(name, seed, run_key(name, data, seed, opts, out))
+            if stored is None:
+                log("    no run file: pending")
+                continue
+            run, computed = stored, False
+        else:
+            run, computed = run_one(data, splits[split_key], name, seed, opts, out, force=force)
         if computed:
             durations.setdefault(name, []).append(time.perf_counter() - t0)
         runs.append(run)
@@ -800,7 +819,10 @@ def run_table(
             log(f"    P@10 {m['precision@10']:.4f}  R@10 {m['recall@10']:.4f}  NDCG@10 {m['ndcg@10']:.4f}  "
                 f"HR@10 {m['hit_rate@10']:.4f}  tune {run.tune_seconds:.1f}s  fit {run.fit_seconds:.1f}s  "
                 f"eval {run.eval_seconds:.1f}s  tuned {run.tuned}  ({how})")  # fmt: skip
-        result = write_outputs(runs, data, opts, out, plot=len(runs) == len(plan))
+        if not render_only:
+            result = write_outputs(runs, data, opts, out, plot=len(runs) == len(plan))
+    if render_only:
+        result = write_outputs(runs, data, opts, out, plot=True)
     assert result is not None, "a table has at least one model and one seed"
     return result
 
@@ -856,6 +878,9 @@ def build_parser(
     parser.add_argument("--out", default="results", help="output folder (default: results/)")
     parser.add_argument("--force", action="store_true",
                         help="recompute every run even if its result file exists (default: reuse finished runs)")
+    parser.add_argument("--render-only", action="store_true",
+                        help="compute nothing: write the table files from the finished runs' files (a partly "
+                             "filled table, e.g. to commit what a long table has so far)")
     return parser
 
 
@@ -924,7 +949,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = False
     for name, data in datasets:
         t0 = time.perf_counter()
-        result = run_table(data, opts, args.out, force=args.force)
+        result = run_table(data, opts, args.out, force=args.force, render_only=args.render_only)
         print(f"{name}: {time.perf_counter() - t0:.0f} s; wrote " + ", ".join(map(str, result.paths.values())))
         failed |= any(r["status"] == "failed" for r in result.rows)
     return 1 if failed else 0

@@ -190,6 +190,31 @@ def test_interrupted_table_loses_only_the_run_in_progress(
     assert [rows[m]["status"] for m in ("Popularity", "ItemCF", "EASE")] == ["ok", "ok", "ok"]
 
 
+def test_render_only_writes_a_partly_filled_table_without_computing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = write_tiny_ml1m(tmp_path / "data")
+    out = tmp_path / "results"
+    common = ["--datasets", "ml-1m", "--data-dir", str(root), "--no-download", "--quick", "--edited-copy",
+              "--out", str(out)]  # fmt: skip
+    assert table1.main([*common, "--seeds", "0", "--models", "popularity", "itemcf"]) == 0
+
+    def must_not_fit(self, split, *args, **kwargs):
+        raise AssertionError("--render-only computed a run")
+
+    for name in ("popularity", "itemcf", "ease"):
+        monkeypatch.setattr(base.get_recommender_class(name), "fit", must_not_fit)
+    argv = [*common, "--seeds", "0", "1", "--models", "popularity", "itemcf", "ease", "--render-only"]
+    assert table1.main(argv) == 0
+    rows = {r["model"]: r for r in csv.DictReader(open(out / "table1_ml-1m.csv", encoding="utf-8"))}
+    assert [(rows[m]["status"], rows[m]["seeds_ok"]) for m in ("Popularity", "ItemCF", "EASE")] == [
+        ("partial", "1/2"), ("partial", "1/2"), ("pending", "0/2")]
+    assert math.isnan(float(rows["EASE"]["precision@10_mean"]))
+    assert not any((out / "table1_runs" / "ml-1m").glob("ease-*.json"))
+    text = (out / "table1_ml-1m.md").read_text(encoding="utf-8")
+    assert "--seeds 0 1" in text and "| 1/2 |" in text
+
+
 def test_changed_setting_reruns_only_what_it_changes(tmp_path: Path) -> None:
     data_root = write_tiny_ml1m(tmp_path / "data")
     from recsim_env.movielens import load_movielens
