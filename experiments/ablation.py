@@ -544,6 +544,7 @@ def run_ablation(
     out: str | Path,
     log: Callable[[str], None] = print,
     force: bool = False,
+    render_only: bool = False,
 ) -> AblationResult:
     """Train (or read) every run of one dataset's ablation and write its files after each run.
 
@@ -552,6 +553,8 @@ def run_ablation(
     :param out: results folder (created if needed)
     :param log: progress printer (``print`` by default): which run, elapsed time, an estimate
     :param force: retrain every run, replacing its file when it succeeds
+    :param render_only: train nothing: write the files from the run files already there (runs
+        without a file are left out; the seeds columns say how many are missing)
     :return: the :class:`AblationResult`
     """
     opts.check([data.name])
@@ -565,7 +568,15 @@ def run_ablation(
         log(f"[{index}/{len(plan)} {data.name} seed {seed}] {variant}, {MODE_LABELS[mode]} ... "
             f"(elapsed {_duration(time.perf_counter() - start)}{_estimate(remaining, durations)})")  # fmt: skip
         t0 = time.perf_counter()
-        run, computed = run_one(data, variant, mode, seed, opts, out, force=force)
+        if render_only:
+            key = ablation_key(data, variant, mode, seed, opts)
+            stored = RunStore(out, data.name, RUNS_FOLDER).load_run(run_prefix(variant, mode), seed, key)
+            if stored is None:
+                log("    no run file: pending")
+                continue
+            run, computed = stored, False
+        else:
+            run, computed = run_one(data, variant, mode, seed, opts, out, force=force)
         if computed:
             durations.setdefault(run_prefix(variant, mode), []).append(time.perf_counter() - t0)
         runs.append(VariantRun(variant, mode, run))
@@ -577,7 +588,10 @@ def run_ablation(
             log(f"    P@10 {m['precision@10']:.4f}  R@10 {m['recall@10']:.4f}  NDCG@10 {m['ndcg@10']:.4f}  "
                 f"HR@10 {m['hit_rate@10']:.4f}  greedy return {m['greedy_mean_return']:.3f} "
                 f"({m['greedy_mean_likes']:.2f} likes)  train {run.fit_seconds:.1f}s  ({how})")  # fmt: skip
-        result = write_outputs(runs, data, opts, out, plot=index == len(plan))
+        if not render_only:
+            result = write_outputs(runs, data, opts, out, plot=index == len(plan))
+    if render_only:
+        result = write_outputs(runs, data, opts, out, plot=True)
     assert result is not None, "an ablation has at least one run"
     return result
 
@@ -611,6 +625,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the data are an edited copy: skip the check against the official figures")
     parser.add_argument("--force", action="store_true",
                         help="retrain every run even if its result file exists (default: reuse finished runs)")
+    parser.add_argument("--render-only", action="store_true",
+                        help="train nothing: write the ablation files from the finished runs' files (a partly "
+                             "filled table, e.g. while two processes share the runs)")
     return parser
 
 
@@ -663,7 +680,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = False
     for data in datasets:
         t0 = time.perf_counter()
-        result = run_ablation(data, opts, args.out, force=args.force)
+        result = run_ablation(data, opts, args.out, force=args.force, render_only=args.render_only)
         print(f"{data.name}: {time.perf_counter() - t0:.0f} s; wrote " + ", ".join(map(str, result.paths.values())))
         failed |= any(r.run.error for r in result.runs)
     return 1 if failed else 0

@@ -160,6 +160,30 @@ def test_interrupted_ablation_loses_only_the_run_in_progress(tmp_path: Path, mon
         ("both", 0.1, False), ("both", 0.0, True), ("both", 0.0, False)]  # both-val was not trained again
 
 
+def test_render_only_shows_the_finished_runs_and_trains_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes that share the variants each write their own subset; --render-only joins them."""
+    import experiments.train
+
+    root = write_tiny_ml1m(tmp_path / "data")
+    out = tmp_path / "results"
+    calls: list = []
+    monkeypatch.setattr(experiments.train, "train", _fake_train(calls))
+    assert ablation.main(_argv(root, out, "--variants", "td-only", "--modes", "test")) == 0
+    assert len(calls) == 1
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("--render-only trained a run")
+
+    monkeypatch.setattr(experiments.train, "train", must_not_train)
+    assert ablation.main([*_argv(root, out, "--variants", "both", "td-only"), "--render-only"]) == 0
+    with open(out / "ablation_ml-1m.csv", newline="", encoding="utf-8") as fh:
+        rows = {r["variant"]: r for r in csv.DictReader(fh)}
+    assert (rows["both"]["status"], rows["td-only"]["status"]) == ("pending", "partial")
+    assert (rows["td-only"]["test_seeds_ok"], rows["td-only"]["val_seeds_ok"]) == ("1/1", "0/1")
+    assert float(rows["td-only"]["test_precision@10_mean"]) == 0.5  # the fake run's figure
+    assert (out / "ablation_ml-1m_p10.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_key_follows_every_setting_that_changes_a_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = load_movielens("ml-1m", write_tiny_ml1m(tmp_path / "data"), download=False, expect_official=False)
     opts = AblationOptions(seeds=[0, 1])
