@@ -61,6 +61,15 @@ def test_presets_are_valid_and_paper_preset_has_the_papers_settings():
     assert not paper.mask_excluded and make_config("default").mask_excluded  # eq. 9's max over all items
     # An episode of the paper is a pass over every training user; the step budget is only a bound.
     assert paper.episode == "pass" and paper.total_timesteps >= 1000 * 6040 * paper.max_steps
+    # The paper's encoder (section 3.2) whatever the default's: one non-causal layer, sinusoidal
+    # positions, mean-pooled; PyTorch's init; no pre-training, constant learning rate.
+    encoder = ("causal", "readout", "positions", "dropout", "embedding_init_std", "pretrain_steps",
+               "final_learning_rate", "interests", "n_layers", "feed_forward")
+    assert [getattr(paper, f) for f in encoder] == [False, "mean", "sinusoidal", 0.0, None, 0, None, "both", 1, False]
+    # default-v1 is the default before the window loss: the paper's encoder with the SQN-style pair loss.
+    v1 = make_config("default-v1")
+    assert [getattr(v1, f) for f in encoder] == [False, "mean", "sinusoidal", 0.0, None, 0, None, "both", 1, False]
+    assert (v1.next_item_weight, v1.next_item_positions, v1.total_timesteps) == (0.1, "last", 1_800_000)
     short = make_config("paper-1000-sessions")
     assert short.episode == "session" and short.total_timesteps == 1000 * short.max_steps
     assert {f: v for f, v in short.to_dict().items() if paper.to_dict()[f] != v} == dict(
