@@ -64,7 +64,6 @@ the last run is done).
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import sys
@@ -492,11 +491,9 @@ def plot_png(rows: list[dict[str, Any]], title: str, modes: Sequence[str] = MODE
     ax.set_title(title)
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    return buffer.getvalue()
+    from experiments.plots import figure_png
+
+    return figure_png(fig, dpi=120)
 
 
 @dataclass

@@ -8,6 +8,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -33,6 +34,19 @@ def rolling_mean(values: np.ndarray, window: int) -> np.ndarray:
     idx = np.arange(1, values.size + 1)
     lo = np.maximum(0, idx - window)
     return (csum[idx] - csum[lo]) / (idx - lo)
+
+
+def figure_png(fig, dpi: int = 120) -> bytes:
+    """A finished figure as PNG bytes (laid out tightly), the figure then closed.
+
+    :param fig: a matplotlib figure
+    :param dpi: resolution of the PNG
+    """
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    return buffer.getvalue()
 
 
 def plot_learning_curve(curve: dict, path: str | os.PathLike, k: int = 10, window: int = 100) -> Path:

@@ -686,11 +686,9 @@ def plot_png(rows: list[dict[str, Any]], title: str) -> bytes:
     ax.set_title(title)
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    return buffer.getvalue()
+    from experiments.plots import figure_png
+
+    return figure_png(fig, dpi=120)
 
 
 @dataclass

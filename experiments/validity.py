@@ -28,7 +28,6 @@ Every file is written atomically.
 from __future__ import annotations
 
 import argparse
-import io
 import math
 import sys
 import time
@@ -295,16 +294,6 @@ def real_sessions(split: Split, like_threshold: int = 4) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ figures and text
 
 
-def _png(fig: Any) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 def reliability_png(held: dict[str, Any], dataset: str) -> bytes:
     import matplotlib
 
@@ -323,7 +312,9 @@ def reliability_png(held: dict[str, Any], dataset: str) -> bytes:
     ax.set_title(f"{dataset}: test likes by predicted P(like)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    return _png(fig)
+    from experiments.plots import figure_png
+
+    return figure_png(fig, dpi=110)
 
 
 def sessions_png(sessions: dict[tuple[str, str], dict[str, Any]], real: dict[str, Any], dataset: str) -> bytes:
@@ -350,7 +341,9 @@ def sessions_png(sessions: dict[tuple[str, str], dict[str, Any]], real: dict[str
     ax2.set_ylabel("share of sessions still running")
     ax2.set_title("session survival")
     ax2.grid(alpha=0.3)
-    return _png(fig)
+    from experiments.plots import figure_png
+
+    return figure_png(fig, dpi=110)
 
 
 def render_markdown(dataset: str, split: Split, held: dict[str, Any], cands: list[dict[str, Any]],
