@@ -251,6 +251,19 @@ class BatchState:
 _BITS = (1 << np.arange(8)).astype(np.uint8)
 
 
+def concatenated_ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ranges ``[lo[j], hi[j])`` one after another, and the ``j`` of each element.
+
+    :param lo: int64 ``(k,)`` range starts
+    :param hi: int64 ``(k,)`` range ends, ``hi >= lo``
+    :return: ``(index, segment)``, int64 ``(sum(hi - lo),)`` each
+    """
+    lengths = hi - lo
+    segment = np.repeat(np.arange(lengths.size), lengths)
+    index = np.arange(segment.size) + np.repeat(lo - (np.cumsum(lengths) - lengths), lengths)
+    return index, segment
+
+
 class SlateResponse:
     """The validated slate settings of an environment and the user's examination draw.
 
@@ -454,6 +467,11 @@ class UserSimulator:
         # The liked train items in order, so a prefix's liked set is one slice.
         self.liked_items = train_items[train_liked]
         self.liked_cum: list[int] = np.concatenate(([0], np.cumsum(train_liked))).tolist()
+        # The same offsets as arrays, for resetting many rows at once (reset_rows); the lists
+        # above keep the single-row paths free of numpy scalar overhead.
+        self._hist_lo = train_indptr[:-1]
+        self._pad_lo = pad_lo
+        self._liked_cum = np.asarray(self.liked_cum, dtype=np.int64)
 
     def _set_starts(self, max_prefix: np.ndarray, eligible: np.ndarray, why: str) -> None:
         """Record each user's largest start prefix and who can start (subclasses call it)."""
@@ -586,6 +604,50 @@ class UserSimulator:
         :param scratch: bool ``(n_items,)`` work array
         """
         raise NotImplementedError
+
+    def _write_history_rows(
+        self, batch: BatchState, rows: np.ndarray, users: np.ndarray, prefixes: np.ndarray
+    ) -> None:
+        """:meth:`_write_history` for the rows ``rows`` of ``batch`` at once (arrays of equal length)."""
+        lo = self._hist_lo[users]
+        hi = lo + prefixes
+        starts = self._pad_lo[users] + prefixes
+        batch.history[rows] = self.padded_tokens[starts[:, None] + np.arange(self.history_len)]
+        bits = np.zeros((rows.size, self.n_items), dtype=bool)
+        index, segment = concatenated_ranges(lo, hi)
+        bits[segment, self.hist_items[index]] = True
+        batch.excluded[rows] = np.packbits(bits, axis=1, bitorder="little")
+        bits.fill(False)
+        index, segment = concatenated_ranges(self._liked_cum[lo], self._liked_cum[hi])
+        bits[segment, self.liked_items[index]] = True
+        batch.liked[rows] = np.packbits(bits, axis=1, bitorder="little")
+        batch.user_obs[rows] = self.user_features[users]
+        batch.user[rows] = users
+        batch.prefix[rows] = prefixes
+        batch.history_size[rows] = prefixes
+        batch.steps[rows] = 0
+        batch.misses[rows] = 0
+        batch.like_probability[rows] = 0.0
+
+    def reset_rows(
+        self,
+        batch: BatchState,
+        rows: np.ndarray,
+        users: np.ndarray,
+        prefixes: np.ndarray,
+        scratch: np.ndarray,
+    ) -> None:
+        """:meth:`reset_row` for several rows: ``rows[j]`` starts user ``users[j]`` at ``prefixes[j]``.
+
+        The base implementation loops over :meth:`reset_row`; :class:`ReplaySimulator`
+        writes all rows with a fixed number of array operations.
+
+        :param rows: int64 distinct row indices
+        :param users: int64 user indices, one per row
+        :param prefixes: int64 start prefixes, one per row
+        """
+        for i, user, prefix in zip(rows.tolist(), users.tolist(), prefixes.tolist()):
+            self.reset_row(batch, i, user, prefix, scratch)
 
     def reset_row(self, batch: BatchState, i: int, user: int, prefix: int, scratch: np.ndarray) -> None:
         """:meth:`reset` for row ``i`` of a :class:`BatchState`."""
@@ -764,6 +826,9 @@ class ReplaySimulator(UserSimulator):
             self.tgt_hi = test_indptr[1:].tolist()
             why = f"at least one test rating >= like_threshold={thr}"
         self.tgt_liked_cum: list[int] = np.concatenate(([0], np.cumsum(tgt_liked))).tolist()
+        self._tgt_lo = np.asarray(self.tgt_lo, dtype=np.int64)
+        self._tgt_hi = np.asarray(self.tgt_hi, dtype=np.int64)
+        self._tgt_liked_cum = np.asarray(self.tgt_liked_cum, dtype=np.int64)
         self._set_starts(max_prefix, eligible, why)
 
     def reset(self, state: EpisodeState, user: int, prefix: int, scratch: np.ndarray) -> None:
@@ -782,6 +847,30 @@ class ReplaySimulator(UserSimulator):
         targets[self.tgt_items[t_lo:t_hi]] = self.tgt_ratings[t_lo:t_hi]
         state.n_targets_left = t_hi - t_lo
         state.n_liked_left = self.tgt_liked_cum[t_hi] - self.tgt_liked_cum[t_lo]
+
+    def reset_rows(
+        self,
+        batch: BatchState,
+        rows: np.ndarray,
+        users: np.ndarray,
+        prefixes: np.ndarray,
+        scratch: np.ndarray | None = None,
+    ) -> None:
+        """:meth:`reset` for the rows ``rows`` of ``batch`` at once (``scratch`` unused).
+
+        Writes exactly what one :meth:`reset_row` per row writes (the vector environment's
+        auto-resets; ``tests/test_vector_env.py`` checks it against ``SyncVectorEnv``).
+        """
+        self._write_history_rows(batch, rows, users, prefixes)
+        if self.mode == "train":
+            t_lo, t_hi = self._hist_lo[users] + prefixes, self._tgt_hi[users]
+        else:
+            t_lo, t_hi = self._tgt_lo[users], self._tgt_hi[users]
+        batch.targets[rows] = 0
+        index, segment = concatenated_ranges(t_lo, t_hi)
+        batch.targets[rows[segment], self.tgt_items[index]] = self.tgt_ratings[index]
+        batch.n_targets_left[rows] = t_hi - t_lo
+        batch.n_liked_left[rows] = self._tgt_liked_cum[t_hi] - self._tgt_liked_cum[t_lo]
 
     # ----------------------------------------------------------------- like, reward, transition
     def step(

@@ -211,13 +211,14 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
                 if users is None:
                     raise ValueError('options["prefix"] needs options["user"]')
                 prefixes = self._per_env_option(options["prefix"], "prefix")
-        for i in range(n):
-            if users is None:
-                self._reset_row(i, None)
-            elif prefixes is None:
-                self._reset_row(i, {"user": users[i]})
-            else:
-                self._reset_row(i, {"user": users[i], "prefix": prefixes[i]})
+        if users is None:
+            self._reset_rows(self._state.rows)
+        elif prefixes is None:
+            self._reset_rows(self._state.rows, [{"user": u} for u in users])
+        else:
+            self._reset_rows(
+                self._state.rows, [{"user": u, "prefix": p} for u, p in zip(users, prefixes)]
+            )
         self._prev_done[:] = False
         self._has_reset = True
         if self.slate_size > 1:
@@ -259,8 +260,7 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
             self._state, a, self._rngs, ~done_before
         )
         if np.count_nonzero(done_before):
-            for i in done_before.nonzero()[0].tolist():
-                self._reset_row(i, None)
+            self._reset_rows(done_before.nonzero()[0])
             reward[done_before] = 0.0
             rating[done_before] = 0
             liked[done_before] = False
@@ -442,8 +442,7 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
             self._state, a, depth, self._slate.stop_at_like
         )
         if np.count_nonzero(done_before):
-            for i in done_before.nonzero()[0].tolist():
-                self._reset_row(i, None)
+            self._reset_rows(done_before.nonzero()[0])
             reward[done_before] = 0.0
             rating[done_before] = 0
             invalid[done_before] = False
@@ -492,17 +491,20 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
             )
         return values.tolist()
 
-    def _reset_row(self, i: int, options: dict[str, Any] | None) -> None:
+    def _reset_rows(self, rows: np.ndarray, options: list[dict[str, Any]] | None = None) -> None:
+        """Restart the sub-envs ``rows``: each draws its start from its own generator, in row
+        order, exactly as a single env's ``reset``; then one batched write of the start states."""
         sim = self.simulator
         assert self._rngs is not None
-        rng = self._rngs[i]
+        rngs = self._rngs
         if options is None:
-            user, prefix = sim.draw_start(rng)
+            starts = [sim.draw_start(rngs[i]) for i in rows.tolist()]
         else:
-            user, prefix = sim.check_start(options, rng)
-        sim.reset_row(self._state, i, user, prefix, self._scratch)
+            starts = [sim.check_start(o, rngs[i]) for i, o in zip(rows.tolist(), options)]
+        users, prefixes = np.array(starts, dtype=np.int64).reshape(-1, 2).T
+        sim.reset_rows(self._state, rows, users, prefixes, self._scratch)
         if self._outcomes is not None:
-            self._outcomes[i] = 0
+            self._outcomes[rows] = 0
 
     def _obs(self) -> dict[str, np.ndarray]:
         state = self._state
