@@ -793,6 +793,10 @@ class ReplaySimulator(UserSimulator):
 
     user_model = "replay"
     max_prefix_reason = "its last liked train position"
+    #: :meth:`reset_rows` batches the writes from this many rows on. Fewer rows are cheaper one
+    #: by one: on ML-100K one row takes about 16 us alone and 60 us batched, 64 rows about
+    #: 960 us one by one and 550 us batched (a vector env whose sub-envs all truncate together).
+    batch_reset_rows: int = 8
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -854,13 +858,17 @@ class ReplaySimulator(UserSimulator):
         rows: np.ndarray,
         users: np.ndarray,
         prefixes: np.ndarray,
-        scratch: np.ndarray | None = None,
+        scratch: np.ndarray,
     ) -> None:
-        """:meth:`reset` for the rows ``rows`` of ``batch`` at once (``scratch`` unused).
+        """:meth:`reset` for the rows ``rows`` of ``batch``: one row at a time below
+        :attr:`batch_reset_rows` rows, else with a fixed number of array operations.
 
-        Writes exactly what one :meth:`reset_row` per row writes (the vector environment's
-        auto-resets; ``tests/test_vector_env.py`` checks it against ``SyncVectorEnv``).
+        Both paths write exactly what one :meth:`reset_row` per row writes
+        (``tests/test_vector_env.py`` checks each against ``SyncVectorEnv``).
         """
+        if rows.size < self.batch_reset_rows:
+            super().reset_rows(batch, rows, users, prefixes, scratch)
+            return
         self._write_history_rows(batch, rows, users, prefixes)
         if self.mode == "train":
             t_lo, t_hi = self._hist_lo[users] + prefixes, self._tgt_hi[users]

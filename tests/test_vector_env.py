@@ -46,16 +46,19 @@ def oracle_actions(split: Split, info: dict, rng: np.random.Generator, mode: str
     return actions
 
 
+@pytest.mark.parametrize("batch_reset_rows", [1, 10**9], ids=["batched-resets", "row-resets"])
 @pytest.mark.parametrize("mode", ["train", "test"])
 @pytest.mark.parametrize("data", ["tiny", "ml-100k"])
 def test_vector_matches_single_envs(
-    data: str, mode: str, tiny: Split, request: pytest.FixtureRequest
+    data: str, mode: str, batch_reset_rows: int, tiny: Split, request: pytest.FixtureRequest
 ) -> None:
-    """Sub-env i seeded with seed + i = a single env seeded with seed + i, autoresets included."""
+    """Sub-env i seeded with seed + i = a single env seeded with seed + i, autoresets included,
+    whether the auto-resets are written row by row or batched."""
     split = tiny if data == "tiny" else request.getfixturevalue("ml100k_split")
     n, seed = 5, 11
     kwargs = {"split_data": split, "mode": mode, "max_steps": 6, "history_len": 4}
     vec = gym.make_vec("MovieLensRec-v0", num_envs=n, vectorization_mode="vector_entry_point", **kwargs)
+    vec.unwrapped.simulator.batch_reset_rows = batch_reset_rows
     sync = gym.make_vec("MovieLensRec-v0", num_envs=n, vectorization_mode="sync", **kwargs)
     assert vec.metadata["autoreset_mode"] == sync.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
     obs_v, info_v = vec.reset(seed=seed)
