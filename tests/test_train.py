@@ -112,6 +112,25 @@ def test_config_round_trips_through_json_and_rejects_unknown_keys(tmp_path):
         make_config("fast")
 
 
+def test_default_preset_takes_its_ml1m_values_on_ml1m_and_explicit_options_win():
+    import argparse
+
+    from experiments.config import DATASET_PRESETS, add_config_arguments, config_from_args
+
+    ml100k, ml1m = make_config("default"), make_config("default", dataset="ml-1m")
+    assert (ml100k.history_len, ml100k.embed_dim) == (20, 32)
+    assert (ml1m.history_len, ml1m.embed_dim) == (50, 64)
+    # Nothing else differs, and only the default preset has per-dataset values.
+    assert {f for f, v in ml1m.to_dict().items() if ml100k.to_dict()[f] != v} == {"dataset", "history_len", "embed_dim"}
+    assert set(DATASET_PRESETS) == {"default"}
+    assert make_config("default-v1", dataset="ml-1m").history_len == 20
+    assert make_config("default", dataset="ml-1m", history_len=20).history_len == 20
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    cli = config_from_args(parser.parse_args(["--dataset", "ml-1m", "--embed-dim", "16"]))
+    assert (cli.history_len, cli.embed_dim) == (50, 16)
+
+
 def test_cli_values_parse_into_the_field_types():
     assert parse_value("1e-3", float, "learning_rate") == 0.001
     assert parse_value("200_000", int, "buffer_size") == 200_000
