@@ -10,6 +10,7 @@ in ``config.json``. Presets:
   positions, dropout 0.2, embeddings drawn from N(0, 0.05^2)); an auxiliary next-item loss at
   every position of 32 logged train windows per gradient step, 1,500 steps of it alone before
   DQN starts (pre-training), a learning rate decaying linearly to 0, 600,000 environment steps.
+  On ML-1M it also takes :data:`ML1M_DEFAULT` (a 50-item history, 64-dimensional embeddings).
 * ``"default-v1"`` -- the previous default (the paper's encoder, one logged pair per next-item
   sample, no pre-training, 1.8M steps), kept for comparison and as the base of ``searched``.
 * ``"paper"`` -- the paper's settings (section 4): DQN, batch 128, gamma 0.9, learning rate
@@ -62,7 +63,8 @@ EPISODES: tuple[str, ...] = ("session", "pass")
 
 @dataclass
 class TrainConfig:
-    """All settings of one training run (units in the comments; defaults = preset ``default``)."""
+    """All settings of one training run (units in the comments; defaults = preset ``default``
+    on ML-100K; :func:`make_config` adds a preset's per-dataset values)."""
 
     # --- run ---
     name: str = "lsrwrl"  # run directory prefix: <runs_dir>/<name>-<timestamp>
