@@ -63,6 +63,7 @@ import numpy as np
 
 from agents.baselines import available_recommenders, get_recommender_class, init_param_names
 from agents.baselines.tuning import DEFAULT_GRIDS, TuningResult, tune
+from experiments.config import DATASET_PRESETS
 from recsim_env.dataset import MovieLensData, Split
 from recsim_env.evaluation import evaluate_ranking
 
@@ -611,6 +612,9 @@ def render_markdown(rows: list[dict[str, Any]], data: MovieLensData, opts: Table
     order = "chronological: earliest ratings train" if opts.split == "temporal" else "seeded random per user"
     when = "once, the temporal split is the same for every seed" if opts.split == "temporal" else "per seed"
     lsrwrl = f"preset `{opts.lsrwrl_preset}`"
+    per_dataset = DATASET_PRESETS.get(opts.lsrwrl_preset, {}).get(data.name)
+    if per_dataset:
+        lsrwrl += f" (its {data.name} values `{json.dumps(per_dataset)}`)"
     if opts.lsrwrl_overrides:
         lsrwrl += f" with overrides `{json.dumps(opts.lsrwrl_overrides)}`"
     lines = [
