@@ -401,7 +401,7 @@ PRESETS["paper-1000-sessions"] = {
 
 #: ``default`` on ML-1M (``results/agent_tuning/ml-1m-*``, validation slice of the reconstructed
 #: ML-1M, seed 0, 600,000 steps): the SASRec baseline's history length and embedding size. ML-1M
-#: users rate 165 items on average (ML-100K: 106), and ML-1M has 8 times the logged pairs.
+#: users rate 166 items on average (ML-100K: 106), and ML-1M has ten times the logged pairs.
 ML1M_DEFAULT: dict[str, Any] = dict(history_len=50, embed_dim=64)
 
 #: Per-dataset field values of a preset, chosen on that dataset's validation slice: applied by

@@ -639,15 +639,25 @@ class UserSimulator:
     ) -> None:
         """:meth:`reset_row` for several rows: ``rows[j]`` starts user ``users[j]`` at ``prefixes[j]``.
 
-        The base implementation loops over :meth:`reset_row`; :class:`ReplaySimulator`
-        writes all rows with a fixed number of array operations.
+        One row at a time below :attr:`batch_reset_rows` rows, else :meth:`_reset_rows_batched`
+        (a fixed number of array operations); both write exactly what one :meth:`reset_row` per
+        row writes (``tests/test_vector_env.py`` checks each path against ``SyncVectorEnv``).
 
         :param rows: int64 distinct row indices
         :param users: int64 user indices, one per row
         :param prefixes: int64 start prefixes, one per row
         """
+        if self.batch_reset_rows is not None and rows.size >= self.batch_reset_rows:
+            self._reset_rows_batched(batch, rows, users, prefixes)
+            return
         for i, user, prefix in zip(rows.tolist(), users.tolist(), prefixes.tolist()):
             self.reset_row(batch, i, user, prefix, scratch)
+
+    def _reset_rows_batched(
+        self, batch: BatchState, rows: np.ndarray, users: np.ndarray, prefixes: np.ndarray
+    ) -> None:
+        """:meth:`reset_rows` as array operations (simulators that set :attr:`batch_reset_rows`)."""
+        raise NotImplementedError
 
     def reset_row(self, batch: BatchState, i: int, user: int, prefix: int, scratch: np.ndarray) -> None:
         """:meth:`reset` for row ``i`` of a :class:`BatchState`."""
@@ -769,6 +779,9 @@ class UserSimulator:
 
     #: What bounds a train-mode prefix (for error messages).
     max_prefix_reason = ""
+    #: :meth:`reset_rows` writes this many rows or more with :meth:`_reset_rows_batched`
+    #: (None: always row by row).
+    batch_reset_rows: int | None = None
 
     def observation_space(self) -> spaces.Dict:
         """The Dict observation space (see the ``MovieLensRecEnv`` docstring)."""
@@ -793,8 +806,7 @@ class ReplaySimulator(UserSimulator):
 
     user_model = "replay"
     max_prefix_reason = "its last liked train position"
-    #: :meth:`reset_rows` batches the writes from this many rows on. Fewer rows are cheaper one
-    #: by one: on ML-100K one row takes about 16 us alone and 60 us batched, 64 rows about
+    #: Batched resets from this many rows on. Fewer rows are cheaper one by one: on ML-100K one row takes about 16 us alone and 60 us batched, 64 rows about
     #: 960 us one by one and 550 us batched (a vector env whose sub-envs all truncate together).
     batch_reset_rows: int = 8
 
@@ -852,23 +864,10 @@ class ReplaySimulator(UserSimulator):
         state.n_targets_left = t_hi - t_lo
         state.n_liked_left = self.tgt_liked_cum[t_hi] - self.tgt_liked_cum[t_lo]
 
-    def reset_rows(
-        self,
-        batch: BatchState,
-        rows: np.ndarray,
-        users: np.ndarray,
-        prefixes: np.ndarray,
-        scratch: np.ndarray,
+    def _reset_rows_batched(
+        self, batch: BatchState, rows: np.ndarray, users: np.ndarray, prefixes: np.ndarray
     ) -> None:
-        """:meth:`reset` for the rows ``rows`` of ``batch``: one row at a time below
-        :attr:`batch_reset_rows` rows, else with a fixed number of array operations.
-
-        Both paths write exactly what one :meth:`reset_row` per row writes
-        (``tests/test_vector_env.py`` checks each against ``SyncVectorEnv``).
-        """
-        if rows.size < self.batch_reset_rows:
-            super().reset_rows(batch, rows, users, prefixes, scratch)
-            return
+        """:meth:`reset` for the rows ``rows`` of ``batch`` at once."""
         self._write_history_rows(batch, rows, users, prefixes)
         if self.mode == "train":
             t_lo, t_hi = self._hist_lo[users] + prefixes, self._tgt_hi[users]
