@@ -555,9 +555,9 @@ def summarize(runs: list[Run], dataset: str, opts: TableOptions) -> list[dict[st
         row["tune_seconds"] = float(sum(r.tune_seconds for r in mine))
         row["fit_eval_seconds_per_seed"] = float(np.mean(per_seed)) if mine else 0.0
         row["total_seconds"] = row["tune_seconds"] + float(sum(per_seed))
-        row["tuned"] = json.dumps(first.tuned, default=str)
+        row["tuned"] = json.dumps(first.tuned, default=str, sort_keys=True)
         settings = {k: v for k, v in first.params.items() if k not in _HIDDEN_PARAMS}
-        row["params"] = json.dumps(settings, default=str)
+        row["params"] = json.dumps(settings, default=str, sort_keys=True)  # a read and a fresh run alike
         row["split"] = opts.split
         row["train_ratio"] = opts.train_ratio
         row["seeds"] = " ".join(str(r.seed) for r in mine)

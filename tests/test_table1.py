@@ -161,6 +161,18 @@ def test_rerun_reads_finished_runs_and_renders_the_same_bytes(
     assert sorted(p.name for p in (out / "table1_runs" / "ml-1m").glob("*.json")) == run_files
 
 
+def test_settings_line_does_not_depend_on_the_order_a_run_recorded_them() -> None:
+    """A run read back from its file and the same run fresh from training render alike."""
+    metrics = {"precision@10": 0.2, "recall@10": 0.1, "ndcg@10": 0.3, "hit_rate@10": 0.5}
+    fresh = table1.Run("lsrwrl", 0, metrics, params={"train_seconds": 9.0, "env_steps": 600},
+                       tuned={"preset": "default", "torch_threads": 1})  # fmt: skip
+    read = table1.Run("lsrwrl", 0, metrics, params={"env_steps": 600, "train_seconds": 9.0},
+                      tuned={"torch_threads": 1, "preset": "default"})  # fmt: skip
+    opts = table1.TableOptions(seeds=[0], models=["lsrwrl"])
+    [a], [b] = table1.summarize([fresh], "ml-1m", opts), table1.summarize([read], "ml-1m", opts)
+    assert (a["params"], a["tuned"]) == (b["params"], b["tuned"])
+
+
 def test_interrupted_table_loses_only_the_run_in_progress(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
