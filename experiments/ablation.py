@@ -89,8 +89,6 @@ from experiments.table1 import (
     _error_text,
     _estimate,
     _hash,
-    atomic_write_bytes,
-    atomic_write_text,
     load_dataset,
     lsrwrl_config,
     render_csv,
@@ -98,6 +96,7 @@ from experiments.table1 import (
     run_lsrwrl,
 )
 from recsim_env.dataset import DATASETS, MovieLensData
+from recsim_env.files import atomic_write_bytes, atomic_write_text
 
 
 @dataclass(frozen=True)

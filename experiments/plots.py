@@ -20,6 +20,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from recsim_env.files import atomic_write  # noqa: E402
+
 
 def rolling_mean(values: np.ndarray, window: int) -> np.ndarray:
     """Trailing mean over up to ``window`` values (shorter at the start).
@@ -87,16 +89,10 @@ def plot_learning_curve(curve: dict, path: str | os.PathLike, k: int = 10, windo
     for ax in (ax_ret, ax_val):
         ax.grid(alpha=0.3)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        fig.savefig(tmp, format="png", dpi=110)
-        os.replace(tmp, path)
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     finally:
         plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
 
 def main(argv: list[str] | None = None) -> int:

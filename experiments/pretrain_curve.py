@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from experiments.config import add_config_arguments, config_from_args
-from experiments.train import atomic_write, attach_logged_data, build_agent, load_split, make_env, make_train_vec_env
+from experiments.train import attach_logged_data, build_agent, load_split, make_env, make_train_vec_env
+from recsim_env.files import atomic_write_text
 
 METRICS = ("precision@10", "recall@10", "ndcg@10", "hit_rate@10")
 
@@ -68,7 +69,7 @@ def pretrain_curve(config, eval_at: list[int], out: Path | None = None) -> list[
         print(json.dumps(rows[-1]), flush=True)
         if out is not None:
             text = "".join(json.dumps(r) + "\n" for r in rows)
-            atomic_write(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+            atomic_write_text(out, text)
     vec_env.close()
     return rows
 

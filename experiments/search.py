@@ -237,7 +237,7 @@ def _fmt(value: Any) -> str:
 
 def write_preset(path: Path, name: str, params: dict[str, Any], record_path: Path, opts: SearchOptions) -> Path:
     """Write the chosen configuration as a preset file (see :mod:`experiments.config`)."""
-    from experiments.table1 import atomic_write_text
+    from recsim_env.files import atomic_write_text
 
     payload = {
         "description": f"chosen by experiments.search `{opts.name}` (validation {METRIC}, "
@@ -334,7 +334,7 @@ def run_search(opts: SearchOptions, out: str | os.PathLike, storage: str | os.Pa
     record["best"] = best
     record["preset"] = opts.preset_name
     base = out / f"search_{opts.name}"
-    from experiments.table1 import atomic_write_text
+    from recsim_env.files import atomic_write_text
 
     atomic_write_text(base.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
     atomic_write_text(base.with_suffix(".md"), render_markdown(record))

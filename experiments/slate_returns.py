@@ -241,7 +241,7 @@ def parse_args(argv: Sequence[str] | None) -> SlateReturnsConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from experiments.table1 import atomic_write_text
+    from recsim_env.files import atomic_write_text
     from recsim_env import load_movielens, split_ratings
 
     config = parse_args(argv)

@@ -66,6 +66,7 @@ from agents.baselines.tuning import DEFAULT_GRIDS, TuningResult, tune
 from experiments.config import DATASET_PRESETS
 from recsim_env.dataset import MovieLensData, Split
 from recsim_env.evaluation import evaluate_ranking
+from recsim_env.files import atomic_write_bytes, atomic_write_text
 
 #: The paper's Table 1 as printed: dataset -> model -> (precision@10, recall@10).
 PAPER_TABLE1: dict[str, dict[str, tuple[float, float]]] = {
@@ -159,27 +160,6 @@ class TableOptions:
     data_dir: str | None = None
     download: bool = True
     expect_official: bool = True
-
-
-# Atomic files --------------------------------------------------------------------------------
-
-
-def atomic_write_bytes(path: Path, payload: bytes) -> Path:
-    """Write ``payload`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(payload)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """UTF-8 text version of :func:`atomic_write_bytes`."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 # Running the models --------------------------------------------------------------------------

@@ -52,6 +52,7 @@ import numpy as np
 
 from experiments.config import OFF_POLICY_ALGOS, TrainConfig, add_config_arguments, config_from_args, parse_value
 from experiments.run_dir import RunDirError, RunDirLock, check_new_run_dir, clear_run_dir, new_run_dir
+from recsim_env.files import atomic_write, atomic_write_text
 
 #: The paper's ML-100K figures (Table 1, LSRWRL row), printed beside ours.
 PAPER_ML100K = {"precision@10": 0.207, "recall@10": 0.121}
@@ -59,32 +60,13 @@ PAPER_FIGURES = {"ml-100k": PAPER_ML100K, "ml-1m": {"precision@10": 0.243, "reca
 METRIC_KEYS = ("precision@10", "recall@10", "ndcg@10", "hit_rate@10")
 
 
-# Atomic files --------------------------------------------------------------------------------
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Write a file atomically: ``write(tmp_path)`` then ``os.replace(tmp_path, path)``.
-
-    :param path: final path (its folder is created if needed)
-    :param write: writes the complete file at the temporary path it is given
-    :return: ``path`` as a :class:`Path`
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+# JSON files ----------------------------------------------------------------------------------
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
     text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return atomic_write_text(path, text)
 
 
 def _json_default(obj: Any) -> Any:

@@ -25,9 +25,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from experiments.table1 import (
-    LABELS, LSRWRL, RunStore, TableOptions, _fixed_params, atomic_write_text, load_dataset, table_split,
+    LABELS, LSRWRL, RunStore, TableOptions, _fixed_params, load_dataset, table_split,
     tuning_key,
 )  # fmt: skip
+from recsim_env.files import atomic_write_text
 
 #: Models of the reference (every Table 1 baseline).
 MODELS: tuple[str, ...] = tuple(name for name in LABELS if name != LSRWRL)

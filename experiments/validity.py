@@ -454,7 +454,7 @@ def render_markdown(dataset: str, split: Split, held: dict[str, Any], cands: lis
 def run_dataset(dataset: str, out: Path, table_dir: Path, data_dir: str | None, l2s: Sequence[float] | None,
                 log: Any = print) -> dict[str, Any]:  # fmt: skip
     """All three checks on one dataset; writes its markdown and figures, returns the figures."""
-    from experiments.table1 import atomic_write_bytes, atomic_write_text
+    from recsim_env.files import atomic_write_bytes, atomic_write_text
     from recsim_env import load_movielens, split_ratings
     from recsim_env.user_model import DEFAULT_L2, load_like_model
 

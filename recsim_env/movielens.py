@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import re
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -44,6 +43,7 @@ from recsim_env.download import (
     dataset_source,
     download_dataset,
 )
+from recsim_env.files import atomic_write, read_signed_npz, savez
 
 __all__ = [
     "DATA_ENV_VAR",
@@ -732,20 +732,16 @@ def _signature(name: str, folder: Path) -> str:
 
 
 def _read_cache(path: Path, signature: str) -> MovieLensData | None:
-    if not path.is_file():
-        return None
     try:
-        # Our own handle, so that it is closed even when numpy rejects a damaged file.
-        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as npz:
-            if str(npz["signature"]) != signature:
-                return None
-            arrays = {f: npz[f] for f in _ARRAY_FIELDS}
-            data = MovieLensData(
-                name=str(npz["name"]),
-                item_titles=npz["item_titles"].astype(object),
-                genre_names=tuple(str(g) for g in npz["genre_names"]),
-                **arrays,
-            )
+        npz = read_signed_npz(path, signature)
+        if npz is None:
+            return None
+        data = MovieLensData(
+            name=str(npz["name"]),
+            item_titles=npz["item_titles"].astype(object),
+            genre_names=tuple(str(g) for g in npz["genre_names"]),
+            **{f: npz[f] for f in _ARRAY_FIELDS},
+        )
         n = data.n_ratings
         if not all(len(a) == n for a in (data.item, data.rating, data.timestamp)) or not (
             len(data.item_titles) == data.n_items == len(data.item_genres)
@@ -758,25 +754,15 @@ def _read_cache(path: Path, signature: str) -> MovieLensData | None:
 
 
 def _write_cache(path: Path, signature: str, data: MovieLensData) -> None:
+    arrays = {
+        "signature": np.array(signature),
+        "name": np.array(data.name),
+        "item_titles": np.array([str(t) for t in data.item_titles], dtype=str),
+        "genre_names": np.array(data.genre_names, dtype=str),
+        **{f: getattr(data, f) for f in _ARRAY_FIELDS},
+    }
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
-        # O_EXCL like mkstemp, but with the umask's permissions (mkstemp would make it 0600).
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                np.savez(
-                    out,
-                    signature=np.array(signature),
-                    name=np.array(data.name),
-                    item_titles=np.array([str(t) for t in data.item_titles], dtype=str),
-                    genre_names=np.array(data.genre_names, dtype=str),
-                    **{f: getattr(data, f) for f in _ARRAY_FIELDS},
-                )
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda tmp: savez(tmp, arrays))
     except OSError as exc:
         logger.warning("Could not write the parsed-data cache %s (%s)", path, exc)
 

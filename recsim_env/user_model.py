@@ -38,7 +38,6 @@ import math
 import numbers
 import os
 import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from recsim_env.dataset import Split
+from recsim_env.files import atomic_write, read_signed_npz, savez
 
 logger = logging.getLogger(__name__)
 
@@ -371,35 +371,22 @@ def train_signature(split: Split, like_threshold: int, l2: float | None) -> str:
 
 
 def _read(path: Path, signature: str) -> LikeModel | None:
-    if not path.is_file():
-        return None
     try:
-        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as npz:
-            if str(npz["signature"]) != signature:
-                return None
-            arrays = {k: npz[k] for k in _ARRAYS}
-            meta = json.loads(str(npz["meta"]))
-        return LikeModel(**arrays, **meta)
+        npz = read_signed_npz(path, signature)
+        if npz is None:
+            return None
+        return LikeModel(**{k: npz[k] for k in _ARRAYS}, **json.loads(str(npz["meta"])))
     except Exception as exc:  # an unreadable cache is refitted, never fatal
         logger.warning("Ignoring unreadable user-model cache %s (%s); refitting", path, exc)
         return None
 
 
 def _write(path: Path, signature: str, model: LikeModel) -> None:
+    meta = {"five_logit": model.five_logit, "l2": model.l2, "like_threshold": model.like_threshold}
+    arrays = {"signature": np.array(signature), "meta": np.array(json.dumps(meta)),
+              **{k: getattr(model, k) for k in _ARRAYS}}  # fmt: skip
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            meta = {"five_logit": model.five_logit, "l2": model.l2,
-                    "like_threshold": model.like_threshold}  # fmt: skip
-            with os.fdopen(fd, "wb") as out:
-                np.savez(out, signature=np.array(signature), meta=np.array(json.dumps(meta)),
-                         **{k: getattr(model, k) for k in _ARRAYS})  # fmt: skip
-            os.replace(tmp, path)  # atomic: readers see the old file or the whole new one
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda tmp: savez(tmp, arrays))
     except OSError as exc:
         logger.warning("Could not write the user-model cache %s (%s)", path, exc)
 

@@ -16,7 +16,6 @@ from experiments.config import ALGOS, PRESETS, TrainConfig, make_config, parse_v
 from experiments.train import (
     SetupError,
     TrainingInterrupted,
-    atomic_write,
     atomic_write_json,
     main,
     replay_bytes_per_transition,
@@ -177,20 +176,6 @@ def test_replay_bytes_formula_matches_sb3_buffer_and_ml1m_fits_2gib():
 
 
 # Atomic files -------------------------------------------------------------------------------
-
-
-def test_atomic_write_leaves_the_old_file_when_the_writer_fails(tmp_path):
-    path = tmp_path / "metrics.json"
-    atomic_write_json(path, {"a": 1})
-
-    def broken(tmp: Path) -> None:
-        tmp.write_text('{"half":')
-        raise RuntimeError("interrupted")
-
-    with pytest.raises(RuntimeError):
-        atomic_write(path, broken)
-    assert json.loads(path.read_text()) == {"a": 1}
-    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
 
 
 # End to end ---------------------------------------------------------------------------------
