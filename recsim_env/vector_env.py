@@ -58,7 +58,8 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
       ``"user"``, ``"prefix"``, ``"rating"``, ``"liked"``, ``"n_targets_left"``,
       ``"n_liked_left"``; test mode: only ``"user"``, ``"prefix"``, ``"liked"``, nothing that
       depends on the targets), each with its all-True ``"_key"`` mask, as
-      :class:`gymnasium.vector.SyncVectorEnv` builds it.
+      :class:`gymnasium.vector.SyncVectorEnv` builds it (here one shared read-only array: every
+      sub-env always reports every key).
     * ``action_masks()`` returns bool ``(num_envs, n_items)``, exactly
       ``~unpack_bits(obs["excluded"], n_items)`` of the last observations.
     * Slates (``slate_size=k > 1``): actions are int ``(num_envs, k)``, ``action_masks()`` is
@@ -157,6 +158,10 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         self._scratch = np.zeros(self.n_items, dtype=bool)
         self._n_items_u64 = np.uint64(self.n_items)
         self._prev_done = np.zeros(n, dtype=bool)
+        # The "_key" mask of every info key: all True, shared, read-only (a fresh one per key
+        # and step cost about a tenth of a vector step).
+        self._every_env = np.ones(n, dtype=bool)
+        self._every_env.flags.writeable = False
         self._rngs: list[np.random.Generator] | None = None
         self._has_reset = False
         self._renderer = SessionRenderer(sim) if render_mode is not None else None
@@ -464,23 +469,21 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
     ) -> dict[str, Any]:
         # The single env's slate keys, one row per sub-env, each with its all-True "_key" mask.
         state = self._state
-        masks = np.ones((9, self.num_envs), dtype=bool)
         info = {
-            "user": state.user.copy(), "_user": masks[0],
-            "prefix": state.prefix.copy(), "_prefix": masks[1],
-            "liked": rating >= self.like_threshold, "_liked": masks[2],
-            "invalid": invalid, "_invalid": masks[3],
-            "n_examined": n_examined, "_n_examined": masks[4],
-        }  # fmt: skip
-        if self.mode == "test":  # as the single env: nothing that depends on the targets
-            return info
-        info.update({
-            "consumed": rating > 0, "_consumed": masks[5],
-            "rating": rating, "_rating": masks[6],
-            "n_targets_left": state.n_targets_left.copy(), "_n_targets_left": masks[7],
-            "n_liked_left": state.n_liked_left.copy(), "_n_liked_left": masks[8],
-        })  # fmt: skip
-        return info
+            "user": state.user.copy(),
+            "prefix": state.prefix.copy(),
+            "liked": rating >= self.like_threshold,
+            "invalid": invalid,
+            "n_examined": n_examined,
+        }
+        if self.mode != "test":  # as the single env: nothing that depends on the targets in test
+            info.update({
+                "consumed": rating > 0,
+                "rating": rating,
+                "n_targets_left": state.n_targets_left.copy(),
+                "n_liked_left": state.n_liked_left.copy(),
+            })  # fmt: skip
+        return self._with_masks(info)
 
     def _per_env_option(self, value: Any, name: str) -> list[Any]:
         values = np.asarray(value)
@@ -516,10 +519,12 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         }
 
     def _info(self, rating: np.ndarray, liked: np.ndarray) -> dict[str, Any]:
-        # Every sub-env reports every key: all-True "_key" masks, one fresh row each, as
-        # SyncVectorEnv builds them.
-        info = self.simulator.batch_info(self._state, rating, liked)
-        masks = np.ones((len(info), self.num_envs), dtype=bool)
-        for row, key in zip(masks, list(info)):
-            info[f"_{key}"] = row
-        return info
+        return self._with_masks(self.simulator.batch_info(self._state, rating, liked))
+
+    def _with_masks(self, info: dict[str, Any]) -> dict[str, Any]:
+        """``info`` with the ``"_key"`` mask of each key, in SyncVectorEnv's key order."""
+        every, out = self._every_env, {}
+        for key, value in info.items():
+            out[key] = value
+            out[f"_{key}"] = every
+        return out
