@@ -1,7 +1,8 @@
 """Atomic file writes (a reader sees the old file or the whole new one, never a part of it) and
 the signed ``.npz`` files of the caches.
 
-Every result, cache and checkpoint of the project is written through :func:`atomic_write`:
+Results, caches, checkpoints and plots are written through :func:`atomic_write` (a download
+has its own ``.part`` file, renamed once verified, in :mod:`recsim_env.download`):
 the content goes to a temporary file in the same folder (a name no other process or thread
 draws), which then replaces the target with ``os.replace``. A writer that fails or is
 interrupted leaves the old file as it was and no temporary file behind.

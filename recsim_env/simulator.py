@@ -806,8 +806,9 @@ class ReplaySimulator(UserSimulator):
 
     user_model = "replay"
     max_prefix_reason = "its last liked train position"
-    #: Batched resets from this many rows on. Fewer rows are cheaper one by one: on ML-100K one row takes about 16 us alone and 60 us batched, 64 rows about
-    #: 960 us one by one and 550 us batched (a vector env whose sub-envs all truncate together).
+    #: Batched resets from this many rows on. Fewer rows are cheaper one by one: on ML-100K one
+    #: row takes about 16 us alone and 60 us batched, 64 rows about 960 us one by one and 550 us
+    #: batched (a vector env whose sub-envs all truncate together).
     batch_reset_rows: int = 8
 
     def __init__(self, **kwargs: Any) -> None:
