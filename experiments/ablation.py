@@ -1,6 +1,6 @@
 """Ablation of the LSRWRL agent (issue 10): which interest vector and which loss carry its results.
 
-Every variant is a set of :class:`~experiments.config.TrainConfig` field overrides on one base
+Every variant is a set of :class:`~agents.config.TrainConfig` field overrides on one base
 preset (``--base-preset``, default ``default``), in this order:
 
 ==================  =========================================================================
@@ -23,14 +23,14 @@ next-item loss) is still run and listed; the settings section of the table says 
 that is invalid on the base (``next-item-only`` on a base without the next-item loss leaves no
 loss) is an error before anything runs: leave it out with ``--variants``.
 
-Each (dataset, variant, seed) is trained twice through :func:`experiments.train.train`, in two
+Each (dataset, variant, seed) is trained twice through :func:`agents.training.train`, in two
 *modes*: ``val`` (``tune=True``: trained on the train part of
 :func:`recsim_env.splits.holdout_last`, measured on the held-out last ``val_fraction`` of each
 train sequence) and ``test`` (``tune=False``: trained on the whole train part, measured on the
 test split). Per run: precision, recall, NDCG and hit-rate @10 of the shared evaluator (averaged
 over the users with at least one item in the evaluated part) and the greedy policy's simulated
 return in the environment of the run's *own* evaluation split (``greedy_mean_return``,
-``greedy_mean_likes``, ``greedy_mean_length``, from :func:`experiments.train.evaluate_model`):
+``greedy_mean_likes``, ``greedy_mean_length``, from :func:`agents.evaluate.evaluate_model`):
 ``MovieLensRec-v0`` in test mode with the replay user, one episode per user with at least one
 *liked* item in the evaluated part (the test items for ``test``, the held-out train items for
 ``val``; ``greedy_n_users`` counts them), reward rating/5 on a like, ``max_steps`` steps at most.
@@ -138,7 +138,7 @@ RESERVED_FIELDS: dict[str, str] = {
                                                             "name", "runs_dir", "data_dir", "expect_official")},
     "eval_k": "the ablation reports metrics @10",
     **{name: "the variants set it; choose the base through --base-preset (e.g. a preset file in "
-             "experiments/presets/)" for v in VARIANTS.values() for name in v.overrides if name != "max_episodes"},
+             "agents/presets/)" for v in VARIANTS.values() for name in v.overrides if name != "max_episodes"},
 }  # fmt: skip
 PROG = "python -m experiments.ablation"
 
@@ -150,7 +150,7 @@ class AblationOptions:
     :param seeds: seeds; each trains every variant in every mode (the split is temporal unless
         ``overrides`` say otherwise, and the same for every seed)
     :param variants: names of :data:`VARIANTS` to run (listed in table order whatever the order here)
-    :param base_preset: :data:`experiments.config.PRESETS` name the variants are built on
+    :param base_preset: :data:`agents.config.PRESETS` name the variants are built on
     :param modes: subset of :data:`MODES`
     :param quick: a tiny training budget (Table 1's ``QUICK_LSRWRL``): a smoke test, not a result
     :param overrides: TrainConfig field overrides on the base and every variant (``paper``
@@ -178,7 +178,7 @@ class AblationOptions:
         :return: ``self``
         :raises ValueError: one line naming the problem and the valid choices
         """
-        from experiments.config import PRESETS
+        from agents.config import PRESETS
 
         for what, given, valid in (("variant", self.variants, list(VARIANTS)), ("mode", self.modes, list(MODES)),
                                    ("dataset", datasets, list(DATASETS))):  # fmt: skip
@@ -241,7 +241,7 @@ def run_prefix(variant: str, mode: str) -> str:
 
 
 def variant_config(dataset: str, variant: str, mode: str, seed: int, opts: AblationOptions, out: Path):
-    """The validated :class:`~experiments.config.TrainConfig` of one run of the ablation."""
+    """The validated :class:`~agents.config.TrainConfig` of one run of the ablation."""
     name = f"ablation-{run_prefix(variant, mode)}-{dataset}-seed{seed}"
     return lsrwrl_config(dataset, seed, variant_options(dataset, variant, mode, opts), Path(out), name=name)
 
@@ -490,7 +490,7 @@ def plot_png(rows: list[dict[str, Any]], title: str, modes: Sequence[str] = MODE
     ax.set_title(title)
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
-    from experiments.plots import figure_png
+    from agents.plots import figure_png
 
     return figure_png(fig, dpi=120)
 
@@ -604,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), metavar="VARIANT",
                         help=f"subset of the variants, listed in table order (default: all of {', '.join(VARIANTS)})")
     parser.add_argument("--base-preset", default="default",
-                        help="experiments.config preset the variants are built on (default: %(default)s)")
+                        help="agents.config preset the variants are built on (default: %(default)s)")
     parser.add_argument("--modes", nargs="+", default=list(MODES), metavar="MODE",
                         help="val: train on the validation slice's train part, metrics on the slice; test: "
                              "train on the whole train part, metrics on the test split (default: val test)")
@@ -632,7 +632,7 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 
     :raises ValueError: not ``FIELD=VALUE``, an unknown field, or a value that does not parse
     """
-    from experiments.config import TrainConfig, parse_value
+    from agents.config import TrainConfig, parse_value
 
     hints = typing.get_type_hints(TrainConfig)
     overrides: dict[str, Any] = {}

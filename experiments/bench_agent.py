@@ -22,8 +22,9 @@ import time
 
 import numpy as np
 
-from experiments.config import make_config
-from experiments.train import extractor_kwargs, replay_bytes_per_transition
+from agents.config import make_config
+from agents.make import extractor_kwargs
+from agents.training import replay_bytes_per_transition
 
 #: Items of the two datasets (the action-space size).
 N_ITEMS = {"ml-100k": 1682, "ml-1m": 3706}
@@ -141,7 +142,7 @@ def profile_training(dataset: str, train_steps: int, threads: int, pretrain_prob
     from stable_baselines3.common.callbacks import BaseCallback
 
     from agents.scoring import make_score_fn
-    from experiments.train import attach_logged_data, build_agent, load_split, make_env, make_train_vec_env
+    from agents.make import attach_logged_data, build_agent, load_split, make_env, make_train_vec_env
     from recsim_env import evaluate_ranking, holdout_last
 
     config = make_config("default", dataset=dataset, torch_threads=threads)

@@ -19,15 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from experiments.config import DATASETS, TrainConfig
-from experiments.train import (
-    PAPER_FIGURES,
-    atomic_write_json,
-    evaluate_model,
-    load_split,
-    metric_lines,
-    popularity_metrics,
-)
+from agents.config import DATASETS, TrainConfig
+from agents.training import PAPER_FIGURES, atomic_write_json, metric_lines
+from agents.evaluate import evaluate_model, popularity_metrics
+from agents.make import load_split
 
 
 def find_latest_run(runs_dir: str | Path, dataset: str | None = None) -> Path:

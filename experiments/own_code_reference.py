@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.train import atomic_write_json, package_versions
+from agents.training import atomic_write_json, package_versions
 
 #: Default output file (committed, so that the README's figures are traceable).
 DEFAULT_OUT = Path("results") / "own_code_reference.json"

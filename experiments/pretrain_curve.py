@@ -1,6 +1,6 @@
 """Validation learning curve of the supervised next-item pre-training (no TD update).
 
-Builds the model a config describes (:func:`experiments.train.build_agent`), trains it by the
+Builds the model a config describes (:func:`agents.make.build_agent`), trains it by the
 next-item loss alone (:meth:`agents.factory.LSRDQN.pretrain`) and evaluates its Q-value ranking
 on the validation slice (``holdout_last`` of the train part; the test split is never read)
 after each step count of ``--eval-at``. One row of JSON per evaluation, also written to
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.config import add_config_arguments, config_from_args
-from experiments.train import attach_logged_data, build_agent, load_split, make_env, make_train_vec_env
+from agents.config import add_config_arguments, config_from_args
+from agents.make import attach_logged_data, build_agent, load_split, make_env, make_train_vec_env
 from recsim_env.files import atomic_write_text
 
 METRICS = ("precision@10", "recall@10", "ndcg@10", "hit_rate@10")

@@ -1,6 +1,6 @@
 """Hyperparameter search for LSRWRL on the validation slice, with Ray Tune.
 
-Every trial trains LSRWRL through :func:`experiments.train.train` with ``tune=True``: it trains
+Every trial trains LSRWRL through :func:`agents.training.train` with ``tune=True``: it trains
 on the train part of the validation slice (:func:`recsim_env.splits.holdout_last`) and is
 evaluated on its held-out part, never on the test split. Every ``eval_freq`` environment steps
 the trial reports validation precision@10 to Tune (``train(..., on_evaluation=...)``); an ASHA
@@ -9,8 +9,8 @@ scheduler stops the trials that trail the others at each rung, and Optuna's TPE 
 configurations from :data:`SEARCH_SPACE`. Budgets are environment steps, never seconds.
 
 The chosen configuration (the best validation precision@10 among the trials that trained the
-full budget) is written as a preset file ``experiments/presets/<name>.json`` that
-:mod:`experiments.config` loads (``make train ARGS="--preset searched"``), and the search's
+full budget) is written as a preset file ``agents/presets/<name>.json`` that
+:mod:`agents.config` loads (``make train ARGS="--preset searched"``), and the search's
 record (space, settings, every trial's curve and status) as ``<out>/search_<name>.json`` and
 ``.md``.
 
@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from experiments.config import PRESET_DIR, PRESETS
+from agents.config import PRESET_DIR, PRESETS
 from experiments.sweep import add_ray_arguments, require_ray, session_from_args
 
 #: The search space: TrainConfig field -> ``("loguniform" | "uniform", low, high)`` or
@@ -142,8 +142,8 @@ class SearchOptions:
 
 
 def trial_config(opts: SearchOptions, sample: dict[str, Any]):
-    """The validated :class:`~experiments.config.TrainConfig` of one trial."""
-    from experiments.config import make_config
+    """The validated :class:`~agents.config.TrainConfig` of one trial."""
+    from agents.config import make_config
 
     return make_config(opts.base_preset, **opts.trial_overrides(), **sample)
 
@@ -156,7 +156,7 @@ def search_trial(config: dict[str, Any]) -> None:
     """Ray Tune trainable: train one sampled configuration, reporting each validation evaluation."""
     from ray import tune
 
-    from experiments.train import train
+    from agents.training import train
 
     opts = SearchOptions(**config["options"])
     sample = {k: config[k] for k in SEARCH_SPACE if k in config}
@@ -236,7 +236,7 @@ def _fmt(value: Any) -> str:
 
 
 def write_preset(path: Path, name: str, params: dict[str, Any], record_path: Path, opts: SearchOptions) -> Path:
-    """Write the chosen configuration as a preset file (see :mod:`experiments.config`)."""
+    """Write the chosen configuration as a preset file (see :mod:`agents.config`)."""
     from recsim_env.files import atomic_write_text
 
     payload = {
@@ -260,7 +260,7 @@ def run_search(opts: SearchOptions, out: str | os.PathLike, storage: str | os.Pa
     :param opts: search settings
     :param out: folder of the record files ``search_<name>.json`` / ``.md``
     :param storage: folder of the Tune experiment (resume state)
-    :param presets_dir: where the preset file goes (default ``experiments/presets``)
+    :param presets_dir: where the preset file goes (default ``agents/presets``)
     :param overwrite_preset: replace an existing preset file of that name (default: refuse
         before the search starts)
     :param machine_note: text added to the record's wall-time line (e.g. the machine's load)
@@ -373,7 +373,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--preset-name", default=d.preset_name,
                         help="write the chosen configuration as this preset ('none': do not; default: %(default)s)")
     parser.add_argument("--presets-dir", default=str(PRESET_DIR),
-                        help="folder of the preset file (default: experiments/presets, read by experiments.config)")
+                        help="folder of the preset file (default: agents/presets, read by agents.config)")
     parser.add_argument("--overwrite-preset", action="store_true", help="replace an existing preset file")
     parser.add_argument("--machine-note", default="", help="text recorded beside the wall time (e.g. the load)")
     add_ray_arguments(parser)

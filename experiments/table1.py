@@ -6,7 +6,7 @@ every model is fitted on its train part and scored by the shared
 items relevant). Baseline hyperparameters are chosen on the validation slice
 :func:`recsim_env.splits.holdout_last` of the train part (:mod:`agents.baselines.tuning`),
 never on the test part: once per dataset for the temporal split (identical for every seed),
-once per seed for the random split. LSRWRL is trained by :func:`experiments.train.train` with
+once per seed for the random split. LSRWRL is trained by :func:`agents.training.train` with
 a named preset (``--lsrwrl-preset``) on the same split.
 
 Usage::
@@ -32,7 +32,7 @@ optimises. A stored run without these figures (written before they existed) gets
 Resumable: every finished (dataset, model, seed) run is written at once, atomically, to
 ``<out>/table1_runs/<dataset>/<model>-seed<seed>-<key>.json``, where ``<key>`` hashes the run's
 full configuration (split, tuning grid and metric, fixed settings; for LSRWRL the whole
-:class:`~experiments.config.TrainConfig`). A rerun with the same configuration reads that file
+:class:`~agents.config.TrainConfig`). A rerun with the same configuration reads that file
 instead of recomputing, so an interrupted table loses at most the run in progress, and a
 changed preset or option reruns what it changes. ``--force`` recomputes everything. Baseline
 tuning results are stored beside them (``tuning-<model>-<key>.json``) and shared by the seeds
@@ -63,7 +63,7 @@ import numpy as np
 
 from agents.baselines import available_recommenders, get_recommender_class, init_param_names
 from agents.baselines.tuning import DEFAULT_GRIDS, TuningResult, tune
-from experiments.config import DATASET_PRESETS
+from agents.config import DATASET_PRESETS
 from recsim_env.dataset import MovieLensData, Split
 from recsim_env.evaluation import evaluate_ranking
 from recsim_env.files import atomic_write_bytes, atomic_write_text
@@ -138,12 +138,12 @@ class TableOptions:
     :param max_epochs: cap on the neural baselines' epochs (early stopping picks the count)
     :param threads: torch threads of the neural baselines (LSRWRL: its preset's ``torch_threads``)
     :param quick: smoke-test budget: 2 epochs, two grid points, tiny LSRWRL run
-    :param lsrwrl_preset: :data:`experiments.config.PRESETS` name for LSRWRL
-    :param lsrwrl_overrides: extra :class:`~experiments.config.TrainConfig` field overrides
+    :param lsrwrl_preset: :data:`agents.config.PRESETS` name for LSRWRL
+    :param lsrwrl_overrides: extra :class:`~agents.config.TrainConfig` field overrides
     :param data_dir: root holding the dataset folders (default: the loader's search order)
     :param download: allow downloading a dataset that is found nowhere
     :param expect_official: check the data against the official release's figures (``False``
-        for an edited copy; LSRWRL reloads through :mod:`experiments.train`, which always checks)
+        for an edited copy; LSRWRL reloads through :mod:`agents.training`, which always checks)
     """
 
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -220,11 +220,11 @@ def tuning_key(name: str, data: MovieLensData, seed: int, opts: TableOptions) ->
 
 
 def lsrwrl_config(dataset: str, seed: int, opts: TableOptions, out: Path, name: str | None = None):
-    """The :class:`~experiments.config.TrainConfig` of LSRWRL's run on one seed of the table.
+    """The :class:`~agents.config.TrainConfig` of LSRWRL's run on one seed of the table.
 
     :param name: run directory prefix (an unkeyed field; default ``table1-lsrwrl-<dataset>-seed<seed>``)
     """
-    from experiments.config import make_config
+    from agents.config import make_config
 
     overrides = dict(
         dataset=dataset, seed=seed, split=opts.split, split_seed=seed,
@@ -392,7 +392,7 @@ def run_lsrwrl(
     simulate: bool = True,
     keep: Sequence[str] = (),
 ) -> Run:
-    """Train and evaluate LSRWRL through :func:`experiments.train.train` on the table's split.
+    """Train and evaluate LSRWRL through :func:`agents.training.train` on the table's split.
 
     :param dataset: dataset name
     :param seed: seed of the agent (and of the split when it is random)
@@ -408,7 +408,7 @@ def run_lsrwrl(
     """
     run = Run(model=LSRWRL, seed=seed)
     try:
-        from experiments.train import train
+        from agents.training import train
 
         config = lsrwrl_config(dataset, seed, opts, out, name=name)
         t0 = time.perf_counter()
@@ -432,7 +432,7 @@ def run_lsrwrl(
 def _lsrwrl_returns(model: Any, config: Any) -> dict[str, float]:
     """:func:`simulated_returns` of a trained LSRWRL model, on its own split and observation settings."""
     from agents.scoring import score_observations
-    from experiments.train import load_split
+    from agents.make import load_split
 
     return simulated_returns(
         lambda obs: score_observations(model, obs), load_split(config),
@@ -670,7 +670,7 @@ def plot_png(rows: list[dict[str, Any]], title: str) -> bytes:
     ax.set_title(title)
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
-    from experiments.plots import figure_png
+    from agents.plots import figure_png
 
     return figure_png(fig, dpi=120)
 
@@ -846,7 +846,7 @@ def build_parser(
     parser.add_argument("--quick", "--budget-quick", dest="quick", action="store_true",
                         help="smoke-test budget: 2 epochs, 2 grid points, a 2k-step LSRWRL (not a result)")
     parser.add_argument("--lsrwrl-preset", default="default",
-                        help="experiments.config preset for LSRWRL (default: %(default)s)")
+                        help="agents.config preset for LSRWRL (default: %(default)s)")
     parser.add_argument("--lsrwrl-seconds", type=float, default=None,
                         help="LSRWRL training wall-clock cap per seed, s (max_train_seconds; default: the preset's)")
     parser.add_argument("--lsrwrl-set", action="append", default=[], metavar="FIELD=VALUE",
@@ -887,7 +887,7 @@ def lsrwrl_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.lsrwrl_set:
         import typing
 
-        from experiments.config import TrainConfig, parse_value
+        from agents.config import TrainConfig, parse_value
 
         hints = typing.get_type_hints(TrainConfig)
         for item in args.lsrwrl_set:

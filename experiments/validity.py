@@ -312,7 +312,7 @@ def reliability_png(held: dict[str, Any], dataset: str) -> bytes:
     ax.set_title(f"{dataset}: test likes by predicted P(like)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    from experiments.plots import figure_png
+    from agents.plots import figure_png
 
     return figure_png(fig, dpi=110)
 
@@ -341,7 +341,7 @@ def sessions_png(sessions: dict[tuple[str, str], dict[str, Any]], real: dict[str
     ax2.set_ylabel("share of sessions still running")
     ax2.set_title("session survival")
     ax2.grid(alpha=0.3)
-    from experiments.plots import figure_png
+    from agents.plots import figure_png
 
     return figure_png(fig, dpi=110)
 

@@ -13,7 +13,7 @@ import pytest
 
 from experiments import ablation
 from experiments.ablation import AblationOptions, VariantRun, ablation_key, config_changes, variant_config
-from experiments.config import PRESETS, make_config
+from agents.config import PRESETS, make_config
 from experiments.table1 import METRICS, Run
 from recsim_env.movielens import load_movielens
 from test_table1 import write_tiny_ml1m
@@ -35,7 +35,7 @@ def _outputs(out: Path) -> dict[str, bytes]:
 
 
 def _fake_train(calls: list, interrupt_at: int | None = None):
-    """A stand-in for ``experiments.train.train`` that records its configs (and can be interrupted)."""
+    """A stand-in for ``agents.training.train`` that records its configs (and can be interrupted)."""
 
     def fake(config, run_dir=None, progress=True):
         calls.append(config)
@@ -82,7 +82,7 @@ def test_quick_ablation_writes_run_files_and_outputs_and_a_rerun_trains_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("torch")
-    import experiments.train
+    import agents.training
 
     root = write_tiny_ml1m(tmp_path / "data")
     out = tmp_path / "results"
@@ -126,12 +126,12 @@ def test_quick_ablation_writes_run_files_and_outputs_and_a_rerun_trains_nothing(
     def must_not_train(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(experiments.train, "train", must_not_train)
+    monkeypatch.setattr(agents.training, "train", must_not_train)
     assert ablation.main(argv) == 0
     assert _outputs(out) == first  # byte for byte: rendered from the same run files, no date
 
     calls: list = []
-    monkeypatch.setattr(experiments.train, "train", _fake_train(calls))
+    monkeypatch.setattr(agents.training, "train", _fake_train(calls))
     assert ablation.main([*argv, "--force"]) == 0
     assert len(calls) == 4
     assert sorted(p.name for p in (out / "ablation_runs" / "ml-1m").glob("*.json")) == files  # same keys
@@ -140,13 +140,13 @@ def test_quick_ablation_writes_run_files_and_outputs_and_a_rerun_trains_nothing(
 
 
 def test_interrupted_ablation_loses_only_the_run_in_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import experiments.train
+    import agents.training
 
     root = write_tiny_ml1m(tmp_path / "data")
     out = tmp_path / "results"
     argv = _argv(root, out, "--variants", "both", "td-only")
     calls: list = []
-    monkeypatch.setattr(experiments.train, "train", _fake_train(calls, interrupt_at=2))
+    monkeypatch.setattr(agents.training, "train", _fake_train(calls, interrupt_at=2))
     with pytest.raises(KeyboardInterrupt):
         ablation.main(argv)
     done = [p.name.rsplit("-", 1)[0] for p in (out / "ablation_runs" / "ml-1m").glob("*.json")]
@@ -154,7 +154,7 @@ def test_interrupted_ablation_loses_only_the_run_in_progress(tmp_path: Path, mon
     assert "| both |" in (out / "ablation_ml-1m.md").read_text(encoding="utf-8")  # the table so far
 
     calls.clear()
-    monkeypatch.setattr(experiments.train, "train", _fake_train(calls))
+    monkeypatch.setattr(agents.training, "train", _fake_train(calls))
     assert ablation.main(argv) == 0
     assert [(c.interests, c.next_item_weight, c.tune) for c in calls] == [
         ("both", 0.1, False), ("both", 0.0, True), ("both", 0.0, False)]  # both-val was not trained again
@@ -162,19 +162,19 @@ def test_interrupted_ablation_loses_only_the_run_in_progress(tmp_path: Path, mon
 
 def test_render_only_shows_the_finished_runs_and_trains_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two processes that share the variants each write their own subset; --render-only joins them."""
-    import experiments.train
+    import agents.training
 
     root = write_tiny_ml1m(tmp_path / "data")
     out = tmp_path / "results"
     calls: list = []
-    monkeypatch.setattr(experiments.train, "train", _fake_train(calls))
+    monkeypatch.setattr(agents.training, "train", _fake_train(calls))
     assert ablation.main(_argv(root, out, "--variants", "td-only", "--modes", "test")) == 0
     assert len(calls) == 1
 
     def must_not_train(*args, **kwargs):
         raise AssertionError("--render-only trained a run")
 
-    monkeypatch.setattr(experiments.train, "train", must_not_train)
+    monkeypatch.setattr(agents.training, "train", must_not_train)
     assert ablation.main([*_argv(root, out, "--variants", "both", "td-only"), "--render-only"]) == 0
     with open(out / "ablation_ml-1m.csv", newline="", encoding="utf-8") as fh:
         rows = {r["variant"]: r for r in csv.DictReader(fh)}

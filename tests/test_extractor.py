@@ -342,8 +342,8 @@ def test_bad_encoder_options_raise():
 def test_encoder_option_names_match_the_config():
     from agents.attention import POSITIONS, READOUTS
     from agents.extractor import INTERESTS
-    from agents.factory import NEXT_ITEM_POSITIONS
-    from experiments import config
+    from agents.supervised import NEXT_ITEM_POSITIONS
+    from agents import config
 
     assert (config.POSITIONS, config.READOUTS, config.NEXT_ITEM_POSITIONS, config.INTERESTS) == (
         POSITIONS, READOUTS, NEXT_ITEM_POSITIONS, INTERESTS)

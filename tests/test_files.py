@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.train import atomic_write_json
+from agents.training import atomic_write_json
 from recsim_env.files import atomic_write, read_signed_npz, savez
 
 

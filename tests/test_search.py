@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments import config as config_module
-from experiments.config import PRESETS, add_config_arguments, config_from_args, load_preset_file, make_config
+from agents import config as config_module
+from agents.config import PRESETS, add_config_arguments, config_from_args, load_preset_file, make_config
 from experiments.search import METRIC, SEARCH_SPACE, SearchOptions, choose, trial_config
 from test_table1 import write_tiny_ml1m
 
@@ -78,7 +78,7 @@ def test_the_searched_preset_is_usable_by_make_train() -> None:
 
 
 def test_train_reports_every_validation_evaluation(tmp_path: Path) -> None:
-    from experiments.train import train
+    from agents.training import train
 
     root = write_tiny_ml1m(tmp_path / "data")
     seen: list[tuple[int, dict]] = []

@@ -12,7 +12,8 @@ def test_both_envs_and_the_sampler_share_one_simulator_and_one_list_of_datasets(
     ml100k_split: Split,
 ) -> None:
     from agents.next_item import LoggedNextItems
-    from experiments import bench_env, config
+    from agents import config
+    from experiments import bench_env
     from recsim_env import download
 
     env = gym.make("MovieLensRec-v0", split_data=ml100k_split)

@@ -57,7 +57,7 @@ def test_an_ablation_is_a_list_of_tagged_specs_with_their_own_options() -> None:
 
 
 def test_the_environment_agents_and_table_never_import_ray() -> None:
-    code = ("import sys, recsim_env, agents, agents.baselines, experiments.config, experiments.train, "
+    code = ("import sys, recsim_env, agents, agents.baselines, agents.config, experiments.train, "
             "experiments.table1; print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

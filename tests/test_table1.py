@@ -102,7 +102,7 @@ def test_summary_mean_std_and_partial_failures() -> None:
 def test_lsrwrl_row_trains_through_the_agent_api_on_the_same_split(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import experiments.train
+    import agents.training
 
     seen = {}
 
@@ -116,7 +116,7 @@ def test_lsrwrl_row_trains_through_the_agent_api_on_the_same_split(
         seen["simulated"] = model
         return {"sim_return_replay": 2.5, "sim_return_ease": 1.25}
 
-    monkeypatch.setattr(experiments.train, "train", fake_train)
+    monkeypatch.setattr(agents.training, "train", fake_train)
     monkeypatch.setattr(table1, "_lsrwrl_returns", fake_returns)
     opts = table1.TableOptions(split="random", train_ratio=0.7, lsrwrl_preset="paper",
                                lsrwrl_overrides={"max_train_seconds": 30.0})  # fmt: skip

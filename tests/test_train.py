@@ -12,15 +12,9 @@ import pytest
 import torch as th
 
 import recsim_env  # noqa: F401  (registers MovieLensRec-v0)
-from experiments.config import ALGOS, PRESETS, TrainConfig, make_config, parse_value
-from experiments.train import (
-    SetupError,
-    TrainingInterrupted,
-    atomic_write_json,
-    main,
-    replay_bytes_per_transition,
-    train,
-)
+from agents.config import ALGOS, PRESETS, TrainConfig, make_config, parse_value
+from agents.training import SetupError, TrainingInterrupted, atomic_write_json, replay_bytes_per_transition, train
+from experiments.train import main
 
 th.set_num_threads(1)
 
@@ -114,7 +108,7 @@ def test_config_round_trips_through_json_and_rejects_unknown_keys(tmp_path):
 def test_default_preset_takes_its_ml1m_values_on_ml1m_and_explicit_options_win():
     import argparse
 
-    from experiments.config import DATASET_PRESETS, add_config_arguments, config_from_args
+    from agents.config import DATASET_PRESETS, add_config_arguments, config_from_args
 
     ml100k, ml1m = make_config("default"), make_config("default", dataset="ml-1m")
     assert (ml100k.history_len, ml100k.embed_dim) == (20, 32)
@@ -143,7 +137,7 @@ def test_cli_values_parse_into_the_field_types():
 
 
 def test_train_rewards_apply_to_training_envs_only(split):
-    from experiments.train import make_env
+    from agents.make import make_env
 
     config = make_config("default", train_rewards=(0.1, 0.2, 0.3, 0.4, 0.5))
     assert make_env(config, split, "train").unwrapped.reward_map == {1: 0.1, 2: 0.2, 3: 0.3, 4: 0.4, 5: 0.5}
@@ -367,7 +361,7 @@ def test_an_existing_run_directory_is_refused_unless_resume_or_overwrite(tmp_pat
 
 
 def test_a_run_directory_in_use_by_another_process_is_refused(tmp_path):
-    from experiments.run_dir import RunDirLock
+    from agents.run_dir import RunDirLock
 
     run = tmp_path / "busy"
     run.mkdir()
@@ -380,7 +374,7 @@ def test_a_run_directory_in_use_by_another_process_is_refused(tmp_path):
 def test_auto_named_run_directories_never_collide(tmp_path, monkeypatch):
     from datetime import datetime
 
-    import experiments.run_dir as run_dir_module
+    import agents.run_dir as run_dir_module
 
     class Frozen(datetime):
         @classmethod
@@ -398,7 +392,7 @@ def _signal_during_training(monkeypatch, signum: int) -> None:
     import os
     import threading
 
-    from experiments.train import _Runner
+    from agents.training import _Runner
 
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signal handlers need the main thread")
@@ -431,7 +425,7 @@ def test_a_signal_saves_a_checkpoint_and_prints_the_resume_command_last(signum, 
 
 
 def test_a_run_that_dies_before_its_first_periodic_checkpoint_can_be_resumed(tmp_path, monkeypatch):
-    from experiments.train import _Runner
+    from agents.training import _Runner
 
     def crash(self, model):
         raise RuntimeError("power cut")  # as a SIGKILL or a crash: no handler runs
@@ -450,7 +444,7 @@ def test_a_signal_before_training_leaves_no_run_directory(tmp_path, monkeypatch)
     import os
     import threading
 
-    import experiments.train as train_module
+    import agents.training as train_module
 
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signal handlers need the main thread")
@@ -578,7 +572,7 @@ def test_evaluate_cli_finds_and_scores_the_newest_run(tmp_path, capsys):
 
 
 def test_learning_curve_png_is_written_from_a_curve(tmp_path):
-    from experiments.plots import plot_learning_curve, rolling_mean
+    from agents.plots import plot_learning_curve, rolling_mean
 
     np.testing.assert_allclose(rolling_mean(np.array([1.0, 3.0, 5.0, 7.0]), 2), [1.0, 2.0, 4.0, 6.0])
     curve = {"episodes": [[10, 0.5, 5], [20, 1.5, 5]],
@@ -928,7 +922,7 @@ def test_pretraining_runs_before_training_and_is_recorded(tmp_path):
 
 
 def test_user_passes_visit_every_user_once_per_pass_in_a_new_order(split):
-    from experiments.train import UserPasses
+    from agents.make import UserPasses
 
     env = gym.make("MovieLensRec-v0", split_data=split, max_steps=2)
     users = env.unwrapped.users

@@ -54,11 +54,30 @@ POSITIONS: tuple[str, ...] = ("sinusoidal", "learned", "relative")
 READOUTS: tuple[str, ...] = ("mean", "last")
 #: Which interest vectors the extractor's features hold (as agents.extractor.INTERESTS).
 INTERESTS: tuple[str, ...] = ("both", "long", "short")
-#: Where the next-item loss is taken (as agents.factory.NEXT_ITEM_POSITIONS).
+#: Where the next-item loss is taken (as agents.supervised.NEXT_ITEM_POSITIONS).
 NEXT_ITEM_POSITIONS: tuple[str, ...] = ("last", "all")
+#: Config fields that only some algorithms take, and which. Every other field applies to all
+#: of them. Setting one of these explicitly for another algorithm is an error
+#: (:func:`make_config`); a preset's value for it is not used (:meth:`TrainConfig.unused_fields`).
+ALGO_FIELDS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(("buffer_size", "learning_starts", "train_freq", "gradient_steps", "target_update_interval",
+                     "exploration_fraction", "exploration_initial_eps", "exploration_final_eps", "mask_actions"),
+                    OFF_POLICY_ALGOS),
+    **dict.fromkeys(("dueling", "tied_item_embeddings", "double_q", "td_weight", "loss"), ("dqn",)),
+    "n_quantiles": ("qrdqn",),
+    **dict.fromkeys(("n_steps", "gae_lambda", "ent_coef", "vf_coef"), ("ppo", "a2c", "maskable_ppo")),
+    **dict.fromkeys(("n_epochs", "clip_range"), ("ppo", "maskable_ppo")),
+    "batch_size": ("dqn", "qrdqn", "ppo", "maskable_ppo"),
+    "mask_excluded": ("dqn", "qrdqn", "ppo", "a2c"),
+}
 #: What one training episode is (the unit of max_episodes): one user session, or one pass over
 #: every training user.
 EPISODES: tuple[str, ...] = ("session", "pass")
+#: The allowed values of the config's choice fields.
+FIELD_CHOICES: dict[str, tuple[str, ...]] = {
+    "algo": ALGOS, "dataset": DATASETS, "split": SPLITS, "loss": LOSSES, "positions": POSITIONS,
+    "readout": READOUTS, "interests": INTERESTS, "next_item_positions": NEXT_ITEM_POSITIONS, "episode": EPISODES,
+}
 
 
 @dataclass
@@ -69,7 +88,7 @@ class TrainConfig:
     # --- run ---
     name: str = "lsrwrl"  # run directory prefix: <runs_dir>/<name>-<timestamp>
     preset: str = "default"  # preset the config started from (recorded, not used)
-    algo: str = "dqn"  # one of ALGOS
+    algo: str = "dqn"  # the SB3 / sb3-contrib algorithm
     seed: int = 0  # seeds torch, numpy, the environments and SB3
     device: str = "cpu"  # torch device: "cpu", "cuda" or "auto"
     torch_threads: int = 2  # torch.set_num_threads during training (2 cores here: +34% steps/s over 1)
@@ -139,12 +158,12 @@ class TrainConfig:
     mask_actions: bool = True  # dqn/qrdqn: epsilon-greedy over action_masks() items only
     mask_excluded: bool = True  # in-network masking: predict, TD target max and scores skip obs["excluded"] items (not maskable_ppo)
     td_weight: float = 1.0  # dqn only: weight of the TD loss (0: no TD loss, the next-item loss alone; ablation)
-    next_item_weight: float = 0.1  # dqn (dueling) only: weight of the auxiliary next-item loss (0: off)
+    next_item_weight: float = 0.1  # weight of the auxiliary next-item loss added to the RL loss, every algo (0: off; dqn: needs dueling)
     # Next-item loss per sample: "last" = one logged (prefix, next item) pair, "all" = a window of
     # history_len logged items with a loss at every position, from one causal pass (needs causal).
     next_item_positions: str = "all"
     next_item_batch: int | None = 32  # samples (pairs or windows) per next-item batch (None: batch_size)
-    pretrain_steps: int = 1_500  # dqn (dueling): gradient steps of the next-item loss alone before training (other algos: ignored)
+    pretrain_steps: int = 1_500  # gradient steps of the next-item loss alone before the first environment step, every algo
     pretrain_batch: int | None = None  # samples (pairs or windows) per pre-training step (None: next_item_batch)
     loss: str = "huber"  # dqn only: TD loss "huber" (SB3's smooth L1) or "mse" (paper eq. 10)
     n_quantiles: int = 50  # qrdqn quantiles per action
@@ -164,6 +183,10 @@ class TrainConfig:
     checkpoint_freq: int = 250_000  # environment steps between checkpoints (0: only at the end)
     tune: bool = False  # train on the validation split's train part only (honest tuning)
 
+    def unused_fields(self) -> list[str]:
+        """The fields ``algo`` does not take (:data:`ALGO_FIELDS`): recorded, never used."""
+        return [name for name, algos in ALGO_FIELDS.items() if self.algo not in algos]
+
     def validate(self) -> TrainConfig:
         """Check every value; raise one ``ValueError`` listing all problems.
 
@@ -175,9 +198,7 @@ class TrainConfig:
             if not ok:
                 problems.append(message)
 
-        for fname, choices in (("algo", ALGOS), ("dataset", DATASETS), ("split", SPLITS), ("loss", LOSSES),
-                               ("positions", POSITIONS), ("readout", READOUTS), ("interests", INTERESTS),
-                               ("next_item_positions", NEXT_ITEM_POSITIONS), ("episode", EPISODES)):
+        for fname, choices in FIELD_CHOICES.items():
             value = getattr(self, fname)
             need(value in choices, f"{fname}={value!r} is unknown; choose one of {', '.join(choices)}")
         need(self.device in ("cpu", "cuda", "auto") or (self.device.startswith("cuda:") and self.device[5:].isdigit()),
@@ -210,23 +231,17 @@ class TrainConfig:
              f"next_item_weight must be a finite number >= 0, got {self.next_item_weight}")
         need(self.td_weight >= 0 and math.isfinite(self.td_weight),
              f"td_weight must be a finite number >= 0, got {self.td_weight}")
-        if self.td_weight != 1.0:
-            need(self.algo == "dqn", f"td_weight applies to algo=dqn only, got algo={self.algo!r}")
         if self.algo == "dqn":
             need(self.td_weight > 0 or self.next_item_weight > 0,
                  "td_weight=0 and next_item_weight=0 leave no loss to train; set one of them > 0")
-        if self.next_item_weight > 0 and self.algo == "dqn":
-            need(self.dueling, "next_item_weight > 0 needs dueling=True (it trains the dueling head); "
-                 "set next_item_weight=0 or dueling=True")
+        if (self.next_item_weight > 0 or self.pretrain_steps) and self.algo == "dqn":
+            need(self.dueling, "next_item_weight > 0 and pretrain_steps > 0 need dueling=True for dqn (they "
+                 "train the dueling head's Q-values); set both to 0 or dueling=True")
         for fname in ("next_item_batch", "pretrain_batch"):
             value = getattr(self, fname)
             need(value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0),
                  f"{fname} must be a positive integer or None, got {value!r}")
-        if self.pretrain_steps and self.algo == "dqn":  # DQN-only, like the next-item loss: other algos ignore it
-            need(self.dueling, "pretrain_steps > 0 needs dueling=True (it trains the dueling head's Q-values); "
-                 "set pretrain_steps=0 or dueling=True")
-        if self.algo == "dqn" and (self.next_item_weight > 0 or self.pretrain_steps) \
-                and self.next_item_positions == "all":
+        if (self.next_item_weight > 0 or self.pretrain_steps) and self.next_item_positions == "all":
             need(self.causal, "next_item_positions='all' needs causal=True (the state after each position may "
                  "not see later items); set causal=true or next_item_positions=last")
         need(0.0 <= self.gamma <= 1.0, f"gamma must be in [0, 1], got {self.gamma}")
@@ -412,18 +427,55 @@ DATASET_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+#: Per-algorithm field values of a preset (applied after its per-dataset values): where an
+#: algorithm needs another value than the preset's DQN-oriented one.
+ALGO_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # A2C makes one gradient step per rollout of n_steps * n_envs transitions: SB3's n_steps=5
+    # gives 1,875 updates (and next-item batches) in 600,000 steps, n_steps=128 would give 73.
+    "default": {"a2c": dict(n_steps=5)},
+}
+
+
+def check_algo_fields(algo: str, fields: Any) -> None:
+    """Refuse fields ``algo`` does not take (:data:`ALGO_FIELDS`), naming each and the algorithms
+    that take it.
+
+    :param algo: the algorithm
+    :param fields: the field names set explicitly
+    :raises ValueError: one message listing every refused field
+    """
+    refused = [f for f in fields if f in ALGO_FIELDS and algo not in ALGO_FIELDS[f]]
+    if refused:
+        raise ValueError(f"algo={algo!r} does not take " + "; ".join(
+            f"{f} (taken by {', '.join(ALGO_FIELDS[f])})" for f in refused) + ": drop it or choose such an algo")
+
+
 def make_config(preset: str = "default", **overrides: Any) -> TrainConfig:
     """A validated config from a named preset plus field overrides.
 
     :param preset: a key of :data:`PRESETS`; its :data:`DATASET_PRESETS` values for the config's
-        dataset are applied on top of it
-    :param overrides: field name -> value, applied last
-    :raises ValueError: unknown preset or field, or an invalid value
+        dataset, then its :data:`ALGO_PRESETS` values for the config's algorithm, are applied on
+        top of it
+    :param overrides: field name -> value, applied last. A field the algorithm does not take
+        (:data:`ALGO_FIELDS`) is an error
+    :raises ValueError: unknown preset or field, a field the algorithm does not take, or an
+        invalid value
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        import difflib
+
+        hints = [f"{name} (did you mean {', '.join(close)}?)" if (close := difflib.get_close_matches(
+            name, [f.name for f in dataclasses.fields(TrainConfig)], n=2)) else name for name in unknown]
+        raise ValueError(f"unknown setting {', '.join(hints)}; the settings are TrainConfig's fields")
     dataset = overrides.get("dataset", PRESETS[preset].get("dataset", TrainConfig.dataset))
-    values = {**PRESETS[preset], **DATASET_PRESETS.get(preset, {}).get(dataset, {}), **overrides}
+    algo = overrides.get("algo", PRESETS[preset].get("algo", TrainConfig.algo))
+    if algo in ALGOS:  # an unknown one is reported by validate()
+        check_algo_fields(algo, overrides)
+    values = {**PRESETS[preset], **DATASET_PRESETS.get(preset, {}).get(dataset, {}),
+              **ALGO_PRESETS.get(preset, {}).get(algo, {}), **overrides}
     if preset == "paper-1000-sessions" and "max_steps" in overrides and "total_timesteps" not in overrides:
         values["total_timesteps"] = 1000 * int(overrides["max_steps"])
     return TrainConfig.from_dict(values).validate()
@@ -499,12 +551,17 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         shown = getattr(defaults, f.name)
         if isinstance(shown, tuple):
             shown = ",".join(map(str, shown))
+        extra = ""
+        if f.name in FIELD_CHOICES:
+            extra += f"; one of {', '.join(FIELD_CHOICES[f.name])}"
+        if f.name in ALGO_FIELDS:
+            extra += f"; algos: {', '.join(ALGO_FIELDS[f.name])}"
         parser.add_argument(
             f"--{f.name.replace('_', '-')}",
             dest=f.name,
             default=None,
             metavar=_metavar(hints[f.name]),
-            help=f"{comments.get(f.name, '')} (default preset: {shown})".replace("%", "%%"),
+            help=f"{comments.get(f.name, '')} (default preset: {shown}{extra})".replace("%", "%%"),
         )
 
 

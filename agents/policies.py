@@ -1,0 +1,252 @@
+"""Networks and policies the algorithms of :mod:`agents.factory` put around the LSRWRL extractor.
+
+Each is SB3's own network or policy with one addition: in-network masking of the items the
+observation excludes (``mask_excluded``, :mod:`agents.masking`), a dueling Q-head whose item
+advantages can be tied to the extractor's item embeddings (:class:`DuelingQNetwork`), and the
+item logits the supervised next-item loss trains (:mod:`agents.supervised`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch as th
+from torch import nn
+from sb3_contrib.qrdqn.policies import QRDQNPolicy, QuantileNetwork
+from stable_baselines3.common.distributions import Distribution
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import create_mlp
+from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
+
+from agents.masking import acting_values, mask_excluded
+
+class MaskedQNetwork(QNetwork):
+    """SB3's Q-network whose greedy action never picks an item the observation excludes.
+
+    With ``mask_excluded`` the Q-values of items set in the observation's ``"excluded"`` field
+    are replaced by :data:`agents.masking.MASKED_VALUE` in :meth:`_predict` (so
+    ``model.predict(obs, deterministic=True)`` never repeats an item or recommends a history
+    item) and wherever :func:`agents.masking.acting_values` is applied (the TD target of
+    :class:`LSRDQN`, item scores); ``forward`` itself returns the raw Q-values, which the TD
+    loss regresses.
+
+    :param mask_excluded: mask excluded items when choosing (default False: SB3's behaviour)
+    """
+
+    def __init__(self, *args: Any, mask_excluded: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.mask_excluded = bool(mask_excluded)
+
+    def _predict(self, observation: Any, deterministic: bool = True) -> th.Tensor:
+        return acting_values(self, self(observation), observation).argmax(dim=1).reshape(-1)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "mask_excluded": self.mask_excluded}
+
+
+class MaskedDQNPolicy(DQNPolicy):
+    """SB3's DQN policy (Dict observations) with :class:`MaskedQNetwork` as online and target net.
+
+    :param mask_excluded: see :class:`MaskedQNetwork` (default False)
+    :param kwargs: :class:`~stable_baselines3.dqn.policies.DQNPolicy` arguments
+    """
+
+    def __init__(self, *args: Any, mask_excluded: bool = False, **kwargs: Any) -> None:
+        self.mask_excluded = bool(mask_excluded)  # read by make_q_net during super().__init__
+        super().__init__(*args, **kwargs)
+
+    def make_q_net(self) -> MaskedQNetwork:
+        net_args = self._update_features_extractor(self.net_args, features_extractor=None)
+        return MaskedQNetwork(**net_args, mask_excluded=self.mask_excluded).to(self.device)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "mask_excluded": self.mask_excluded}
+
+
+class DuelingQNetwork(MaskedQNetwork):
+    """Dueling Q-network head (Wang et al., 2016): ``Q(s, a) = V(s) + A(s, a) - mean_a A(s, a)``.
+
+    In this environment a missed recommendation leaves the state unchanged, so every item's
+    Q-value carries a large shared term ``gamma * V(s)``; with a plain head each item's output
+    row must learn that term on its own from the rare samples of that item, whereas the value
+    stream ``V`` (an MLP with ``net_arch`` hidden layers) learns it from every sample and the
+    advantages only rank the items.
+
+    Advantage stream: an MLP over the features with ``n_items`` outputs, or, with
+    ``tied_item_embeddings``, ``A(s, a) = <u(s), E[a + 1]> + b_a`` where ``u`` is an MLP to size
+    ``d`` and ``E`` the extractor's item embedding table (``(n_items + 1, d)``, the one the
+    history tokens use): every item's score then moves whenever its embedding is trained, not
+    only when that item was the action.
+
+    :param tied_item_embeddings: score items through the extractor's item embeddings
+    :param kwargs: :class:`MaskedQNetwork` arguments (``mask_excluded``...)
+    """
+
+    def __init__(self, *args: Any, tied_item_embeddings: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # self.q_net becomes the advantage stream
+        self.tied_item_embeddings = tied_item_embeddings
+        self.value_net = nn.Sequential(*create_mlp(self.features_dim, 1, self.net_arch, self.activation_fn))
+        if tied_item_embeddings:
+            table = getattr(self.features_extractor, "item_embedding", None)
+            if not isinstance(table, nn.Embedding):
+                raise ValueError("tied_item_embeddings needs a features extractor with an item_embedding table")
+            dim = table.embedding_dim
+            self.q_net = nn.Sequential(*create_mlp(self.features_dim, dim, self.net_arch, self.activation_fn))
+            # Start from A = 0 so that the N(0, 1) embeddings add no random initial ranking.
+            nn.init.zeros_(self.q_net[-1].weight)
+            nn.init.zeros_(self.q_net[-1].bias)
+            self.item_bias = nn.Parameter(th.zeros(int(self.action_space.n)))
+        # Temperature of LSRDQN's next-item loss: logits = exp(log_logit_scale) * Q.
+        # Q differences are a fraction of a reward, softmax logits need a few units.
+        self.log_logit_scale = nn.Parameter(th.tensor(float(np.log(10.0))))
+
+    def forward(self, obs: Any) -> th.Tensor:
+        """:return: Q-values ``(B, n_items)``"""
+        return self.q_values(self.extract_features(obs, self.features_extractor))
+
+    def q_values(self, features: th.Tensor) -> th.Tensor:
+        """Q-values ``(M, n_items)`` of states given by their features ``(M, features_dim)``."""
+        advantage = self.advantages(features)
+        return self.value_net(features) + advantage - advantage.mean(dim=1, keepdim=True)
+
+    def advantages(self, features: th.Tensor) -> th.Tensor:
+        """The advantage stream ``A(s, .)``, ``(M, n_items)``, before centring: the Q-values up to
+        a per-state constant, so any softmax over items gives the same result on either."""
+        if self.tied_item_embeddings:
+            items = self.features_extractor.item_embedding.weight[1:]  # (n_items, d), token = item + 1
+            return self.q_net(features) @ items.T + self.item_bias
+        return self.q_net(features)
+
+    def next_item_logits(self, features: th.Tensor) -> th.Tensor:
+        """Logits ``(M, n_items)`` of the next-item softmax: ``c * A(s, .)`` with the learned
+        temperature ``c`` (``softmax(c * Q) = softmax(c * A)``: ``V(s)`` and the mean advantage
+        are per-state constants, and the advantages take fewer ``(M, n_items)`` operations)."""
+        return self.advantages(features) * self.log_logit_scale.exp()
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "tied_item_embeddings": self.tied_item_embeddings}
+
+
+class DuelingDQNPolicy(MaskedDQNPolicy):
+    """SB3's DQN policy (Dict observations) with :class:`DuelingQNetwork` as online and target net.
+
+    :param tied_item_embeddings: see :class:`DuelingQNetwork` (default False)
+    :param kwargs: :class:`MaskedDQNPolicy` arguments (``mask_excluded``, SB3's DQN policy's)
+    """
+
+    def __init__(self, *args: Any, tied_item_embeddings: bool = False, **kwargs: Any) -> None:
+        self._tied = bool(tied_item_embeddings)  # read by make_q_net during super().__init__
+        super().__init__(*args, **kwargs)
+
+    def make_q_net(self) -> DuelingQNetwork:
+        net_args = self._update_features_extractor(self.net_args, features_extractor=None)
+        return DuelingQNetwork(
+            **net_args, tied_item_embeddings=self._tied, mask_excluded=self.mask_excluded
+        ).to(self.device)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "tied_item_embeddings": self._tied}
+
+
+
+class MaskedQuantileNetwork(QuantileNetwork):
+    """sb3-contrib's quantile network whose greedy action skips excluded items.
+
+    With ``mask_excluded``, :meth:`_predict` takes the argmax of the mean quantile over the items
+    the observation allows (see :class:`MaskedQNetwork`); ``forward`` returns raw quantiles.
+
+    :param mask_excluded: mask excluded items when choosing (default False)
+    """
+
+    def __init__(self, *args: Any, mask_excluded: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.mask_excluded = bool(mask_excluded)
+        # Temperature of the next-item loss (as DuelingQNetwork's): logits = exp(.) * mean quantile.
+        self.log_logit_scale = nn.Parameter(th.tensor(float(np.log(10.0))))
+
+    def _predict(self, observation: Any, deterministic: bool = True) -> th.Tensor:
+        q_values = acting_values(self, self(observation).mean(dim=1), observation)
+        return q_values.argmax(dim=1).reshape(-1)
+
+    def next_item_logits(self, features: th.Tensor) -> th.Tensor:
+        """Logits ``(M, n_items)`` of the next-item softmax: the mean quantile (the item's
+        Q-value) times a learned temperature."""
+        quantiles = self.quantile_net(features).view(-1, self.n_quantiles, int(self.action_space.n))
+        return quantiles.mean(dim=1) * self.log_logit_scale.exp()
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "mask_excluded": self.mask_excluded}
+
+
+class MaskedQRDQNPolicy(QRDQNPolicy):
+    """sb3-contrib's QR-DQN policy with :class:`MaskedQuantileNetwork` as online and target net.
+
+    :param mask_excluded: see :class:`MaskedQuantileNetwork` (default False)
+    :param kwargs: :class:`~sb3_contrib.qrdqn.policies.QRDQNPolicy` arguments
+    """
+
+    def __init__(self, *args: Any, mask_excluded: bool = False, **kwargs: Any) -> None:
+        self.mask_excluded = bool(mask_excluded)  # read by make_quantile_net during super().__init__
+        super().__init__(*args, **kwargs)
+
+    def make_quantile_net(self) -> MaskedQuantileNetwork:
+        net_args = self._update_features_extractor(self.net_args, features_extractor=None)
+        return MaskedQuantileNetwork(**net_args, mask_excluded=self.mask_excluded).to(self.device)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "mask_excluded": self.mask_excluded}
+
+
+
+class MaskedActorCriticPolicy(ActorCriticPolicy):
+    """SB3's actor-critic policy (PPO, A2C) whose action distribution skips excluded items.
+
+    With ``mask_excluded`` the logits of the items the observation excludes are set to
+    :data:`agents.masking.MASKED_VALUE` before the softmax, in rollouts (``forward``), in the
+    update (``evaluate_actions``) and in ``predict`` / scoring (``get_distribution``): the
+    policy is ``pi(a | s)`` over the allowed items, a function of the observation alone, so the
+    stored log-probabilities and the re-evaluated ones agree. (For MaskablePPO use the
+    environment's ``action_masks()``, which are the same items.)
+
+    :param mask_excluded: mask excluded items (default False: SB3's policy)
+    :param kwargs: :class:`~stable_baselines3.common.policies.ActorCriticPolicy` arguments
+    """
+
+    def __init__(self, *args: Any, mask_excluded: bool = False, **kwargs: Any) -> None:
+        self.mask_excluded = bool(mask_excluded)
+        self._observations: dict[str, th.Tensor] | None = None
+        super().__init__(*args, **kwargs)
+
+    # SB3 builds the distribution from the latent code alone; the three entry points that build
+    # one keep the observation at hand for _get_action_dist_from_latent while they run.
+    def forward(self, obs: Any, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        self._observations = obs
+        try:
+            return super().forward(obs, deterministic)
+        finally:
+            self._observations = None
+
+    def evaluate_actions(self, obs: Any, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
+        self._observations = obs
+        try:
+            return super().evaluate_actions(obs, actions)
+        finally:
+            self._observations = None
+
+    def get_distribution(self, obs: Any) -> Distribution:
+        self._observations = obs
+        try:
+            return super().get_distribution(obs)
+        finally:
+            self._observations = None
+
+    def _get_action_dist_from_latent(self, latent_pi: th.Tensor) -> Distribution:
+        distribution = super()._get_action_dist_from_latent(latent_pi)
+        if self.mask_excluded and self._observations is not None:
+            logits = mask_excluded(distribution.distribution.logits, self._observations)
+            distribution = self.action_dist.proba_distribution(action_logits=logits)
+        return distribution
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "mask_excluded": self.mask_excluded}
