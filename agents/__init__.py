@@ -1,4 +1,5 @@
-"""The learning side: the LSRWRL interest encoder, the algorithm factory, item scoring.
+"""The learning side: the recommended agent (:func:`make_agent`), its presets, the LSRWRL
+interest encoder, the algorithms around it, the training loop, item scoring.
 
 Torch-based names are imported lazily on first access, so ``import agents.baselines`` (numpy
 models) does not pay for torch and Stable-Baselines3.
@@ -15,7 +16,17 @@ _LAZY: dict[str, str] = {
     "ShortTermEncoder": "agents.attention",
     "MaskedSelfAttention": "agents.attention",
     "DeepFM": "agents.deepfm",
-    "LSRDQN": "agents.factory",
+    "make_agent": "agents.make",
+    "TrainConfig": "agents.config",
+    "make_config": "agents.config",
+    "PRESETS": "agents.config",
+    "train": "agents.training",
+    "evaluate_model": "agents.evaluate",
+    "LSRDQN": "agents.dqn",
+    "LSRQRDQN": "agents.dqn",
+    "LSRPPO": "agents.actor_critic",
+    "LSRA2C": "agents.actor_critic",
+    "LSRMaskablePPO": "agents.actor_critic",
     "ALGORITHMS": "agents.factory",
     "algorithm_class": "agents.factory",
     "build_model": "agents.factory",

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from recsim_env.simulator import ModelSimulator, ReplaySimulator, UserSimulator, make_simulator
     from recsim_env.splits import holdout_last, split_ratings
     from recsim_env.vector_env import MovieLensRecVectorEnv
+    from recsim_env.wrappers import MultiHotObservation, MultiHotVectorObservation
 
 _EXPORTS: dict[str, str] = {
     "MovieLensRecEnv": "recsim_env.env",
@@ -45,6 +46,8 @@ _EXPORTS: dict[str, str] = {
     "evaluate_ranking": "recsim_env.evaluation",
     "evaluate_greedy": "recsim_env.evaluation",
     "TopKPolicy": "recsim_env.policies",
+    "MultiHotObservation": "recsim_env.wrappers",
+    "MultiHotVectorObservation": "recsim_env.wrappers",
 }
 
 __all__ = sorted(_EXPORTS)

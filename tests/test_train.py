@@ -12,7 +12,7 @@ import pytest
 import torch as th
 
 import recsim_env  # noqa: F401  (registers MovieLensRec-v0)
-from agents.config import ALGOS, PRESETS, TrainConfig, make_config, parse_value
+from agents.config import ALGO_FIELDS, ALGOS, PRESETS, TrainConfig, make_config, parse_value
 from agents.training import SetupError, TrainingInterrupted, atomic_write_json, replay_bytes_per_transition, train
 from experiments.train import main
 
@@ -28,6 +28,8 @@ def tiny(tmp_path: Path, algo: str = "dqn", **overrides) -> TrainConfig:
         n_quantiles=5, eval_freq=120, checkpoint_freq=120, max_train_seconds=None,
         pretrain_steps=0,  # the default's 1,500 steps take seconds even on tiny networks
     )
+    # The shared budget names every algorithm's sizes; each algorithm gets the ones it takes.
+    values = {k: v for k, v in values.items() if algo in ALGO_FIELDS.get(k, (algo,))}
     values.update(overrides)
     return make_config("default", **values)
 

@@ -1,0 +1,179 @@
+"""``agents.make_agent``: the recommended agent in one call, the next-item loss and pre-training
+for every algorithm, and settings an algorithm does not take refused everywhere."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+
+import recsim_env  # noqa: F401  (registers MovieLensRec-v0)
+from agents import make_agent
+from agents.config import ALGO_FIELDS, ALGOS, make_config
+from agents.factory import ALGO_HYPERPARAMETERS, build_model
+from agents.training import TrainingInterrupted, train
+from experiments.train import main
+
+th.set_num_threads(1)
+
+#: Tiny sizes for every algorithm (each takes the ones ALGO_FIELDS gives it).
+TINY = dict(n_envs=2, max_steps=5, embed_dim=8, dnn_hidden=(8,), net_arch=(16,), learning_starts=20,
+            batch_size=8, buffer_size=500, target_update_interval=40, n_steps=8, n_epochs=1, n_quantiles=4,
+            next_item_batch=4, pretrain_steps=6)
+
+
+def tiny(algo: str, **overrides) -> dict:
+    values = {k: v for k, v in TINY.items() if algo in ALGO_FIELDS.get(k, (algo,))}
+    return {**values, **overrides}
+
+
+@pytest.fixture(scope="module")
+def split():
+    from recsim_env import load_movielens, split_ratings
+
+    return split_ratings(load_movielens("ml-100k"))
+
+
+def test_make_agent_builds_and_trains_the_same_model_as_make_train(tmp_path, split):
+    """make_agent + learn and the training loop (what make train runs) end with identical weights."""
+    settings = tiny("dqn", seed=3)
+    config = make_config("default", **settings, algo="dqn", total_timesteps=64, eval_freq=32,
+                         checkpoint_freq=0, torch_threads=1, runs_dir=str(tmp_path))
+    result = train(config, progress=False)
+    model = make_agent(split, algo="dqn", **settings)
+    assert model.agent_config.to_dict() == {**config.to_dict(), "name": model.agent_config.name,
+                                            "runs_dir": model.agent_config.runs_dir,
+                                            "total_timesteps": model.agent_config.total_timesteps,
+                                            "eval_freq": model.agent_config.eval_freq,
+                                            "checkpoint_freq": model.agent_config.checkpoint_freq}
+    model.learn(64)
+    assert model.pretrained_steps == result.model.pretrained_steps == 6
+    ours, theirs = model.policy.state_dict(), result.model.policy.state_dict()
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        assert th.equal(ours[key], theirs[key]), key
+
+
+def test_the_default_agent_has_the_presets_settings_and_logged_data(split):
+    model = make_agent(split, **tiny("dqn", pretrain_steps=0))
+    config = make_config("default")
+    assert (model.double_q, model.mask_actions, model.mask_excluded) == (True, True, True)
+    assert model.q_net.tied_item_embeddings and model.gamma == config.gamma
+    assert model.next_item_weight == config.next_item_weight and model.next_item_source is not None
+    extractor = model.q_net.features_extractor
+    assert extractor.short_term.causal and model.policy.optimizer.param_groups[0]["lr"] == config.learning_rate
+    # Training rewards: the preset's (0.2 per star), not the environment's default.
+    env = model.get_env().envs[0].unwrapped
+    assert env.reward_map == {r: v for r, v in zip(range(1, 6), config.train_rewards)}
+
+
+def test_an_untrained_recommended_dqn_never_repeats_an_item(split):
+    model = make_agent(split, **tiny("dqn", pretrain_steps=0))
+    env = gym.make("MovieLensRec-v0", split_data=split, mode="test", max_steps=40)
+    obs, _ = env.reset(seed=0)
+    chosen = []
+    for _ in range(40):
+        action, _ = model.predict(obs, deterministic=True)
+        assert env.unwrapped.action_masks()[int(action)], "an excluded item was recommended"
+        chosen.append(int(action))
+        obs, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            break
+    assert len(chosen) == len(set(chosen)) > 1
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_every_algorithm_learns_the_next_item_from_pretraining(algo, split):
+    model = make_agent(split, algo=algo, **tiny(algo, pretrain_steps=0, learning_rate=1e-2, final_learning_rate=None))
+    losses = model.pretrain(40, batch_size=8)
+    assert len(losses) == 40 and model.pretrained_steps == 40
+    assert np.mean(losses[-8:]) < np.mean(losses[:8]) - 0.3, losses
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c", "maskable_ppo", "qrdqn"])
+def test_the_next_item_loss_joins_every_update(algo, split):
+    """Same seed, the next-item weight on and off: the updates differ, the loss is logged, and
+    the actor-critic optimizer gets its own zero_grad back."""
+    states = {}
+    for weight in (0.0, 0.5):
+        model = make_agent(split, algo=algo, seed=1, **tiny(algo, pretrain_steps=0, next_item_weight=weight))
+        model.learn(48)
+        states[weight] = model.policy.state_dict()
+        assert "zero_grad" not in vars(model.policy.optimizer)
+        logged = model.logger.name_to_value
+        if weight:
+            assert "train/next_item_loss" in logged or model._n_updates > 0
+    differs = [k for k in states[0.0] if not th.equal(states[0.0][k], states[0.5][k])]
+    assert differs, "the next-item loss changed nothing"
+
+
+def test_pretraining_runs_once_and_is_saved_with_the_model(tmp_path, split):
+    model = make_agent(split, algo="ppo", **tiny("ppo"))
+    model.learn(16)
+    assert model.pretrained_steps == 6
+    model.save(tmp_path / "m.zip")
+    from agents import LSRPPO
+
+    loaded = LSRPPO.load(tmp_path / "m.zip", env=model.get_env())
+    assert loaded.pretrained_steps == 6 and loaded.next_item_source is None
+    loaded.set_next_item_source(model.next_item_source)
+    before = {k: v.clone() for k, v in loaded.policy.state_dict().items()}
+    assert loaded.pretrain(0) == [] and all(th.equal(before[k], v) for k, v in loaded.policy.state_dict().items())
+
+
+def test_settings_an_algorithm_does_not_take_are_errors(split, capsys):
+    with pytest.raises(ValueError, match=r"dueling \(taken by dqn\)"):
+        make_agent(split, algo="ppo", dueling=True)
+    with pytest.raises(ValueError, match=r"learning_start \(did you mean learning_starts"):
+        make_agent(split, learning_start=1000)
+    with pytest.raises(ValueError, match="training loop"):
+        make_agent(split, total_timesteps=10)
+    env = gym.make("MovieLensRec-v0", split_data=split)
+    with pytest.raises(ValueError, match="history_len configure the environments"):
+        make_agent(env, history_len=10)
+    with pytest.raises(ValueError, match=r"'buffer_size' \(taken by dqn, qrdqn\)"):
+        build_model("ppo", env, buffer_size=1000)
+    # The command line refuses them before loading anything, with the same names.
+    assert main(["--algo", "a2c", "--n-epochs", "3"]) == 2
+    assert "n_epochs (taken by ppo, maskable_ppo)" in capsys.readouterr().err
+
+
+def test_the_algorithm_tables_agree():
+    """ALGO_FIELDS (config fields) and ALGO_HYPERPARAMETERS (constructor arguments) say the same."""
+    renamed = {"loss": "td_loss", "next_item_batch": "next_item_batch_size", "pretrain_batch": "pretrain_batch_size"}
+    for field, algos in ALGO_FIELDS.items():
+        name = renamed.get(field, field)
+        takers = [a for a, names in ALGO_HYPERPARAMETERS.items() if name in names]
+        if takers:  # policy options (dueling, mask_excluded, n_quantiles) are build_model arguments
+            assert sorted(takers) == sorted(algos), field
+
+
+def test_a_run_stopped_while_pretraining_resumes(tmp_path, monkeypatch):
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers need the main thread")
+    from agents.dqn import LSRDQN
+
+    original = LSRDQN.pretrain
+    calls = []
+
+    def pretrain_then_sigterm(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # as a kill while pre-training
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LSRDQN, "pretrain", pretrain_then_sigterm)
+    config = make_config("default", **tiny("dqn"), total_timesteps=32, eval_freq=0, checkpoint_freq=0,
+                         torch_threads=1, runs_dir=str(tmp_path))
+    run_dir = Path(tmp_path) / "run"
+    with pytest.raises(TrainingInterrupted) as info:
+        train(config, run_dir, progress=False)
+    assert info.value.checkpoint is not None and info.value.step == 0
+    result = train(config, run_dir, progress=False, resume=True)
+    assert result.training["complete"] and result.training["pretrain_steps"] == 6 and len(calls) == 2
