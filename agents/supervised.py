@@ -109,8 +109,8 @@ class NextItemMixin:
     def _check_next_item_network(self) -> None:
         extractor = self._next_item_extractor()
         if self.next_item_positions == "all" and not getattr(getattr(extractor, "short_term", None), "causal", False):
-            raise ValueError("next_item_positions='all' needs the LSRWRL extractor with a causal short-term "
-                             "encoder: build the model with extractor_kwargs=dict(causal=True, ...)")
+            raise ValueError("next_item_positions='all' needs a causal short-term encoder (the LSRWRL "
+                             "extractor's): build the model with extractor_kwargs=dict(causal=True, ...)")
 
     def set_next_item_source(self, source: NextItemSource | None) -> None:
         """Attach the logged (state, next item) sampler of the next-item loss and pre-training.

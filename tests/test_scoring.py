@@ -27,7 +27,8 @@ def _env(split, mode="test", max_steps=5):
 
 def _model(algo, split, **kwargs):
     env = _env(split, mode="train")
-    extra = dict(n_steps=16, batch_size=16) if algo in ("ppo", "maskable_ppo", "a2c") else {}
+    extra = {"ppo": dict(n_steps=16, batch_size=16), "maskable_ppo": dict(n_steps=16, batch_size=16),
+             "a2c": dict(n_steps=16)}.get(algo, {})
     return build_model(algo, env, extractor_kwargs=TINY, net_arch=(16,), n_quantiles=5, seed=0, **extra, **kwargs)
 
 

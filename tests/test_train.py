@@ -681,9 +681,9 @@ def test_next_item_loss_needs_the_dueling_head(split):
         build_model("dqn", env, next_item_weight=1.0)
     with pytest.raises(ValueError, match="next_item_weight must be"):
         build_model("dqn", env, dueling=True, next_item_weight=-1.0)
-    with pytest.raises(ValueError, match="needs dueling=True"):
+    with pytest.raises(ValueError, match="need dueling=True"):
         make_config("default", next_item_weight=1.0, dueling=False)
-    assert make_config("default", algo="ppo", next_item_weight=1.0).algo == "ppo"  # DQN-only: ignored
+    assert make_config("default", algo="ppo", next_item_weight=1.0).algo == "ppo"  # every algorithm takes it
 
 
 def test_td_weight_zero_trains_by_the_next_item_loss_alone(split):
@@ -715,7 +715,7 @@ def test_td_weight_zero_trains_by_the_next_item_loss_alone(split):
         build_model("dqn", env, dueling=True, td_weight=-1.0)
     with pytest.raises(ValueError, match="no loss to train"):
         make_config("default", next_item_weight=0.0, td_weight=0.0)
-    with pytest.raises(ValueError, match="td_weight applies to algo=dqn"):
+    with pytest.raises(ValueError, match=r"td_weight \(taken by dqn\)"):
         make_config("default", algo="ppo", td_weight=0.5)
 
 
@@ -890,9 +890,9 @@ def test_all_positions_needs_a_causal_encoder(split):
         build_model("dqn", env, dueling=True, next_item_positions="every")
     with pytest.raises(ValueError, match="needs causal=True"):
         make_config("default", next_item_positions="all", causal=False)
-    with pytest.raises(ValueError, match="pretrain_steps > 0 needs dueling=True"):
+    with pytest.raises(ValueError, match="pretrain_steps > 0 need dueling=True for dqn"):
         make_config("default", dueling=False, next_item_weight=0.0, pretrain_steps=10)
-    # DQN-only options, like the next-item loss: the default preset stays valid for every algorithm.
+    # The default preset stays valid for every algorithm, pre-training included.
     assert make_config("default", algo="ppo").pretrain_steps > 0
     with pytest.raises(ValueError, match="positions='rotary' is unknown"):
         make_config("default", positions="rotary")
@@ -906,12 +906,12 @@ def test_pretraining_runs_before_training_and_is_recorded(tmp_path):
     from agents.factory import LSRDQN
 
     drawn = []
-    original = LSRDQN._window_next_item_loss
-    LSRDQN._window_next_item_loss = lambda self, n: (drawn.append(n), original(self, n))[1]
+    original = LSRDQN.next_item_loss
+    LSRDQN.next_item_loss = lambda self, n=None: (drawn.append(n or self.next_item_batch_size), original(self, n))[1]
     try:
         result = train(config, progress=False)
     finally:
-        LSRDQN._window_next_item_loss = original
+        LSRDQN.next_item_loss = original
     assert drawn[:5] == [3] * 5 and set(drawn[5:]) == {4}  # pre-training batches, then the DQN's
     rows = result.curve["validation"]
     assert rows[0]["step"] == 0 and rows[-1]["step"] == 80  # the pre-trained network is validated first
