@@ -70,6 +70,8 @@ ALGO_FIELDS: dict[str, tuple[str, ...]] = {
     "batch_size": ("dqn", "qrdqn", "ppo", "maskable_ppo"),
     "mask_excluded": ("dqn", "qrdqn", "ppo", "a2c"),
 }
+#: Policy networks: the LSRWRL extractor, or SB3's default policy on multi-hot observations.
+POLICIES: tuple[str, ...] = ("lsrwrl", "multi_hot")
 #: What one training episode is (the unit of max_episodes): one user session, or one pass over
 #: every training user.
 EPISODES: tuple[str, ...] = ("session", "pass")
@@ -77,7 +79,18 @@ EPISODES: tuple[str, ...] = ("session", "pass")
 FIELD_CHOICES: dict[str, tuple[str, ...]] = {
     "algo": ALGOS, "dataset": DATASETS, "split": SPLITS, "loss": LOSSES, "positions": POSITIONS,
     "readout": READOUTS, "interests": INTERESTS, "next_item_positions": NEXT_ITEM_POSITIONS, "episode": EPISODES,
+    "policy": POLICIES,
 }
+#: Fields of the LSRWRL extractor and of what needs it: not used with ``policy="multi_hot"``.
+EXTRACTOR_FIELDS: tuple[str, ...] = (
+    "embed_dim", "n_heads", "n_layers", "dropout", "dnn_hidden", "share_item_embeddings", "layer_norm", "causal",
+    "readout", "positions", "feed_forward", "interests", "embedding_init_std", "next_item_weight",
+    "next_item_positions", "next_item_batch", "pretrain_steps", "pretrain_batch", "dueling", "tied_item_embeddings",
+    "mask_excluded",
+)
+#: What ``policy="multi_hot"`` turns off in any preset (each needs the LSRWRL extractor).
+MULTI_HOT_OFF: dict[str, Any] = dict(next_item_weight=0.0, pretrain_steps=0, dueling=False,
+                                     tied_item_embeddings=False, mask_excluded=False)
 
 
 @dataclass
@@ -119,6 +132,12 @@ class TrainConfig:
     # together). Off by default: a cap makes results depend on machine speed; a run it stops is
     # marked incomplete in metrics.json and in the printed report.
     max_train_seconds: float | None = None
+
+    # --- policy network ---
+    # "lsrwrl": the LSRWRL extractor (below) under the algorithm's heads; "multi_hot": SB3's default
+    # MultiInputPolicy on recsim_env.MultiHotObservation-wrapped environments (a generic agent: no
+    # extractor, next-item loss, pre-training, dueling head or in-network masking).
+    policy: str = "lsrwrl"
 
     # --- extractor (agents.extractor.LongShortExtractor) and heads ---
     embed_dim: int = 32  # size d of item/user embeddings and of each interest vector
@@ -184,8 +203,12 @@ class TrainConfig:
     tune: bool = False  # train on the validation split's train part only (honest tuning)
 
     def unused_fields(self) -> list[str]:
-        """The fields ``algo`` does not take (:data:`ALGO_FIELDS`): recorded, never used."""
-        return [name for name, algos in ALGO_FIELDS.items() if self.algo not in algos]
+        """The fields ``algo`` (and ``policy``) do not take (:data:`ALGO_FIELDS`,
+        :data:`EXTRACTOR_FIELDS`): recorded, never used."""
+        unused = [name for name, algos in ALGO_FIELDS.items() if self.algo not in algos]
+        if self.policy == "multi_hot":
+            unused += [name for name in EXTRACTOR_FIELDS if name not in unused]
+        return unused
 
     def validate(self) -> TrainConfig:
         """Check every value; raise one ``ValueError`` listing all problems.
@@ -244,6 +267,10 @@ class TrainConfig:
         if (self.next_item_weight > 0 or self.pretrain_steps) and self.next_item_positions == "all":
             need(self.causal, "next_item_positions='all' needs causal=True (the state after each position may "
                  "not see later items); set causal=true or next_item_positions=last")
+        if self.policy == "multi_hot":
+            on = [name for name, off in MULTI_HOT_OFF.items() if getattr(self, name) != off]
+            need(not on, f"policy='multi_hot' (SB3's default policy) cannot take {', '.join(on)}: they need the "
+                 "LSRWRL extractor; set policy=lsrwrl or turn them off")
         need(0.0 <= self.gamma <= 1.0, f"gamma must be in [0, 1], got {self.gamma}")
         need(0.0 < self.train_ratio < 1.0, f"train_ratio must be in (0, 1), got {self.train_ratio}")
         need(0.0 < self.val_fraction < 1.0, f"val_fraction must be in (0, 1), got {self.val_fraction}")
@@ -474,8 +501,9 @@ def make_config(preset: str = "default", **overrides: Any) -> TrainConfig:
     algo = overrides.get("algo", PRESETS[preset].get("algo", TrainConfig.algo))
     if algo in ALGOS:  # an unknown one is reported by validate()
         check_algo_fields(algo, overrides)
+    policy_off = MULTI_HOT_OFF if overrides.get("policy", PRESETS[preset].get("policy")) == "multi_hot" else {}
     values = {**PRESETS[preset], **DATASET_PRESETS.get(preset, {}).get(dataset, {}),
-              **ALGO_PRESETS.get(preset, {}).get(algo, {}), **overrides}
+              **ALGO_PRESETS.get(preset, {}).get(algo, {}), **policy_off, **overrides}
     if preset == "paper-1000-sessions" and "max_steps" in overrides and "total_timesteps" not in overrides:
         values["total_timesteps"] = 1000 * int(overrides["max_steps"])
     return TrainConfig.from_dict(values).validate()

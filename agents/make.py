@@ -44,13 +44,16 @@ def make_env(config: TrainConfig, split, mode: str) -> gym.Env:
 
     Training environments use ``config.train_rewards`` when set; test environments always use
     the environment's default reward (rating / 5 on a like), so greedy returns are comparable.
+    With ``config.policy == "multi_hot"`` training environments are wrapped in
+    :class:`recsim_env.MultiHotObservation` (scoring encodes the raw observations itself, see
+    :mod:`agents.scoring`).
     """
     import recsim_env  # noqa: F401  (registers the id)
 
     reward_map = None
     if mode == "train" and config.train_rewards is not None:
         reward_map = {rating: float(r) for rating, r in zip(range(1, 6), config.train_rewards)}
-    return gym.make(
+    env = gym.make(
         "MovieLensRec-v0",
         mode=mode,
         split_data=split,
@@ -59,6 +62,11 @@ def make_env(config: TrainConfig, split, mode: str) -> gym.Env:
         reward_map=reward_map,
         max_steps=config.max_steps,
     )
+    if mode == "train" and config.policy == "multi_hot":
+        from recsim_env.wrappers import MultiHotObservation
+
+        env = MultiHotObservation(env)
+    return env
 
 
 def make_test_vec_env(config: TrainConfig, split, num_envs: int = 64) -> gym.vector.VectorEnv:
@@ -145,8 +153,15 @@ def build_agent(config: TrainConfig, env, device: str = "cpu", *, tensorboard_lo
     :param tensorboard_log: TensorBoard folder (None: none)
     :param verbose: SB3 verbosity
     """
-    from agents.factory import build_model
+    from agents.factory import algorithm_class, build_model
 
+    if config.policy == "multi_hot":  # SB3's default policy: only the head sizes are ours
+        arch = list(config.net_arch)
+        net_arch = arch if config.algo in ("dqn", "qrdqn") else dict(pi=arch, vf=list(arch))
+        policy_kwargs = dict(net_arch=net_arch, **({"n_quantiles": config.n_quantiles} if config.algo == "qrdqn" else {}))
+        return algorithm_class(config.algo)(
+            "MultiInputPolicy", env, policy_kwargs=policy_kwargs, seed=config.seed, device=device,
+            tensorboard_log=tensorboard_log, verbose=verbose, **algo_kwargs(config))
     dueling = config.dueling and config.algo == "dqn"
     return build_model(
         config.algo, env, extractor_kwargs=extractor_kwargs(config), net_arch=config.net_arch,

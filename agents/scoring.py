@@ -9,7 +9,9 @@ The score of item ``a`` in state ``s`` is
 
 For a model built with ``mask_excluded=True`` the items the observation excludes (history and
 already recommended) score :data:`agents.masking.MASKED_VALUE`. In every case
-``argmax_a score(s, a)`` is the model's own deterministic action.
+``argmax_a score(s, a)`` is the model's own deterministic action. A model trained on
+:class:`recsim_env.MultiHotObservation`-wrapped environments (``policy="multi_hot"``) is fed
+the encoded observations (:func:`observation_encoder`).
 """
 
 from __future__ import annotations
@@ -55,6 +57,27 @@ def score_observations(model: BaseAlgorithm, observations: dict[str, np.ndarray]
     return scores.float().cpu().numpy()
 
 
+def observation_encoder(model: BaseAlgorithm, raw_space: gym.Space) -> Callable[[dict], dict]:
+    """What turns raw ``MovieLensRec-v0`` observations into the ones ``model`` reads.
+
+    The identity for a model trained on raw observations; :func:`recsim_env.wrappers.multi_hot_encoder`
+    for one trained on :class:`recsim_env.MultiHotObservation`-wrapped environments.
+
+    :param model: the model
+    :param raw_space: the raw single observation space
+    :raises TypeError: the model reads another observation space
+    """
+    if model.observation_space == raw_space:
+        return lambda observations: observations
+    from recsim_env.wrappers import multi_hot_encoder
+
+    encoder = multi_hot_encoder(raw_space)
+    if encoder.space == model.observation_space:
+        return encoder
+    raise TypeError(f"the model reads observations of {model.observation_space}, neither the environment's "
+                    "raw ones nor MultiHotObservation's: score observations encoded as in its training")
+
+
 def make_score_fn(model: BaseAlgorithm, env: gym.Env, batch_size: int = 1024) -> ScoreFn:
     """``score_fn(users) -> (B, n_items)`` for :func:`recsim_env.evaluation.evaluate_ranking`.
 
@@ -75,13 +98,14 @@ def make_score_fn(model: BaseAlgorithm, env: gym.Env, batch_size: int = 1024) ->
             f"pass a MovieLensRec-v0 env"
         )
     simulator = base.simulator
+    encode = observation_encoder(model, base.observation_space)
 
     def score_fn(users: np.ndarray) -> np.ndarray:
         users = np.asarray(users, dtype=np.int64)
         parts = []
         for start in range(0, max(len(users), 1), batch_size):
             chunk = users[start : start + batch_size]
-            parts.append(score_observations(model, simulator.start_observations(chunk)))
+            parts.append(score_observations(model, encode(simulator.start_observations(chunk))))
         return np.concatenate(parts, axis=0) if len(users) else parts[0]
 
     return score_fn
@@ -115,6 +139,8 @@ def greedy_return(
         "n_episodes"}`` (likes = steps with a positive reward; liked items: a slate can hold
         several)
     """
+    raw_space = getattr(vec_env.unwrapped, "single_observation_space", vec_env.unwrapped.observation_space)
+    encode = observation_encoder(model, raw_space)
     return evaluate_greedy(
-        lambda obs: score_observations(model, obs), vec_env, users, masked=use_masks, seed=seed
+        lambda obs: score_observations(model, encode(obs)), vec_env, users, masked=use_masks, seed=seed
     )

@@ -23,6 +23,7 @@ vector environment. Both are numpy only (no torch).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -356,3 +357,20 @@ class MultiHotVectorObservation(VectorObservationWrapper):
     def set_attr(self, name: str, values: Any) -> None:
         """``set_attr`` of the wrapped vector environment."""
         self.env.set_attr(name, values)
+
+
+def multi_hot_encoder(
+    observation_space: spaces.Dict, history: str = "multi_hot", recency_decay: float = 0.9, flatten: bool = False
+) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray] | np.ndarray]:
+    """The encoding of :class:`MultiHotObservation` as a function, for raw observation batches.
+
+    For code that builds ``MovieLensRec-v0`` observations itself (e.g. the simulator's start
+    observations a ranking evaluation scores) and feeds a model trained on wrapped ones. The
+    function's ``space`` attribute is the encoded observation space.
+
+    :param observation_space: the raw ``MovieLensRec-v0`` Dict observation space
+    :param history: as :class:`MultiHotObservation`
+    :param recency_decay: as :class:`MultiHotObservation`
+    :param flatten: as :class:`MultiHotObservation`
+    """
+    return _MultiHotEncoder(observation_space, history, recency_decay, flatten)
