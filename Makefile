@@ -9,7 +9,7 @@ export MOVIELENS_DATA
 DATASET ?= ml-100k
 ARGS ?=
 
-.PHONY: install test train evaluate table ablation sweep search validity bench bench-data bench-env bench-agent clean
+.PHONY: install test train evaluate table ablation algorithms sweep search validity bench bench-data bench-env bench-agent clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,11 @@ table: install
 # LSRWRL ablation (interests, losses, the paper preset), validation and test, 3 seeds: results/ablation_*.
 ablation: install
 	$(PY) -m experiments.ablation $(ARGS)
+
+# Every algorithm x {SB3 default policy, LSRWRL extractor, extractor + next-item loss}, 600,000 steps,
+# learning rate per row on the validation slice, 3 seeds: results/algorithms_* (resumable).
+algorithms: install
+	$(PY) -m experiments.algorithms $(ARGS)
 
 sweep: install
 	$(PY) -m experiments.sweep $(ARGS)

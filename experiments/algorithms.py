@@ -1,0 +1,316 @@
+"""The algorithm table: every algorithm of :mod:`agents.factory` with three policies, one budget.
+
+Rows: ``dqn``, ``qrdqn``, ``ppo``, ``a2c``, ``maskable_ppo``, each with
+
+* ``default-policy``: SB3's default ``MultiInputPolicy`` on :class:`recsim_env.MultiHotObservation`
+  -wrapped environments (``policy=multi_hot``: what a generic agent reaches);
+* ``extractor``: the LSRWRL extractor under the algorithm's heads, no next-item loss, no
+  pre-training;
+* ``extractor+next-item``: the recommended agent, :func:`agents.make_agent` with the ``default``
+  preset (extractor, next-item loss at every position, 1,500 pre-training steps);
+
+plus popularity and the best Table 1 baseline (``results/table1_<dataset>.csv``) as reference
+rows. Every run has the ``default`` preset's budget (600,000 environment steps) and its other
+settings; only the learning rate is chosen per row, on the validation slice (``tune=True``:
+trained on ``holdout_last(train)``, seed 0), from :data:`LR_GRID`; the chosen rate is then
+trained with every seed on the whole train part and evaluated on the test split.
+
+Each finished run writes its own file at once (``results/algorithms_runs/<dataset>/<row>-...json``,
+atomically); a run whose file exists is skipped, so the study resumes where it stopped. The
+table (``results/algorithms_<dataset>.md`` / ``.csv``) and the learning-curve plot
+(``_curves.png``: validation precision@10 of the tuning runs at the chosen rate) are rendered
+from the run files only. Parallel lanes split by algorithm (``--algos``), each in its own
+worktree, never by seed.
+
+Usage::
+
+    python -m experiments.algorithms                                  # everything (days on 2 cores)
+    python -m experiments.algorithms --algos ppo a2c --set torch_threads=1
+    python -m experiments.algorithms --render-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.config import ALGOS, TrainConfig, make_config, parse_value
+from recsim_env.files import atomic_write_bytes, atomic_write_text
+
+#: Policy rows, in table order: the config fields that make each.
+POLICIES: dict[str, dict[str, Any]] = {
+    "default-policy": dict(policy="multi_hot"),
+    "extractor": dict(next_item_weight=0.0, pretrain_steps=0),
+    "extractor+next-item": {},
+}
+#: Learning rates tried per algorithm (validation slice, seed 0): the preset's 1e-3 and the
+#: neighbours a factor of about 3 away; SB3's defaults (PPO 3e-4, A2C 7e-4) are on the grids.
+LR_GRID: dict[str, tuple[float, ...]] = {
+    "dqn": (3e-4, 1e-3, 3e-3),
+    "qrdqn": (3e-4, 1e-3, 3e-3),
+    "ppo": (1e-4, 3e-4, 1e-3),
+    "a2c": (2.5e-4, 7e-4, 2e-3),
+    "maskable_ppo": (1e-4, 3e-4, 1e-3),
+}
+#: The order runs are done in: the recommended rows first (the targets), the generic ones next.
+RUN_ORDER: tuple[str, ...] = ("extractor+next-item", "default-policy", "extractor")
+METRICS: tuple[str, ...] = ("precision@10", "recall@10", "ndcg@10", "hit_rate@10", "greedy_mean_return")
+SELECT_METRIC = "precision@10"
+
+
+def run_name(algo: str, policy: str, stage: str, seed: int, lr: float) -> str:
+    """File stem of one run: ``<algo>-<policy>-<val|test>-lr<lr>-seed<seed>``."""
+    return f"{algo}-{policy}-{stage}-lr{lr:g}-seed{seed}"
+
+
+def row_config(algo: str, policy: str, lr: float, seed: int, stage: str, dataset: str,
+               overrides: dict[str, Any], runs_dir: str) -> TrainConfig:
+    """The config of one run of row ``(algo, policy)`` at learning rate ``lr``."""
+    values = {**POLICIES[policy], **overrides, "algo": algo, "seed": seed, "dataset": dataset,
+              "learning_rate": lr, "tune": stage == "val", "runs_dir": runs_dir,
+              "name": f"algorithms-{algo}-{policy}-{stage}"}
+    return make_config("default", **values)
+
+
+def run_one(config: TrainConfig, path: Path) -> dict[str, Any]:
+    """Train and evaluate one config; write its run file atomically; return the record."""
+    from agents.training import train
+
+    t0 = time.perf_counter()
+    result = train(config, progress=False)
+    record = {
+        "config": config.to_dict(),
+        "evaluated_on": "validation" if config.tune else "test",
+        "metrics": {k: result.metrics[k] for k in METRICS},
+        "popularity": {k: result.popularity_metrics[k] for k in METRICS if k in result.popularity_metrics},
+        "validation_curve": [[row["step"], row[SELECT_METRIC]] for row in result.curve.get("validation", [])],
+        "training": result.training,
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+        "run_dir": str(result.run_dir),
+    }
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def load_runs(folder: Path) -> dict[str, dict[str, Any]]:
+    """Every run file of ``folder`` by stem."""
+    return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))}
+
+
+def chosen_lr(runs: dict[str, dict], algo: str, policy: str) -> float | None:
+    """The grid's learning rate with the best validation precision@10 (None: a grid run is missing)."""
+    scores = {}
+    for lr in LR_GRID[algo]:
+        record = runs.get(run_name(algo, policy, "val", 0, lr))
+        if record is None:
+            return None
+        scores[lr] = record["metrics"][SELECT_METRIC]
+    return max(scores, key=lambda lr: (scores[lr], -lr))
+
+
+def run_study(algos: Sequence[str], policies: Sequence[str], seeds: Sequence[int], dataset: str,
+              out: Path, overrides: dict[str, Any], runs_dir: str, say=print) -> None:
+    """Run every missing tuning run, then every missing test run of the rows given."""
+    folder = out / "algorithms_runs" / dataset
+    folder.mkdir(parents=True, exist_ok=True)
+    for policy in [p for p in RUN_ORDER if p in policies]:
+        for algo in algos:
+            for lr in LR_GRID[algo]:
+                path = folder / f"{run_name(algo, policy, 'val', 0, lr)}.json"
+                if not path.exists():
+                    say(f"tuning {algo} {policy} lr={lr:g}")
+                    record = run_one(row_config(algo, policy, lr, 0, "val", dataset, overrides, runs_dir), path)
+                    say(f"  validation P@10 {record['metrics'][SELECT_METRIC]:.4f} in {record['wall_seconds']:.0f} s")
+            lr = chosen_lr(load_runs(folder), algo, policy)
+            for seed in seeds:
+                path = folder / f"{run_name(algo, policy, 'test', seed, lr)}.json"
+                if not path.exists():
+                    say(f"testing {algo} {policy} lr={lr:g} seed {seed}")
+                    record = run_one(row_config(algo, policy, lr, seed, "test", dataset, overrides, runs_dir), path)
+                    say(f"  test P@10 {record['metrics'][SELECT_METRIC]:.4f} in {record['wall_seconds']:.0f} s")
+
+
+# Rendering ----------------------------------------------------------------------------------
+
+
+def table_rows(runs: dict[str, dict], dataset: str, out: Path) -> list[dict[str, Any]]:
+    """One row per (algo, policy) with at least one test run, then the reference rows."""
+    rows = []
+    for algo in ALGOS:
+        for policy in POLICIES:
+            lr = chosen_lr(runs, algo, policy)
+            tests = [r for stem, r in runs.items() if lr is not None
+                     and stem.startswith(f"{algo}-{policy}-test-lr{lr:g}-seed")]
+            if not tests:
+                continue
+            row: dict[str, Any] = {"algo": algo, "policy": policy, "learning_rate": lr,
+                                   "seeds": " ".join(str(r["config"]["seed"]) for r in tests)}
+            for key in METRICS:
+                values = np.array([r["metrics"][key] for r in tests], dtype=float)
+                row[f"{key}_mean"], row[f"{key}_std"] = float(values.mean()), float(values.std())
+            row["wall_seconds_mean"] = float(np.mean([r["training"]["train_seconds"] for r in tests]))
+            row["env_steps_per_second_mean"] = float(np.mean([r["training"]["env_steps_per_second"] for r in tests]))
+            rows.append(row)
+    rows += reference_rows(runs, dataset, out)
+    return rows
+
+
+def reference_rows(runs: dict[str, dict], dataset: str, out: Path) -> list[dict[str, Any]]:
+    """Popularity and the best Table 1 baseline, read from ``results/table1_<dataset>.csv``."""
+    path = out / f"table1_{dataset}.csv"
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8") as fh:
+        table = [r for r in csv.DictReader(fh) if r["status"] == "ok"]
+    others = [r for r in table if r["model"] not in ("LSRWRL", "Popularity")]
+    picked = [r for r in table if r["model"] == "Popularity"]
+    if others:
+        picked.append(max(others, key=lambda r: float(r["precision@10_mean"])))
+    rows = []
+    for r in picked:
+        row: dict[str, Any] = {"algo": r["model"], "policy": "reference (Table 1)", "learning_rate": None,
+                               "seeds": r["seeds"]}
+        for key in METRICS:
+            source = "sim_return_replay" if key == "greedy_mean_return" else key
+            row[f"{key}_mean"] = float(r[f"{source}_mean"])
+            row[f"{key}_std"] = float(r[f"{source}_std"])
+        row["wall_seconds_mean"] = row["env_steps_per_second_mean"] = None
+        rows.append(row)
+    return rows
+
+
+CSV_COLUMNS = ("algo", "policy", "learning_rate", "seeds", *[f"{k}_{s}" for k in METRICS for s in ("mean", "std")],
+               "wall_seconds_mean", "env_steps_per_second_mean")
+
+
+def render(dataset: str, out: Path, seeds: Sequence[int]) -> list[dict[str, Any]]:
+    """Write ``algorithms_<dataset>.csv``, ``.md`` and ``_curves.png`` from the run files."""
+    runs = load_runs(out / "algorithms_runs" / dataset)
+    rows = table_rows(runs, dataset, out)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS})
+    atomic_write_text(out / f"algorithms_{dataset}.csv", buffer.getvalue())
+    atomic_write_text(out / f"algorithms_{dataset}.md", markdown(rows, runs, dataset, seeds))
+    plot_curves(runs, out / f"algorithms_{dataset}_curves.png")
+    return rows
+
+
+def _cell(row: dict, key: str, digits: int = 4) -> str:
+    mean = row.get(f"{key}_mean")
+    if mean is None:
+        return "-"
+    std = row.get(f"{key}_std") or 0.0
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if row["seeds"].count(" ") else f"{mean:.{digits}f}"
+
+
+def markdown(rows: list[dict], runs: dict[str, dict], dataset: str, seeds: Sequence[int]) -> str:
+    """The table page: rows with their seeds, and what is still missing."""
+    lines = [
+        f"# Algorithm table, {dataset} (generated by `python -m experiments.algorithms --render-only`)",
+        "",
+        "Test split, mean ± std over the seeds listed; every run 600,000 environment steps of the "
+        "`default` preset, the learning rate chosen per row on the validation slice (seed 0) from "
+        "`experiments.algorithms.LR_GRID`. Greedy return: the greedy policy's simulated return on replay "
+        "(test mode). Wall time: training seconds per run (pre-training and validation included); "
+        "steps/s: environment steps per second of training. Throughput figures depend on the machine and "
+        "on what else ran on it.",
+        "",
+        "| algo | policy | lr | seeds | precision@10 | recall@10 | NDCG@10 | greedy return | wall s | steps/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lr = "-" if row["learning_rate"] is None else f"{row['learning_rate']:g}"
+        wall = "-" if row["wall_seconds_mean"] is None else f"{row['wall_seconds_mean']:.0f}"
+        sps = "-" if row["env_steps_per_second_mean"] is None else f"{row['env_steps_per_second_mean']:.0f}"
+        lines.append(f"| {row['algo']} | {row['policy']} | {lr} | {row['seeds']} | {_cell(row, 'precision@10')} | "
+                     f"{_cell(row, 'recall@10')} | {_cell(row, 'ndcg@10')} | {_cell(row, 'greedy_mean_return', 2)} | "
+                     f"{wall} | {sps} |")
+    missing = []
+    for algo in ALGOS:
+        for policy in POLICIES:
+            lr = chosen_lr(runs, algo, policy)
+            if lr is None:
+                done = sum(run_name(algo, policy, "val", 0, g) in runs for g in LR_GRID[algo])
+                missing.append(f"{algo} / {policy}: {done} of {len(LR_GRID[algo])} tuning runs")
+            else:
+                done = [s for s in seeds if run_name(algo, policy, "test", s, lr) in runs]
+                if len(done) < len(seeds):
+                    missing.append(f"{algo} / {policy}: test seeds {len(done)} of {len(seeds)} (lr {lr:g})")
+    lines += ["", "Tuning runs (validation precision@10 per learning rate):", ""]
+    for algo in ALGOS:
+        for policy in POLICIES:
+            cells = [f"{lr:g}: {runs[n]['metrics'][SELECT_METRIC]:.4f}" for lr in LR_GRID[algo]
+                     if (n := run_name(algo, policy, "val", 0, lr)) in runs]
+            if cells:
+                lines.append(f"- {algo} / {policy}: " + ", ".join(cells))
+    if missing:
+        lines += ["", "Still to run (`make algorithms` resumes):", "", *[f"- {m}" for m in missing]]
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(runs: dict[str, dict], path: Path) -> None:
+    """Validation precision@10 against environment steps of every tuning run at its row's chosen rate."""
+    from agents.plots import figure_png
+
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(POLICIES), figsize=(5 * len(POLICIES), 3.6), sharey=True)
+    for ax, policy in zip(np.atleast_1d(axes), POLICIES):
+        for algo in ALGOS:
+            lr = chosen_lr(runs, algo, policy)
+            curve = runs[run_name(algo, policy, "val", 0, lr)]["validation_curve"] if lr is not None else []
+            if curve:
+                steps, values = zip(*curve)
+                ax.plot(steps, values, label=f"{algo} (lr {lr:g})")
+        ax.set_title(policy)
+        ax.set_xlabel("environment steps")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    np.atleast_1d(axes)[0].set_ylabel("validation precision@10")
+    atomic_write_bytes(path, figure_png(fig))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.algorithms", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
+    parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=list(POLICIES))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--out", default="results", help="results folder (run files under algorithms_runs/)")
+    parser.add_argument("--runs-dir", default="runs", help="parent of the training run directories")
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="TrainConfig overrides for every run (e.g. torch_threads=1)")
+    parser.add_argument("--render-only", action="store_true", help="only rewrite the table from the run files")
+    args = parser.parse_args(argv)
+    import typing
+
+    hints = typing.get_type_hints(TrainConfig)
+    overrides: dict[str, Any] = {}
+    for item in args.set:
+        name, _, text = item.partition("=")
+        if name not in hints:
+            parser.error(f"--set {item}: {name!r} is not a TrainConfig field")
+        overrides[name] = parse_value(text, hints[name], name)
+    out = Path(args.out)
+    if not args.render_only:
+        run_study(args.algos, args.policies, args.seeds, args.dataset, out, overrides, args.runs_dir)
+    render(args.dataset, out, args.seeds)
+    print(f"wrote {out}/algorithms_{args.dataset}.md, .csv and _curves.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
