@@ -83,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         eval_at = [int(x) for x in args.eval_at.split(",") if x]
         config = config_from_args(args)
-        if config.algo != "dqn" or not config.dueling:
-            raise ValueError("pre-training trains the dueling DQN head: use --algo dqn --dueling true")
+        if config.policy != "lsrwrl" or (config.algo == "dqn" and not config.dueling):
+            raise ValueError("pre-training needs the LSRWRL extractor (--policy lsrwrl) and, for dqn, the dueling "
+                             "head (--dueling true)")
         pretrain_curve(config, eval_at, Path(args.out) if args.out else None)
     except ValueError as err:
         print(f"python -m experiments.pretrain_curve: error: {err}", file=sys.stderr)
