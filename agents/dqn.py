@@ -55,7 +55,37 @@ class MaskedEpsilonGreedyMixin:
         return actions, actions
 
 
-class LSRDQN(NextItemMixin, MaskedEpsilonGreedyMixin, DQN):
+class OffPolicyNextItemMixin(NextItemMixin):
+    """The next-item hooks of :class:`LSRDQN` and :class:`LSRQRDQN`: logits from the online
+    network's ``next_item_logits`` over its extractor, the softmax masked as the network acts,
+    the target network copied after pre-training. Class attributes name the two networks, the
+    network class the loss needs and how to get it."""
+
+    _online: str
+    _target: str
+    _network: type
+    _network_hint: str
+
+    def _check_next_item_network(self) -> None:
+        if not isinstance(getattr(self, self._online), self._network):
+            raise ValueError(f"next_item_weight > 0 (or pretrain_steps > 0) needs {self._network_hint}")
+        super()._check_next_item_network()
+
+    def _next_item_extractor(self) -> th.nn.Module:
+        return getattr(self, self._online).features_extractor
+
+    def _item_logits(self, features: th.Tensor) -> th.Tensor:
+        return getattr(self, self._online).next_item_logits(features)
+
+    @property
+    def masks_next_item(self) -> bool:
+        return self.mask_excluded
+
+    def _after_pretrain(self) -> None:
+        getattr(self, self._target).load_state_dict(getattr(self, self._online).state_dict())
+
+
+class LSRDQN(OffPolicyNextItemMixin, MaskedEpsilonGreedyMixin, DQN):
     """SB3 :class:`~stable_baselines3.DQN` with a selectable TD loss, optional double Q-learning
     and masked exploration.
 
@@ -129,24 +159,8 @@ class LSRDQN(NextItemMixin, MaskedEpsilonGreedyMixin, DQN):
         if self.next_item_weight > 0 or self.pretrain_steps > 0:
             self._check_next_item_network()
 
-    def _check_next_item_network(self) -> None:
-        if not isinstance(self.q_net, DuelingQNetwork):
-            raise ValueError("next_item_weight > 0 (or pretrain_steps > 0) needs the dueling head "
-                             "(build_model(..., dueling=True))")
-        super()._check_next_item_network()
-
-    def _next_item_extractor(self) -> th.nn.Module:
-        return self.q_net.features_extractor
-
-    def _item_logits(self, features: th.Tensor) -> th.Tensor:
-        return self.q_net.next_item_logits(features)
-
-    @property
-    def masks_next_item(self) -> bool:
-        return self.mask_excluded
-
-    def _after_pretrain(self) -> None:
-        self.q_net_target.load_state_dict(self.q_net.state_dict())
+    _online, _target, _network, _network_hint = (
+        "q_net", "q_net_target", DuelingQNetwork, "the dueling head (build_model(..., dueling=True))")
 
     @property
     def mask_excluded(self) -> bool:
@@ -203,7 +217,7 @@ class LSRDQN(NextItemMixin, MaskedEpsilonGreedyMixin, DQN):
             self.logger.record("train/next_item_loss", np.mean(aux_losses))
 
 
-class LSRQRDQN(NextItemMixin, MaskedEpsilonGreedyMixin, QRDQN):
+class LSRQRDQN(OffPolicyNextItemMixin, MaskedEpsilonGreedyMixin, QRDQN):
     """sb3-contrib :class:`~sb3_contrib.QRDQN` with optional masked exploration and targets, and
     the supervised next-item loss.
 
@@ -237,24 +251,9 @@ class LSRQRDQN(NextItemMixin, MaskedEpsilonGreedyMixin, QRDQN):
         """Whether the quantile network masks excluded items (a policy option)."""
         return bool(getattr(self.quantile_net, "mask_excluded", False))
 
-    def _check_next_item_network(self) -> None:
-        if not isinstance(self.quantile_net, MaskedQuantileNetwork):
-            raise ValueError("next_item_weight > 0 (or pretrain_steps > 0) for qrdqn needs "
-                             "agents.policies.MaskedQRDQNPolicy (build_model('qrdqn', ...) uses it)")
-        super()._check_next_item_network()
-
-    def _next_item_extractor(self) -> th.nn.Module:
-        return self.quantile_net.features_extractor
-
-    def _item_logits(self, features: th.Tensor) -> th.Tensor:
-        return self.quantile_net.next_item_logits(features)
-
-    @property
-    def masks_next_item(self) -> bool:
-        return self.mask_excluded
-
-    def _after_pretrain(self) -> None:
-        self.quantile_net_target.load_state_dict(self.quantile_net.state_dict())
+    _online, _target, _network, _network_hint = (
+        "quantile_net", "quantile_net_target", MaskedQuantileNetwork,
+        "agents.policies.MaskedQRDQNPolicy (build_model('qrdqn', ...) uses it)")
 
     def next_quantiles(self, next_observations: dict[str, th.Tensor]) -> th.Tensor:
         """Quantiles ``(B, n_quantiles)`` of the target network at the greedy next action.
