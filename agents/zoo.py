@@ -66,6 +66,7 @@ the preset's as usual.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any
 
 from agents.config import TrainConfig, make_config
@@ -159,7 +160,6 @@ def _env_kwargs(config: TrainConfig) -> dict[str, Any]:
     """The ``MovieLensRec-v0`` arguments the config sets to other values than the environment's
     defaults (training rewards as ``reward_map``)."""
     from recsim_env.env import MovieLensRecEnv
-    import inspect
 
     defaults = {name: p.default for name, p in inspect.signature(MovieLensRecEnv.__init__).parameters.items()}
     wanted = dict(dataset=config.dataset, data_dir=config.data_dir, split=config.split,
@@ -214,20 +214,19 @@ def zoo_hyperparams(algo: str, preset: str = "default", **overrides: Any) -> dic
 
 
 def zoo_omissions(algo: str, preset: str = "default", **overrides: Any) -> dict[str, Any]:
-    """The settings of the preset's agent a zoo entry cannot apply (the zoo builds SB3's own
-    algorithm class), with their values: the project's algorithm-level options
-    (:data:`LSR_ONLY_ARGUMENTS`, under :class:`~agents.config.TrainConfig`'s field names) and
-    the training loop's validation / checkpoint settings are not listed.
+    """The settings of the preset's agent that a zoo entry cannot apply, with their values: the
+    options of the project's algorithm classes (:data:`LSR_ONLY_ARGUMENTS`) that SB3's own class,
+    which the zoo builds, lacks, under their :class:`~agents.config.TrainConfig` field names.
+    (The training loop's settings, validation and checkpoints, are not listed: the zoo has its own.)
 
     :param algo: one of :data:`ZOO_ALGOS`
     :param preset: a key of :data:`agents.config.PRESETS`
     :param overrides: :class:`~agents.config.TrainConfig` fields
     """
     config = _config(algo, preset, overrides)
-    field_names = {"td_loss": "loss", "next_item_batch_size": "next_item_batch", "pretrain_batch_size": "pretrain_batch"}
+    field = {"td_loss": "loss", "next_item_batch_size": "next_item_batch", "pretrain_batch_size": "pretrain_batch"}
     values = dataclasses.asdict(config)
-    return {field_names.get(k, k): values[field_names.get(k, k)]
-            for k in algo_kwargs(config) if k in LSR_ONLY_ARGUMENTS}
+    return {field.get(k, k): values[field.get(k, k)] for k in algo_kwargs(config) if k in LSR_ONLY_ARGUMENTS}
 
 
 def __getattr__(name: str) -> Any:
