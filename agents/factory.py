@@ -119,7 +119,7 @@ def build_model(
     *,
     extractor_kwargs: dict[str, Any] | None = None,
     net_arch: Sequence[int] = (256,),
-    n_quantiles: int = 50,
+    n_quantiles: int | None = None,
     dueling: bool = False,
     tied_item_embeddings: bool = False,
     mask_excluded: bool = False,
@@ -136,7 +136,7 @@ def build_model(
         ``action_masks()``)
     :param extractor_kwargs: :class:`LongShortExtractor` options
     :param net_arch: head hidden sizes (see :func:`make_policy_kwargs`)
-    :param n_quantiles: QR-DQN quantiles per action
+    :param n_quantiles: QR-DQN quantiles per action (``qrdqn`` only; default 50)
     :param dueling: ``dqn`` only: :class:`DuelingDQNPolicy` instead of SB3's Q-network
     :param tied_item_embeddings: with ``dueling``: score items through the extractor's item
         embeddings (see :class:`DuelingQNetwork`)
@@ -158,6 +158,8 @@ def build_model(
     """
     cls = algorithm_class(algo)
     check_hyperparameters(algo, hyperparameters)
+    if n_quantiles is not None and algo != "qrdqn":
+        raise ValueError(f"n_quantiles is a qrdqn option, not one of {algo!r}; drop it")
     if dueling and algo != "dqn":
         raise ValueError(f"dueling=True is only available for algo='dqn', not {algo!r}")
     if tied_item_embeddings and not dueling:
@@ -167,7 +169,7 @@ def build_model(
             "mask_excluded=True is not available for algo='maskable_ppo': it masks through the "
             "environment's action_masks() (the same items); pass action_masks= to its predict()"
         )
-    policy_kwargs = make_policy_kwargs(algo, extractor_kwargs, net_arch, n_quantiles)
+    policy_kwargs = make_policy_kwargs(algo, extractor_kwargs, net_arch, 50 if n_quantiles is None else n_quantiles)
     policy: str | type = "MultiInputPolicy"  # SB3's own policy when nothing is added
     if algo == "qrdqn":  # sb3-contrib's policy plus the next-item loss's temperature
         policy = MaskedQRDQNPolicy

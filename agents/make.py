@@ -165,7 +165,7 @@ def build_agent(config: TrainConfig, env, device: str = "cpu", *, tensorboard_lo
     dueling = config.dueling and config.algo == "dqn"
     return build_model(
         config.algo, env, extractor_kwargs=extractor_kwargs(config), net_arch=config.net_arch,
-        n_quantiles=config.n_quantiles, dueling=dueling, tied_item_embeddings=dueling and config.tied_item_embeddings,
+        n_quantiles=config.n_quantiles if config.algo == "qrdqn" else None, dueling=dueling, tied_item_embeddings=dueling and config.tied_item_embeddings,
         mask_excluded=config.mask_excluded and config.algo in ALGO_FIELDS["mask_excluded"],
         seed=config.seed, device=device, tensorboard_log=tensorboard_log, verbose=verbose,
         **algo_kwargs(config),

@@ -25,7 +25,8 @@ def split():
 def _model(algo, split, mode="train", **kwargs):
     env = gym.make("MovieLensRec-v0", mode=mode, split_data=split, max_steps=50)
     extra = {"ppo": dict(n_steps=16, batch_size=16), "a2c": dict(n_steps=16)}.get(algo, {})
-    return build_model(algo, env, extractor_kwargs=TINY, net_arch=(16,), n_quantiles=5, seed=0, **extra, **kwargs)
+    return build_model(algo, env, extractor_kwargs=TINY, net_arch=(16,), seed=0, **extra, **kwargs,
+                       **({"n_quantiles": 5} if algo == "qrdqn" else {}))
 
 
 def _tensor(model, obs):

@@ -29,7 +29,8 @@ def _model(algo, split, **kwargs):
     env = _env(split, mode="train")
     extra = {"ppo": dict(n_steps=16, batch_size=16), "maskable_ppo": dict(n_steps=16, batch_size=16),
              "a2c": dict(n_steps=16)}.get(algo, {})
-    return build_model(algo, env, extractor_kwargs=TINY, net_arch=(16,), n_quantiles=5, seed=0, **extra, **kwargs)
+    return build_model(algo, env, extractor_kwargs=TINY, net_arch=(16,), seed=0, **extra, **kwargs,
+                       **({"n_quantiles": 5} if algo == "qrdqn" else {}))
 
 
 @pytest.mark.parametrize("algo", ["dqn", "qrdqn", "ppo", "a2c", "maskable_ppo"])
