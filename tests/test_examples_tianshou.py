@@ -29,15 +29,18 @@ def _load_example() -> ModuleType:
 
 
 @pytest.fixture
-def _keep_global_rngs():
-    """The example seeds numpy's and torch's global generators; give other tests theirs back."""
+def _keep_globals():
+    """The example seeds numpy's and torch's global generators and sets torch's thread count;
+    give other tests theirs back."""
     np_state, torch_state = np.random.get_state(), torch.random.get_rng_state()
+    threads = torch.get_num_threads()
     yield
     np.random.set_state(np_state)
     torch.random.set_rng_state(torch_state)
+    torch.set_num_threads(threads)
 
 
-def test_tianshou_dqn_example_tiny(ml100k_dir, _keep_global_rngs, capsys) -> None:
+def test_tianshou_dqn_example_tiny(ml100k_dir, _keep_globals, capsys) -> None:
     example = _load_example()
     result = example.main(["--tiny", "--seed", "0", "--eval-users", "5"])
     out = capsys.readouterr().out
