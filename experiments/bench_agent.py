@@ -160,6 +160,7 @@ def profile_training(dataset: str, train_steps: int, threads: int, pretrain_prob
             t0 = time.perf_counter()
             model.pretrain(pretrain_probe)
             out["pretrain_ms_per_step"] = 1e3 * (time.perf_counter() - t0) / pretrain_probe
+        model.pretrained_steps = model.pretrain_steps  # the rest is estimated from the probe, not run by learn()
     vec_env.step_wait = timers.wrap("env step", vec_env.step_wait)
     model._sample_action = timers.wrap("acting (forward)", model._sample_action)
     model.train = timers.wrap("update", model.train)
