@@ -175,3 +175,14 @@ def test_a_run_stopped_while_pretraining_resumes(tmp_path, monkeypatch):
     assert info.value.checkpoint is not None and info.value.step == 0
     result = train(config, run_dir, progress=False, resume=True)
     assert result.training["complete"] and result.training["pretrain_steps"] == 6 and len(calls) == 2
+
+
+def test_make_agent_takes_your_own_environment_as_it_is(split):
+    env = gym.make("MovieLensRec-v0", split_data=split, max_steps=5)  # the environment's own rewards
+    settings = {k: v for k, v in tiny("ppo").items() if k not in ("n_envs", "max_steps")}
+    model = make_agent(env, algo="ppo", **settings)
+    assert model.next_item_source is not None and model.n_envs == 1
+    model.learn(16)
+    assert model.pretrained_steps == 6 and model.num_timesteps == 16
+    with pytest.raises(ValueError, match="train"):
+        make_agent(gym.make("MovieLensRec-v0", split_data=split, mode="test"), algo="ppo", **settings)
