@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch as th
+import torch.nn.functional as F
 from torch import nn
 from sb3_contrib.qrdqn.policies import QRDQNPolicy, QuantileNetwork
 from stable_baselines3.common.distributions import Distribution
@@ -172,8 +173,14 @@ class MaskedQuantileNetwork(QuantileNetwork):
     def next_item_logits(self, features: th.Tensor) -> th.Tensor:
         """Logits ``(M, n_items)`` of the next-item softmax: the mean quantile (the item's
         Q-value) times a learned temperature."""
-        quantiles = self.quantile_net(features).view(-1, self.n_quantiles, int(self.action_space.n))
-        return quantiles.mean(dim=1) * self.log_logit_scale.exp()
+        # The mean over quantiles of the last linear layer is one linear layer with the mean
+        # weights: (n_items, hidden) instead of an (M, n_quantiles * n_items) output.
+        *body, last = self.quantile_net
+        n_items = int(self.action_space.n)
+        weight = last.weight.view(self.n_quantiles, n_items, -1).mean(dim=0)
+        bias = last.bias.view(self.n_quantiles, n_items).mean(dim=0)
+        hidden = nn.Sequential(*body)(features) if body else features
+        return F.linear(hidden, weight, bias) * self.log_logit_scale.exp()
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return {**super()._get_constructor_parameters(), "mask_excluded": self.mask_excluded}

@@ -186,3 +186,12 @@ def test_make_agent_takes_your_own_environment_as_it_is(split):
     assert model.pretrained_steps == 6 and model.num_timesteps == 16
     with pytest.raises(ValueError, match="train"):
         make_agent(gym.make("MovieLensRec-v0", split_data=split, mode="test"), algo="ppo", **settings)
+
+
+def test_qrdqn_next_item_logits_are_the_scaled_mean_quantiles(split):
+    model = make_agent(split, algo="qrdqn", **tiny("qrdqn", pretrain_steps=0))
+    net = model.quantile_net
+    features = th.randn(5, net.features_dim)
+    quantiles = net.quantile_net(features).view(5, net.n_quantiles, -1)
+    expected = quantiles.mean(dim=1) * net.log_logit_scale.exp()
+    assert th.allclose(net.next_item_logits(features), expected, atol=1e-5)
