@@ -9,7 +9,7 @@ export MOVIELENS_DATA
 DATASET ?= ml-100k
 ARGS ?=
 
-.PHONY: install test train evaluate table ablation algorithms sweep search validity bench bench-data bench-env bench-agent clean
+.PHONY: install test docs train evaluate table ablation algorithms sweep search validity bench bench-data bench-env bench-agent clean
 
 install: $(VENV)/.installed
 
@@ -64,3 +64,10 @@ clean:
 
 bench-data: install
 	$(PY) -m experiments.bench_data $(ARGS)
+
+# The documentation site (Sphinx + MyST + furo), offline, warnings as errors: docs/_build/html.
+# Regenerate the result figures first with: python -m experiments.docs_results
+# The docs extra is installed once (network); later builds need none.
+docs: install
+	$(PY) -c "import sphinx, myst_parser, furo" 2>/dev/null || $(PY) -m pip install --quiet -c constraints.txt -e ".[docs]"
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html

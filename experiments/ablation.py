@@ -409,7 +409,7 @@ def render_markdown(rows: list[dict[str, Any]], data: MovieLensData, opts: Ablat
              f" ({first_test['test_greedy_n_users_mean']:.0f} users here; the ranking metrics average over the "
              f"{first_test['test_n_users_mean']:.0f} users with a test item)")  # fmt: skip
     full_budget = 1000 * data.n_users * base.max_steps
-    # The ML-1M ratings.dat these runs use is a reconstruction (DESIGN.md, Data); an edited copy is neither.
+    # The ML-1M ratings.dat these runs use is a reconstruction (../shared/data/SOURCES.md); an edited copy is neither.
     reconstructed = " (measured on the reconstructed ML-1M)" if data.name == "ml-1m" and opts.expect_official else ""
     lines = [
         f"# LSRWRL ablation on {data.name}" + (" (quick smoke-test budget: not a result)" if opts.quick else ""),

@@ -1,6 +1,6 @@
 """The one evaluator: full ranking over all items, top-k metrics, shared by every model.
 
-Protocol (see DESIGN.md): for every user with at least one test item, every item is ranked
+Protocol (docs/evaluation.md): for every user with at least one test item, every item is ranked
 by the model's score; the user's training items are excluded from the ranking; the relevant
 items are *all* of the user's test items (whatever their rating).
 

@@ -1,0 +1,342 @@
+"""Render the figures of the documentation from the committed result files.
+
+``python -m experiments.docs_results`` rewrites every generated block of ``README.md`` and
+``docs/**/*.md``: the text between ``<!-- results:NAME start -->`` and ``<!-- results:NAME end -->``
+is replaced by :data:`BLOCKS` ``[NAME]`` rendered from ``results/`` (or, for the configuration
+reference, from :class:`agents.config.TrainConfig`'s field comments), so no figure on those pages
+is typed by hand. ``--check`` changes nothing and exits with status 1 listing the stale blocks
+(``tests/test_docs.py`` runs the same check).
+
+Blocks: ``table1`` (the README's headline table, both datasets), ``table1-ml-100k`` and
+``table1-ml-1m`` (the full Table 1 of each dataset), ``own-code-reference`` (the returns of
+``results/own_code_reference.json``), ``mask-excluded``, ``tuning-ml-100k`` and
+``tuning-ml-1m`` (the validation runs of ``results/mask_excluded_validation/`` and
+``results/agent_tuning/``) and ``config-reference`` (every ``python -m experiments.train`` option).
+The pages' other result tables are the study's own ``results/*.md``, included by MyST.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "results"
+#: The Markdown files whose generated blocks this script owns.
+PAGES = ("README.md", "docs")
+
+METRICS = (("precision@10", "P@10", 4), ("recall@10", "R@10", 4), ("ndcg@10", "NDCG@10", 4),
+           ("hit_rate@10", "HR@10", 4))
+
+
+def _f(value: str | float | None) -> float:
+    try:
+        out = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+    return out
+
+
+def _mean_std(mean: float, std: float, digits: int) -> str:
+    """``mean ± std``; the std left out when it rounds to 0 (deterministic models)."""
+    if math.isnan(mean):
+        return "–"
+    text = f"{mean:.{digits}f}"
+    if not math.isnan(std) and round(std, digits) != 0:
+        text += f" ± {std:.{digits}f}"
+    return text
+
+
+def _bold_best(rows: list[list[str]], values: list[list[float]]) -> None:
+    """Bold each column's largest value (columns whose values are all NaN are left alone)."""
+    for col in range(len(values[0])):
+        column = [v[col] for v in values]
+        finite = [v for v in column if not math.isnan(v)]
+        if not finite:
+            continue
+        best = max(finite)
+        for row, v in zip(rows, column):
+            if v == best:
+                row[col + 1] = f"**{row[col + 1]}**"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _read_table1(dataset: str) -> list[dict[str, str]]:
+    with open(RESULTS / f"table1_{dataset}.csv", newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _tuned(row: dict[str, str]) -> str:
+    tuned = json.loads(row.get("tuned") or "{}")
+    parts = []
+    for key, value in tuned.items():
+        if key == "k":
+            parts.append(f"k = {'all' if value is None else value}")
+        elif key == "l2":
+            parts.append(f"lambda = {value:,.0f}")
+        elif key == "epochs":
+            parts.append(f"{value} epochs")
+        elif key == "preset":
+            parts.append(f"preset `{value}`")
+        elif key == "torch_threads":
+            parts.append(f"{value} torch thread{'s' if value != 1 else ''}")
+        else:
+            parts.append(f"{key} = {value}")
+    return ", ".join(parts) or "–"
+
+
+def _table1_rows(dataset: str, columns: list[tuple[str, str, int]], paper: bool, tuned: bool):
+    header = ["Model"]
+    for key, label, _ in columns:
+        header.append(label)
+        if paper and key in ("precision@10", "recall@10"):
+            header.append(f"paper {label}")
+    if tuned:
+        header.append("tuned")
+    header.append("seeds")
+    rows, values = [], []
+    for r in _read_table1(dataset):
+        row, vals = [r["model"]], []
+        for key, _, digits in columns:
+            mean, std = _f(r.get(f"{key}_mean")), _f(r.get(f"{key}_std"))
+            row.append(_mean_std(mean, std, digits))
+            vals.append(mean)
+            if paper and key in ("precision@10", "recall@10"):
+                p = _f(r.get(f"paper_{key}"))
+                row.append("–" if math.isnan(p) else f"{p:.3f}")
+                vals.append(math.nan)
+        if tuned:
+            row.append(_tuned(r))
+            vals.append(math.nan)
+        row.append(r["seeds_ok"] + ("" if r["status"] == "ok" else f" ({r['status']})"))
+        vals.append(math.nan)
+        rows.append(row)
+        values.append(vals)
+    _bold_best(rows, values)
+    return header, rows
+
+
+def _seconds(value: str | None) -> str:
+    s = _f(value)
+    return "–" if math.isnan(s) else f"{s:.1f}" if s < 100 else f"{s:,.0f}"
+
+
+def render_table1_readme() -> str:
+    """The README's headline: Table 1 on ML-100K and ML-1M (test split, 3 seeds)."""
+    cols = list(METRICS[:3]) + [("sim_return_replay", "return (replay)", 3)]
+    out = []
+    for dataset, title in (("ml-100k", "ML-100K"), ("ml-1m", "ML-1M (reconstructed file)")):
+        header, rows = _table1_rows(dataset, cols, paper=False, tuned=False)
+        out += [f"**{title}** (`results/table1_{dataset}.csv`)", "", _table(header, rows), ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _render_table1_full(dataset: str) -> str:
+    cols = list(METRICS) + [("sim_return_replay", "return, replay", 3), ("sim_return_ease", "return, user model", 3)]
+    header, rows = _table1_rows(dataset, cols, paper=True, tuned=True)
+    header[-1:-1] = ["tune s", "fit+eval s / seed"]
+    for row, r in zip(rows, _read_table1(dataset)):
+        row[-1:-1] = [_seconds(r.get("tune_seconds")), _seconds(r.get("fit_eval_seconds_per_seed"))]
+    return (f"Rendered from `results/table1_{dataset}.csv` (mean ± std over seeds; the std is left out "
+            "where it is 0; the best value of each column in bold):\n\n" + _table(header, rows) + "\n")
+
+
+def render_own_code_reference() -> str:
+    data = json.loads((RESULTS / "own_code_reference.json").read_text(encoding="utf-8"))
+    pol = data["policies"]
+    budgets = sorted(pol["sb3_dqn"]["budgets"], key=int)
+
+    def cell(p: dict, digits: int = 3) -> tuple[str, str]:
+        return f"{p['mean_return']:.{digits}f}", f"{p['mean_likes']:.2f}"
+
+    rows = [
+        ["uniformly random allowed item", *cell(pol["random_allowed"])],
+        ["most popular item, unmasked (repeats itself after a miss)", *cell(pol["popularity_unmasked"])],
+        ["**most popular allowed item** (popularity-unseen reference)",
+         *(f"**{c}**" if i == 0 else c for i, c in enumerate(cell(pol["popularity_unseen"])))],
+    ]
+    steps = " / ".join(f"{int(b):,}" for b in budgets)
+    for kind, label in (("masked", f"SB3 `DQN(\"MultiInputPolicy\")`, SB3 defaults, {steps} steps, masked"),
+                        ("unmasked", "same, unmasked argmax (what `model.predict(obs, deterministic=True)` does)")):
+        cells = [cell(pol["sb3_dqn"]["budgets"][b][kind]) for b in budgets]
+        rows.append([label, " / ".join(c[0] for c in cells), " / ".join(c[1] for c in cells)])
+    seconds = " / ".join(f"{pol['sb3_dqn']['budgets'][b]['train_seconds']:.0f}" for b in budgets)
+    return (_table(["policy (greedy, one episode per test user)", "mean return", "likes"], rows)
+            + f"\n\nDQN training time: {seconds} s for {steps} steps "
+            f"({pol['sb3_dqn']['torch_threads']} torch thread; `results/own_code_reference.json`).\n")
+
+
+def _metrics(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _run_row(label: str, agent: dict, bold: bool = False) -> list[str]:
+    cells = [f"{agent[k]:.3f}" for k, _, _ in METRICS] + [f"{agent['greedy_mean_return']:.2f}"]
+    if bold:
+        cells = [f"**{c}**" for c in cells]
+    return [label, *cells]
+
+
+_TUNING_HEADER = ["run", "P@10", "R@10", "NDCG@10", "HR@10", "greedy return"]
+
+
+def render_mask_excluded() -> str:
+    base = RESULTS / "mask_excluded_validation"
+    true, false = _metrics(base / "mask-true" / "metrics.json"), _metrics(base / "mask-false" / "metrics.json")
+    pop = true["popularity"]
+    rows = [_run_row("`mask_excluded` true (default)", true["agent"]), _run_row("`mask_excluded` false", false["agent"]),
+            ["popularity", *(f"{pop[k]:.3f}" for k, _, _ in METRICS), "-"]]
+    likes = (f"Greedy likes per user: {true['agent']['greedy_mean_likes']:.2f} (true), "
+             f"{false['agent']['greedy_mean_likes']:.2f} (false).")
+    return _table(_TUNING_HEADER, rows) + "\n\n" + likes + "\n"
+
+
+#: The validation runs of the tuning tables: (folder under results/, label, the chosen one).
+TUNING_RUNS = {
+    "ml-100k": [
+        ("mask_excluded_validation/mask-true", "`default-v1` at 600k steps (`mask_excluded_validation/mask-true`)", False),
+        ("agent_tuning/seq-nopretrain", "`seq-nopretrain`: causal encoder, last readout, relative positions, "
+         "all-positions loss (32 windows), N(0, 0.05^2) init, dropout 0.2", False),
+        ("agent_tuning/seq-pretrain1500", "`seq-pretrain1500`: the same + 1,500 pre-training steps", False),
+        ("agent_tuning/seq-pretrain1500-nb4", "`seq-pretrain1500-nb4`: the same, 4 windows per DQN step instead of 32", False),
+        ("agent_tuning/seq-pretrain1500-lrdecay", "`seq-pretrain1500-lrdecay`: `seq-pretrain1500` + learning rate "
+         "decaying to 0 (the `default`)", True),
+    ],
+    "ml-1m": [
+        ("agent_tuning/ml-1m-hist20-dim32", "`ml-1m-hist20-dim32` (the ML-100K values)", False),
+        ("agent_tuning/ml-1m-hist50-dim32", "`ml-1m-hist50-dim32`", False),
+        ("agent_tuning/ml-1m-hist50-dim64", "`ml-1m-hist50-dim64` (the ML-1M `default`)", True),
+        ("agent_tuning/ml-1m-default-1200k", "`ml-1m-default-1200k` (the same at 1,200,000 steps)", False),
+    ],
+}
+
+
+def _render_tuning(dataset: str) -> str:
+    rows = [_run_row(label, _metrics(RESULTS / folder / "metrics.json")["agent"], bold)
+            for folder, label, bold in TUNING_RUNS[dataset]]
+    if dataset == "ml-100k":
+        ref = json.loads((RESULTS / "validation_reference_ml-100k.json").read_text(encoding="utf-8"))["models"]
+        for name, label in (("sasrec", "SASRec"), ("gru4rec", "GRU4Rec"), ("stamp", "STAMP"),
+                            ("itemcf", "ItemCF"), ("ease", "EASE"), ("popularity", "popularity")):
+            if name in ref:
+                m = ref[name]
+                epochs = m.get("params", {}).get("epochs")
+                rows.append([f"{label} (reference{f', {epochs} epochs' if epochs else ''})",
+                             *(f"{m[k]:.3f}" for k, _, _ in METRICS), ""])
+        source = "`results/agent_tuning/`, `results/mask_excluded_validation/`, `results/validation_reference_ml-100k.json`"
+    else:
+        for path in sorted((RESULTS / "table1_runs" / "ml-1m").glob("tuning-sasrec-*.json")):
+            tuning = json.loads(path.read_text(encoding="utf-8"))["tuning"]
+            rows.append([f"SASRec (Table 1's tuning run, {tuning['params'].get('epochs')} epochs: `{path.name}`)",
+                         "", "", f"{tuning['value']:.3f}" if tuning["metric"] == "ndcg@10" else "", "", ""])
+        source = "`results/agent_tuning/ml-1m-*/`, `results/table1_runs/ml-1m/tuning-sasrec-*.json`"
+    return f"Rendered from {source} (validation slice, seed 0):\n\n" + _table(_TUNING_HEADER, rows) + "\n"
+
+
+def render_config_reference() -> str:
+    """Every ``python -m experiments.train`` option, from ``TrainConfig``'s field comments."""
+    from agents.config import add_config_arguments
+
+    parser = argparse.ArgumentParser(prog="python -m experiments.train", add_help=False)
+    add_config_arguments(parser)
+    rows = []
+    for action in parser._actions:
+        option = action.option_strings[0]
+        metavar = action.metavar or ""
+        text = (action.help or "").replace("%%", "%")
+        if action.choices:
+            text = text.replace("%(default)s", str(action.default))
+            metavar = "{" + ",".join(sorted(action.choices)) + "}"
+        text = text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+        rows.append([f"`{option} {metavar}`".replace(" `", "`"), text])
+    return _table(["option", "meaning (default preset's value)"], rows) + "\n"
+
+
+BLOCKS: dict[str, Callable[[], str]] = {
+    "table1": render_table1_readme,
+    "table1-ml-100k": lambda: _render_table1_full("ml-100k"),
+    "table1-ml-1m": lambda: _render_table1_full("ml-1m"),
+    "own-code-reference": render_own_code_reference,
+    "mask-excluded": render_mask_excluded,
+    "tuning-ml-100k": lambda: _render_tuning("ml-100k"),
+    "tuning-ml-1m": lambda: _render_tuning("ml-1m"),
+    "config-reference": render_config_reference,
+}
+
+_BLOCK = re.compile(r"(<!-- results:(?P<name>[\w.-]+) start -->\n)(?P<body>.*?)(<!-- results:(?P=name) end -->)", re.S)
+
+
+def markdown_files(root: Path = ROOT) -> list[Path]:
+    """README.md and every page under docs/ (the build folder left out)."""
+    files = [root / "README.md"]
+    files += sorted(p for p in (root / "docs").rglob("*.md") if "_build" not in p.parts)
+    return files
+
+
+def render_file(path: Path, cache: dict[str, str] | None = None) -> tuple[str, str, list[str]]:
+    """(current text, rendered text, block names) of one Markdown file.
+
+    :raises KeyError: a marker names an unknown block
+    """
+    cache = {} if cache is None else cache
+    text = path.read_text(encoding="utf-8")
+    names: list[str] = []
+
+    def sub(m: re.Match) -> str:
+        name = m.group("name")
+        if name not in BLOCKS:
+            raise KeyError(f"{path}: unknown results block {name!r} (known: {', '.join(BLOCKS)})")
+        if name not in cache:
+            cache[name] = BLOCKS[name]()
+        names.append(name)
+        return m.group(1) + "\n" + cache[name].rstrip("\n") + "\n\n" + m.group(4)
+
+    return text, _BLOCK.sub(sub, text), names
+
+
+def stale_blocks(root: Path = ROOT) -> list[str]:
+    """``file: block`` for every generated block that differs from its rendering."""
+    cache: dict[str, str] = {}
+    stale = []
+    for path in markdown_files(root):
+        current, rendered, names = render_file(path, cache)
+        if current != rendered:
+            now = {m.group("name"): m.group(0) for m in _BLOCK.finditer(current)}
+            new = {m.group("name"): m.group(0) for m in _BLOCK.finditer(rendered)}
+            stale += [f"{path.relative_to(root)}: {n}" for n in names if now.get(n) != new.get(n)]
+    return stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when a block is stale")
+    args = parser.parse_args(argv)
+    if args.check:
+        stale = stale_blocks()
+        for line in stale:
+            print(f"stale: {line}")
+        print(f"{len(stale)} stale block(s)")
+        return 1 if stale else 0
+    cache: dict[str, str] = {}
+    for path in markdown_files():
+        current, rendered, names = render_file(path, cache)
+        if current != rendered:
+            path.write_text(rendered, encoding="utf-8")
+        if names:
+            print(f"{path.relative_to(ROOT)}: {', '.join(names)}" + (" (rewritten)" if current != rendered else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
