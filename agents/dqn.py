@@ -201,10 +201,7 @@ class LSRDQN(OffPolicyNextItemMixin, MaskedEpsilonGreedyMixin, DQN):
                 td = loss_fn(current_q, target_q)
                 losses.append(td.item())
                 loss = self.td_weight * td
-            if self.next_item_weight > 0:
-                aux = self.next_item_loss()
-                aux_losses.append(aux.item())
-                loss = loss + self.next_item_weight * aux
+            loss = self.add_next_item_loss(loss, aux_losses)
             self.policy.optimizer.zero_grad()
             loss.backward()
             th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
@@ -288,10 +285,7 @@ class LSRQRDQN(OffPolicyNextItemMixin, MaskedEpsilonGreedyMixin, QRDQN):
             current = th.gather(current, dim=2, index=actions).squeeze(dim=2)
             loss = quantile_huber_loss(current, target_quantiles, sum_over_quantiles=True)
             losses.append(loss.item())
-            if self.next_item_weight > 0:
-                aux = self.next_item_loss()
-                aux_losses.append(aux.item())
-                loss = loss + self.next_item_weight * aux
+            loss = self.add_next_item_loss(loss, aux_losses)
             self.policy.optimizer.zero_grad()
             loss.backward()
             if self.max_grad_norm is not None:

@@ -156,6 +156,15 @@ class NextItemMixin:
             logits = mask_excluded(logits, obs_tensor)  # masked after scaling: stays finite
         return F.cross_entropy(logits, th.as_tensor(items, dtype=th.long, device=self.device))
 
+    def add_next_item_loss(self, loss: th.Tensor, record: list[float]) -> th.Tensor:
+        """``loss + next_item_weight * next_item_loss()`` (``loss`` itself when the weight is 0);
+        the next-item loss's value is appended to ``record``."""
+        if self.next_item_weight == 0:
+            return loss
+        aux = self.next_item_loss()
+        record.append(aux.item())
+        return loss + self.next_item_weight * aux
+
     def pretrain(self, gradient_steps: int | None = None, batch_size: int | None = None) -> list[float]:
         """Train by the next-item loss alone (before ``learn``), with the algorithm's optimizer,
         learning rate and gradient clipping.
