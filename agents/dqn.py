@@ -95,7 +95,7 @@ class LSRDQN(OffPolicyNextItemMixin, MaskedEpsilonGreedyMixin, DQN):
     Q-learning evaluates the online network's argmax with the target network instead, which
     curbs the upward bias of a max over thousands of noisy item values).
 
-    :param td_loss: ``"huber"`` (SB3's smooth L1, gradient clipped at |TD error| = 1) or
+    :param td_loss: ``"huber"`` (SB3's smooth L1, gradient clipped at ``|TD error| = 1``) or
         ``"mse"`` (paper eq. 10); both average over the mini-batch
     :param double_q: use the double Q-learning target (default False: eq. 9)
     :param mask_actions: collect experience with :class:`MaskedEpsilonGreedyMixin`

@@ -112,8 +112,8 @@ class LongShortExtractor(BaseFeaturesExtractor):
         :meth:`sequence_features`
     :param readout: short-term readout, ``"mean"`` (default, as in the paper) or ``"last"``
     :param positions: ``"sinusoidal"`` (default, as in the paper), ``"learned"`` or ``"relative"``
-    :param feed_forward: SASRec-style transformer blocks in the short-term part (default False)
-    (the last four: see :class:`~agents.attention.ShortTermEncoder`)
+    :param feed_forward: SASRec-style transformer blocks in the short-term part (default False;
+        this and the three above: see :class:`~agents.attention.ShortTermEncoder`)
     :param interests: ``"both"`` (default, the paper), ``"long"`` or ``"short"``: which interest
         vectors form the features (one alone measures what the other contributes)
     """

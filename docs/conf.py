@@ -1,5 +1,4 @@
 """Sphinx configuration of the recsim-env documentation (``make docs``)."""
-import logging
 import os
 import sys
 
@@ -64,34 +63,43 @@ def _api_source(app, docname, source):
     source[0] = "\n".join(text)
 
 
-class _DocstringMarkupFilter(logging.Filter):
-    """Drop docutils' markup complaints about docstrings, and only those.
-
-    The docstrings are written for ``help()`` (``:param:`` fields, but also plain-text tables with
-    ``|`` and ``-`` that reStructuredText reads as line blocks and substitutions); autodoc renders
-    them as well as docutils can. Every other warning (the Markdown pages, their links and
-    cross-references, missing modules) still fails the build. The count is printed at the end.
-    """
-
-    dropped: set[tuple[str, str]] = set()  # each record passes every handler: count it once
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        location = str(getattr(record, "location", "") or "")
-        if "docstring of " in location and record.levelno >= logging.WARNING:
-            self.dropped.add((location, record.getMessage()))
-            return False
-        return True
-
-
-def _report_dropped(app, exception):
-    if _DocstringMarkupFilter.dropped:
-        files = sorted({loc.split(":docstring")[0].rsplit("/", 1)[-1] for loc, _ in _DocstringMarkupFilter.dropped})
-        print(f"docstring markup notes not shown: {len(_DocstringMarkupFilter.dropped)} "
-              f"(in {', '.join(files)})")
+def _markdown_in_docstrings(app, what, name, obj, options, lines):
+    """Turn the two Markdown constructs the docstrings use (as Gymnasium's do) into
+    reStructuredText in place: fenced code blocks become ``code-block`` directives, pipe tables
+    ``list-table`` directives. Everything else is reStructuredText already."""
+    out, i = [], 0
+    while i < len(lines):
+        line = lines[i]
+        stripped = line.strip()
+        indent = line[: len(line) - len(line.lstrip())]
+        if stripped.startswith("```"):
+            language = stripped[3:].strip() or "text"
+            body = []
+            i += 1
+            while i < len(lines) and not lines[i].strip().startswith("```"):
+                body.append(lines[i])
+                i += 1
+            out += [f"{indent}.. code-block:: {language}", ""] + [f"{indent}   {b[len(indent):]}" for b in body] + [""]
+            i += 1
+            continue
+        if stripped.startswith("|") and stripped.endswith("|") and i + 1 < len(lines) \
+                and set(lines[i + 1].strip()) <= set("|-: "):
+            rows = []
+            while i < len(lines) and lines[i].strip().startswith("|"):
+                cells = [c.strip() for c in lines[i].strip()[1:-1].split("|")]
+                if not set("".join(cells)) <= set("-: "):
+                    rows.append(cells)
+                i += 1
+            out += [f"{indent}.. list-table::", f"{indent}   :header-rows: 1", ""]
+            for row in rows:
+                out += [f"{indent}   * - {row[0]}"] + [f"{indent}     - {c}" for c in row[1:]]
+            out.append("")
+            continue
+        out.append(line)
+        i += 1
+    lines[:] = out
 
 
 def setup(app):
     app.connect("source-read", _api_source)
-    app.connect("build-finished", _report_dropped)
-    for handler in logging.getLogger("sphinx").handlers:
-        handler.filters.insert(0, _DocstringMarkupFilter())  # before Sphinx counts the warning
+    app.connect("autodoc-process-docstring", _markdown_in_docstrings)

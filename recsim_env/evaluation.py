@@ -5,9 +5,9 @@ by the model's score; the user's training items are excluded from the ranking; t
 items are *all* of the user's test items (whatever their rating).
 
 * precision@k = hits / k
-* recall@k    = hits / |test items|
+* recall@k    = hits / ``|test items|``
 * NDCG@k      = DCG / IDCG with binary gains, DCG = sum over hit ranks r (1-based) of 1 / log2(r + 1),
-  IDCG the DCG of min(k, |test items|) hits at the top
+  IDCG the DCG of min(k, ``|test items|``) hits at the top
 * hit-rate@k  = 1 if hits > 0 else 0
 
 Each is averaged over the evaluated users. Ties between equal scores are broken towards
