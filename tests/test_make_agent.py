@@ -195,3 +195,23 @@ def test_qrdqn_next_item_logits_are_the_scaled_mean_quantiles(split):
     quantiles = net.quantile_net(features).view(5, net.n_quantiles, -1)
     expected = quantiles.mean(dim=1) * net.log_logit_scale.exp()
     assert th.allclose(net.next_item_logits(features), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("algo", ["dqn", "maskable_ppo"])
+def test_the_generic_policy_trains_on_multi_hot_observations(algo, tmp_path):
+    """policy=multi_hot: SB3's default MultiInputPolicy on wrapped envs, scored the same way."""
+    from recsim_env.wrappers import multi_hot_encoder
+
+    config = make_config("default", algo=algo, policy="multi_hot", **tiny(algo, pretrain_steps=0), total_timesteps=48,
+                         eval_freq=24, checkpoint_freq=0, torch_threads=1, runs_dir=str(tmp_path))
+    assert config.next_item_weight == 0 and not config.mask_excluded and "embed_dim" in config.unused_fields()
+    result = train(config, progress=False)
+    model = result.model
+    extractors = {type(m).__name__ for m in model.policy.modules() if m.__class__.__name__.endswith("Extractor")}
+    assert extractors == {"CombinedExtractor"}  # SB3's own, not LongShortExtractor
+    raw = gym.make("MovieLensRec-v0").observation_space
+    assert model.observation_space == multi_hot_encoder(raw).space
+    assert 0.0 <= result.metrics["precision@10"] <= 1.0 and np.isfinite(result.metrics["greedy_mean_return"])
+    assert result.training["unused_settings"] == config.unused_fields()
+    with pytest.raises(ValueError, match="policy='multi_hot'.*cannot take next_item_weight"):
+        make_config("default", algo=algo, policy="multi_hot", next_item_weight=0.5)
