@@ -469,6 +469,9 @@ ALGO_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         # A2C makes one gradient step per rollout of n_steps * n_envs transitions: SB3's n_steps=5
         # gives 1,875 updates (and next-item batches) in 600,000 steps, n_steps=128 would give 73.
         "a2c": {**ACTOR_CRITIC_NEXT_ITEM, "n_steps": 5},
+        # 50 quantiles x 1,682 items make QR-DQN's head a 256 x 84,100 layer: 19x DQN's cost per step
+        # (results/agent_tuning/qrdqn_quantiles/cost.txt); 10 quantiles cost 4.4x.
+        "qrdqn": dict(n_quantiles=10),
     },
 }
 
