@@ -576,6 +576,23 @@ def parse_value(text: str, tp: Any, name: str) -> Any:
         raise ValueError(f"--{name.replace('_', '-')}: cannot parse {text!r} as {base}") from None
 
 
+def parse_overrides(items: Any, option: str = "--set") -> dict[str, Any]:
+    """``FIELD=VALUE`` strings as :class:`TrainConfig` overrides, typed by the config's annotations.
+
+    :param items: the strings
+    :param option: the command-line option they came from (for the message)
+    :raises ValueError: not ``FIELD=VALUE``, an unknown field, or a value that does not parse
+    """
+    hints = typing.get_type_hints(TrainConfig)
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in hints:
+            raise ValueError(f"{option} {item!r}: expected FIELD=VALUE with a TrainConfig field name")
+        overrides[key] = parse_value(value, hints[key], key)
+    return overrides
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--preset`` and one ``--field-name VALUE`` option per :class:`TrainConfig` field.
 

@@ -50,9 +50,7 @@ def make_env(config: TrainConfig, split, mode: str) -> gym.Env:
     """
     import recsim_env  # noqa: F401  (registers the id)
 
-    reward_map = None
-    if mode == "train" and config.train_rewards is not None:
-        reward_map = {rating: float(r) for rating, r in zip(range(1, 6), config.train_rewards)}
+    reward_map = train_reward_map(config) if mode == "train" else None
     env = gym.make(
         "MovieLensRec-v0",
         mode=mode,
@@ -199,26 +197,33 @@ def _first_env(env) -> gym.Env:
                      f"set next_item_weight=0 and pretrain_steps=0")
 
 
+#: Constructor arguments whose config field has another name (every other argument is a field).
+CONFIG_FIELD_OF: dict[str, str] = {
+    "td_loss": "loss", "next_item_batch_size": "next_item_batch", "pretrain_batch_size": "pretrain_batch",
+}
+
+
+def train_reward_map(config: TrainConfig) -> dict[int, float] | None:
+    """The training environments' ``reward_map`` (rating -> reward) from ``config.train_rewards``
+    (None: the environment's own rewards)."""
+    if config.train_rewards is None:
+        return None
+    return {rating: float(r) for rating, r in zip(range(1, 6), config.train_rewards)}
+
+
 def algo_kwargs(config: TrainConfig) -> dict[str, Any]:
     """The algorithm constructor's hyperparameters from the config: only those ``config.algo``
     takes (:data:`agents.factory.ALGO_HYPERPARAMETERS`), so a preset's values for other
-    algorithms are not passed."""
+    algorithms are not passed; the learning rate becomes a linear schedule when
+    ``final_learning_rate`` is set."""
     from agents.factory import ALGO_HYPERPARAMETERS
 
-    kwargs: dict[str, Any] = {k: getattr(config, k) for k in (
-        "learning_rate", "buffer_size", "learning_starts", "batch_size", "gamma", "train_freq",
-        "gradient_steps", "target_update_interval", "exploration_fraction", "exploration_initial_eps",
-        "exploration_final_eps", "max_grad_norm", "n_steps", "n_epochs", "gae_lambda", "clip_range",
-        "ent_coef", "vf_coef", "mask_actions", "double_q", "td_weight", "next_item_weight",
-        "next_item_positions", "pretrain_steps")}
+    kwargs = {name: getattr(config, CONFIG_FIELD_OF.get(name, name)) for name in ALGO_HYPERPARAMETERS[config.algo]}
     if config.final_learning_rate is not None:
         from stable_baselines3.common.utils import LinearSchedule
 
         kwargs["learning_rate"] = LinearSchedule(config.learning_rate, config.final_learning_rate, 1.0)
-    kwargs["td_loss"] = config.loss
-    kwargs["next_item_batch_size"] = config.next_item_batch
-    kwargs["pretrain_batch_size"] = config.pretrain_batch
-    return {k: v for k, v in kwargs.items() if k in ALGO_HYPERPARAMETERS[config.algo]}
+    return kwargs
 
 
 def extractor_kwargs(config: TrainConfig) -> dict[str, Any]:

@@ -35,10 +35,8 @@ import signal
 import sys
 import threading
 import time
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 

@@ -65,14 +65,12 @@ the preset's as usual.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 from typing import Any
 
 from agents.config import TrainConfig, make_config
-from agents.extractor import LongShortExtractor
 from agents.factory import make_policy_kwargs
-from agents.make import algo_kwargs, extractor_kwargs
+from agents.make import CONFIG_FIELD_OF, algo_kwargs, extractor_kwargs, train_reward_map
 from agents.policies import DuelingDQNPolicy, MaskedActorCriticPolicy, MaskedDQNPolicy, MaskedQRDQNPolicy
 
 #: The environment id the entries are keyed by.
@@ -167,7 +165,7 @@ def _env_kwargs(config: TrainConfig) -> dict[str, Any]:
                   like_threshold=config.like_threshold, max_steps=config.max_steps)
     kwargs = {name: value for name, value in wanted.items() if value != defaults[name]}
     if config.train_rewards is not None:
-        kwargs["reward_map"] = {rating: float(r) for rating, r in zip(range(1, 6), config.train_rewards)}
+        kwargs["reward_map"] = train_reward_map(config)
     return kwargs
 
 
@@ -224,9 +222,8 @@ def zoo_omissions(algo: str, preset: str = "default", **overrides: Any) -> dict[
     :param overrides: :class:`~agents.config.TrainConfig` fields
     """
     config = _config(algo, preset, overrides)
-    field = {"td_loss": "loss", "next_item_batch_size": "next_item_batch", "pretrain_batch_size": "pretrain_batch"}
-    values = dataclasses.asdict(config)
-    return {field.get(k, k): values[field.get(k, k)] for k in algo_kwargs(config) if k in LSR_ONLY_ARGUMENTS}
+    fields = [CONFIG_FIELD_OF.get(k, k) for k in algo_kwargs(config) if k in LSR_ONLY_ARGUMENTS]
+    return {name: getattr(config, name) for name in fields}
 
 
 def __getattr__(name: str) -> Any:

@@ -68,13 +68,14 @@ import json
 import math
 import sys
 import time
-import typing
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from agents.config import parse_overrides
 
 from experiments.table1 import (
     _UNKEYED_CONFIG,
@@ -625,23 +626,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train nothing: write the ablation files from the finished runs' files (a partly "
                              "filled table, e.g. while two processes share the runs)")
     return parser
-
-
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``FIELD=VALUE`` strings as TrainConfig overrides, typed by the config's annotations.
-
-    :raises ValueError: not ``FIELD=VALUE``, an unknown field, or a value that does not parse
-    """
-    from agents.config import TrainConfig, parse_value
-
-    hints = typing.get_type_hints(TrainConfig)
-    overrides: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or key not in hints:
-            raise ValueError(f"--set {item!r}: expected FIELD=VALUE with a TrainConfig field name")
-        overrides[key] = parse_value(value, hints[key], key)
-    return overrides
 
 
 def options_from_args(args: argparse.Namespace) -> AblationOptions:

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.config import ALGOS, TrainConfig, make_config, parse_value
+from agents.config import ALGOS, TrainConfig, make_config, parse_overrides
 from recsim_env.files import atomic_write_bytes, atomic_write_text
 
 #: Policy rows, in table order: the config fields that make each.
@@ -295,15 +295,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="TrainConfig overrides for every run (e.g. torch_threads=1)")
     parser.add_argument("--render-only", action="store_true", help="only rewrite the table from the run files")
     args = parser.parse_args(argv)
-    import typing
-
-    hints = typing.get_type_hints(TrainConfig)
-    overrides: dict[str, Any] = {}
-    for item in args.set:
-        name, _, text = item.partition("=")
-        if name not in hints:
-            parser.error(f"--set {item}: {name!r} is not a TrainConfig field")
-        overrides[name] = parse_value(text, hints[name], name)
+    try:
+        overrides = parse_overrides(args.set)
+    except ValueError as err:
+        parser.error(str(err))
     out = Path(args.out)
     if not args.render_only:
         run_study(args.algos, args.policies, args.seeds, args.dataset, out, overrides, args.runs_dir)

@@ -885,16 +885,12 @@ def lsrwrl_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.lsrwrl_seconds is not None:
         overrides["max_train_seconds"] = args.lsrwrl_seconds
     if args.lsrwrl_set:
-        import typing
+        from agents.config import parse_overrides
 
-        from agents.config import TrainConfig, parse_value
-
-        hints = typing.get_type_hints(TrainConfig)
-        for item in args.lsrwrl_set:
-            key, sep, value = item.partition("=")
-            if not sep or key not in hints:
-                raise SystemExit(f"--lsrwrl-set {item!r}: expected FIELD=VALUE with a TrainConfig field name")
-            overrides[key] = parse_value(value, hints[key], key)
+        try:
+            overrides.update(parse_overrides(args.lsrwrl_set, "--lsrwrl-set"))
+        except ValueError as err:
+            raise SystemExit(str(err)) from None
     return overrides
 
 

@@ -138,8 +138,46 @@ class _MultiHotEncoder:
         )
 
 
+class _EncodingAttributes:
+    """The encoding's settings, read from the wrapper's :class:`_MultiHotEncoder`."""
+
+    _encoder: _MultiHotEncoder
+
+    @property
+    def n_items(self) -> int:
+        """Catalogue size (the length of the multi-hot fields)."""
+        return self._encoder.n_items
+
+    @property
+    def history(self) -> str:
+        """The history encoding, ``"multi_hot"`` or ``"recency"``."""
+        return self._encoder.history
+
+    @property
+    def recency_decay(self) -> float:
+        """Weight ratio of consecutive history slots with ``history="recency"``."""
+        return self._encoder.recency_decay
+
+    @property
+    def flatten(self) -> bool:
+        """Whether the observation is one flat ``Box``."""
+        return self._encoder.flatten
+
+    @property
+    def dict_observation_space(self) -> spaces.Dict:
+        """The (single) Dict space of the encoded fields (the observation space unless ``flatten``)."""
+        return self._encoder.dict_space
+
+    @property
+    def field_slices(self) -> dict[str, slice]:
+        """Slice of each field in a flat observation row (``flatten=True``), in key order."""
+        return dict(self._encoder.field_slices)
+
+
 class MultiHotObservation(
-    gym.ObservationWrapper[Any, Any, dict[str, np.ndarray]], gym.utils.RecordConstructorArgs
+    _EncodingAttributes,
+    gym.ObservationWrapper[Any, Any, dict[str, np.ndarray]],
+    gym.utils.RecordConstructorArgs,
 ):
     """
     Multi-hot / one-hot observations of ``MovieLensRec-v0`` for generic policies.
@@ -254,14 +292,6 @@ class MultiHotObservation(
         enc = _MultiHotEncoder(env.observation_space, history, recency_decay, flatten)
         self._encoder = enc
         self.observation_space = enc.space
-        self.n_items: int = enc.n_items
-        self.history: str = enc.history
-        self.recency_decay: float = enc.recency_decay
-        self.flatten: bool = enc.flatten
-        #: The Dict space of the encoded fields (the observation space unless ``flatten``).
-        self.dict_observation_space: spaces.Dict = enc.dict_space
-        #: Slice of each field in the flat observation (``flatten=True``), in key order.
-        self.field_slices: dict[str, slice] = dict(enc.field_slices)
 
     def observation(self, observation: dict[str, np.ndarray]) -> dict[str, np.ndarray] | np.ndarray:
         """Encode an observation of the wrapped environment (or a batch of them).
@@ -278,7 +308,7 @@ class MultiHotObservation(
         return self.env.get_wrapper_attr("action_masks")()
 
 
-class MultiHotVectorObservation(VectorObservationWrapper):
+class MultiHotVectorObservation(_EncodingAttributes, VectorObservationWrapper):
     """
     :class:`MultiHotObservation` for a vector environment: the same encoding of a batch.
 
@@ -320,14 +350,6 @@ class MultiHotVectorObservation(VectorObservationWrapper):
         self._encoder = enc
         self.single_observation_space = enc.space
         self.observation_space = batch_space(enc.space, env.num_envs)
-        self.n_items: int = enc.n_items
-        self.history: str = enc.history
-        self.recency_decay: float = enc.recency_decay
-        self.flatten: bool = enc.flatten
-        #: The single Dict space of the encoded fields (the single space unless ``flatten``).
-        self.dict_observation_space: spaces.Dict = enc.dict_space
-        #: Slice of each field in a flat observation row (``flatten=True``), in key order.
-        self.field_slices: dict[str, slice] = dict(enc.field_slices)
 
     def observations(
         self, observations: dict[str, np.ndarray]

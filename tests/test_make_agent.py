@@ -144,7 +144,9 @@ def test_settings_an_algorithm_does_not_take_are_errors(split, capsys):
 
 def test_the_algorithm_tables_agree():
     """ALGO_FIELDS (config fields) and ALGO_HYPERPARAMETERS (constructor arguments) say the same."""
-    renamed = {"loss": "td_loss", "next_item_batch": "next_item_batch_size", "pretrain_batch": "pretrain_batch_size"}
+    from agents.make import CONFIG_FIELD_OF
+
+    renamed = {field: name for name, field in CONFIG_FIELD_OF.items()}
     for field, algos in ALGO_FIELDS.items():
         name = renamed.get(field, field)
         takers = [a for a, names in ALGO_HYPERPARAMETERS.items() if name in names]
