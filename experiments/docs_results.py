@@ -5,7 +5,9 @@
 is replaced by :data:`BLOCKS` ``[NAME]`` rendered from ``results/`` (or, for the configuration
 reference, from :class:`agents.config.TrainConfig`'s field comments), so no figure on those pages
 is typed by hand. ``--check`` changes nothing and exits with status 1 listing the stale blocks
-(``tests/test_docs.py`` runs the same check).
+and the untraced figures (``tests/test_docs.py`` runs the same checks): on the result pages
+(:data:`TRACED_PAGES`) every decimal figure typed in the prose must be found, at its printed
+precision, in a ``results/`` file that the page cites (:func:`untraced_figures`).
 
 Blocks: ``table1`` (the README's headline table, both datasets), ``table1-ml-100k`` and
 ``table1-ml-1m`` (the full Table 1 of each dataset), ``own-code-reference`` (the returns of
@@ -25,6 +27,8 @@ import re
 import sys
 from pathlib import Path
 from typing import Callable
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results"
@@ -318,6 +322,82 @@ def stale_blocks(root: Path = ROOT) -> list[str]:
     return stale
 
 
+#: Pages whose prose figures must be traced to the result files they cite.
+TRACED_PAGES: tuple[str, ...] = ("README.md", "docs/results/*.md")
+_CITED = re.compile(r"results/[\w./@+\-]*[\w/]")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+#: A decimal figure in prose; signed values (differences), ratios (``1.5x``) and percentages
+#: are derived from traced figures and are not looked up; nor are versions ("Python 3.11").
+_FIGURE = re.compile(r"(?<![\w.+\-±])(?<!Python )(\d+\.\d+)(?![\w.%]|x\b)")
+_CODE = re.compile(r"`[^`]*`")
+
+
+def _cited_files(text: str, root: Path) -> list[Path]:
+    """Files of ``results/`` the text cites: a file, every file under a folder, or a prefix."""
+    files: list[Path] = []
+    for ref in sorted(set(_CITED.findall(text))):
+        path = root / ref
+        if path.is_file():
+            files.append(path)
+        elif path.is_dir():
+            files += [p for p in path.rglob("*") if p.is_file()]
+        else:  # a prefix such as results/table1_ (both datasets)
+            files += [p for p in path.parent.glob(path.name + "*") if p.is_file()]
+    return files
+
+
+def _values(files: list[Path]) -> np.ndarray:
+    values = set()
+    for path in files:
+        if path.suffix not in (".json", ".csv", ".md", ".txt"):
+            continue
+        for token in _NUMBER.findall(path.read_text(encoding="utf-8", errors="replace")):
+            value = float(token)
+            if math.isfinite(value):
+                values.add(abs(value))
+    return np.array(sorted(values))
+
+
+def _prose_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, line) outside generated blocks and code fences, inline code removed."""
+    lines, generated, fenced = [], False, False
+    for number, line in enumerate(text.splitlines(), 1):
+        if "<!-- results:" in line:
+            generated = line.rstrip().endswith("start -->")
+            continue
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        if not generated and not fenced:
+            lines.append((number, _CODE.sub("", line)))
+    return lines
+
+
+def untraced_figures(path: Path, root: Path = ROOT) -> list[str]:
+    """``file:line: figure`` for every decimal figure in ``path``'s prose that no cited file has.
+
+    A figure is traced when one of the ``results/...`` files the page names (a file, a folder,
+    or a file-name prefix) holds a number that rounds to it at the printed precision. Figures
+    inside generated blocks are rendered, not typed, and are not looked at; nor is code.
+    """
+    text = path.read_text(encoding="utf-8")
+    values = _values(_cited_files(text, root))
+    out = []
+    for number, line in _prose_lines(text):
+        for m in _FIGURE.finditer(line):
+            figure = m.group(1)
+            half = 0.5 * 10.0 ** -len(figure.split(".")[1]) + 1e-12
+            i = int(np.searchsorted(values, float(figure) - half))
+            if not (i < len(values) and values[i] <= float(figure) + half):
+                out.append(f"{path.relative_to(root)}:{number}: {figure}")
+    return out
+
+
+def traced_pages(root: Path = ROOT) -> list[Path]:
+    """The pages of :data:`TRACED_PAGES`."""
+    return sorted(p for pattern in TRACED_PAGES for p in root.glob(pattern))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when a block is stale")
@@ -327,7 +407,11 @@ def main(argv: list[str] | None = None) -> int:
         for line in stale:
             print(f"stale: {line}")
         print(f"{len(stale)} stale block(s)")
-        return 1 if stale else 0
+        untraced = [line for page in traced_pages() for line in untraced_figures(page)]
+        for line in untraced:
+            print(f"untraced figure: {line}")
+        print(f"{len(untraced)} untraced figure(s)")
+        return 1 if stale or untraced else 0
     cache: dict[str, str] = {}
     for path in markdown_files():
         current, rendered, names = render_file(path, cache)

@@ -45,6 +45,24 @@ def test_results_blocks_are_fresh():
                        + "\n".join(stale))
 
 
+def test_every_prose_figure_of_the_result_pages_is_in_a_file_they_cite():
+    pages = docs_results.traced_pages(ROOT)
+    assert ROOT / "docs" / "results" / "table1.md" in pages
+    untraced = [line for page in pages for line in docs_results.untraced_figures(page, ROOT)]
+    assert not untraced, "figures typed without a cited results/ file:\n" + "\n".join(untraced)
+
+
+def test_untraced_figures_finds_a_figure_missing_from_the_cited_file(tmp_path):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "run.csv").write_text("model,p10\nA,0.230149\n", encoding="utf-8")
+    page = tmp_path / "page.md"
+    page.write_text(
+        "From `results/run.csv`: P@10 0.2301 (or 0.23), not 0.2299; +0.0002 and 1.5x are derived.\n"
+        "<!-- results:x start -->\n0.7777 is rendered\n<!-- results:x end -->\n"
+        "```python\nlr = 0.9\n```\nAn uncited 0.51 and `0.42` in code.\n", encoding="utf-8")
+    assert docs_results.untraced_figures(page, tmp_path) == ["page.md:1: 0.2299", "page.md:8: 0.51"]
+
+
 def test_every_results_marker_is_known():
     for path in FILES:
         docs_results.render_file(path)  # raises KeyError on an unknown block name
