@@ -35,15 +35,17 @@ Resumable: every finished (dataset, model, seed) run is written at once, atomica
 full configuration (split, tuning grid and metric, fixed settings; for LSRWRL the whole
 :class:`~agents.config.TrainConfig`). A rerun with the same configuration reads that file
 instead of recomputing, so an interrupted table loses at most the run in progress, and a
-changed preset or option reruns what it changes. A run file also keeps the per-user values of
-:data:`PER_USER_METRICS` (:func:`per_user_record`; read back with :func:`run_per_user`), so that
-"model A is better than model B" can be tested user by user (:mod:`recsim_env.significance`);
-files written before they were kept read as before, with ``per_user`` ``None``. ``--force`` recomputes everything. Baseline
+changed preset or option reruns what it changes. ``--force`` recomputes everything. Baseline
 tuning results are stored beside them (``tuning-<model>-<key>.json``) and shared by the seeds
 of a temporal split. A code change that alters results without changing any setting is not
 detected: rerun with ``--force``. The table files are a pure function of the run files and the
 options (no date, the command is rebuilt from the options), so any runner that writes the same
 run files (e.g. a Ray sweep) renders the same bytes.
+
+Per-user values: a run file also keeps the test users' values of :data:`PER_USER_METRICS`
+(:func:`per_user_record`; read back with :func:`run_per_user`), so that "model A is better than
+model B" can be tested user by user (:mod:`recsim_env.significance`). A file written before they
+were kept reads as before, with ``per_user`` ``None`` (no key changed, so it is not recomputed).
 """
 
 from __future__ import annotations

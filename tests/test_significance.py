@@ -196,7 +196,8 @@ def test_recsim_env_imports_without_scipy_and_says_how_to_get_it() -> None:
         "assert holm([0.01, 0.04]).tolist() == [0.02, 0.04]\n"
         "assert paired_bootstrap_ci([1.0, 2.0], [1.0, 2.0]) == (0.0, 0.0)\n"
         "try:\n    paired_test([1.0, 2.0], [0.0, 1.5])\n"
-        "except ImportError as e:\n    assert 'pip install scipy' in str(e), e\nelse:\n    raise SystemExit('no error')\n"
+        "except ImportError as e:\n    assert 'pip install scipy' in str(e), e\n"
+        "else:\n    raise SystemExit('no error')\n"
         "assert 'torch' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
