@@ -264,6 +264,10 @@ class TrainResult:
     :param curve: learning curve (``"episodes"``: [step, return, length]; ``"validation"``: rows)
     :param training: ``complete`` (the budget in steps or episodes was used), ``stop_reason``,
         ``env_steps`` of ``total_timesteps``, episodes, wall time, throughput, device
+    :param per_user: the ranking metrics of every evaluated user, on the split of ``metrics``
+        (:func:`agents.evaluate.evaluate_model`'s ``"per_user"``: ``"user"``, every user with a
+        test item in ascending index, and one array per metric aligned to it); not written to
+        ``metrics.json``
     """
 
     model: Any
@@ -272,6 +276,7 @@ class TrainResult:
     run_dir: Path
     curve: dict[str, list] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    per_user: dict[str, np.ndarray] | None = None
 
 
 class _Runner:
@@ -640,7 +645,8 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
 
         # Evaluation: test split (validation slice when tuning), popularity on the same split.
         t0 = time.monotonic()
-        metrics = evaluate_model(model, config, eval_split, k=config.eval_k)
+        metrics = evaluate_model(model, config, eval_split, k=config.eval_k, return_per_user=True)
+        per_user = metrics.pop("per_user")
         pop = popularity_metrics(eval_split, config.eval_k)
         steps = int(model.num_timesteps) - steps_before
         n_episodes = runner.episodes_done()
@@ -682,7 +688,7 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
         _plot(runner.curve, run_dir)
         if report:
             print(format_report(config, metrics, pop, training, evaluated_on))
-        return TrainResult(model, metrics, pop, run_dir, runner.curve, training)
+        return TrainResult(model, metrics, pop, run_dir, runner.curve, training, per_user)
     except BaseException:
         # A run that failed before its first checkpoint leaves no folder behind.
         runner = claimed["runner"]

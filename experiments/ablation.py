@@ -56,9 +56,9 @@ rerun with ``--force``.
 Outputs per dataset, rewritten after every run and a pure function of the run files and the
 options (no date; the command is rebuilt from the options): ``<out>/ablation_<dataset>.md`` (the
 table, mean ± std over the seeds with ddof=1, the command, the settings), ``.csv`` (one row per
-variant, every metric of both modes, floats unrounded), ``_runs.json`` (every run) and
-``_p10.png`` (validation and test precision@10 per variant with std error bars; written once
-the last run is done).
+variant, every metric of both modes, floats unrounded), ``_runs.json`` (every run, its per-user
+values left in the run files) and ``_p10.png`` (validation and test precision@10 per variant with
+std error bars; written once the last run is done).
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ from experiments.table1 import (
     render_csv,
     run_key,
     run_lsrwrl,
+    run_summary,
 )
 from recsim_env.dataset import DATASETS, MovieLensData
 from recsim_env.files import atomic_write_bytes, atomic_write_text
@@ -517,7 +518,7 @@ def write_outputs(
     out = Path(out)
     rows = summarize(runs, data.name, opts)
     stem = out / f"ablation_{data.name}"
-    records = [{"variant": r.variant, "mode": r.mode, **asdict(r.run)} for r in runs]
+    records = [{"variant": r.variant, "mode": r.mode, **run_summary(r.run)} for r in runs]
     paths = {
         "md": atomic_write_text(stem.with_suffix(".md"), render_markdown(rows, data, opts)),
         "csv": atomic_write_text(stem.with_suffix(".csv"), render_csv(rows)),

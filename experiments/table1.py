@@ -17,8 +17,9 @@ Usage::
     python -m experiments.table1 --quick --seeds 0            # smoke test, a minute or two
 
 Writes, atomically, per dataset: ``<out>/table1_<dataset>.md`` (the table, protocol, tuned
-values, failures), ``.csv`` (one row per model), ``_runs.json`` (every model x seed run) and
-``_p10_r10.png`` (bar chart of precision@10 and recall@10 with std error bars over seeds).
+values, failures), ``.csv`` (one row per model), ``_runs.json`` (every model x seed run, without
+the per-user values) and ``_p10_r10.png`` (bar chart of precision@10 and recall@10 with std error
+bars over seeds).
 A model that raises is reported as failed with its error; the others still run.
 
 Every model also acts as a policy (``Recommender.score_states``; LSRWRL through
@@ -40,6 +41,11 @@ of a temporal split. A code change that alters results without changing any sett
 detected: rerun with ``--force``. The table files are a pure function of the run files and the
 options (no date, the command is rebuilt from the options), so any runner that writes the same
 run files (e.g. a Ray sweep) renders the same bytes.
+
+Per-user values: a run file also keeps the test users' values of :data:`PER_USER_METRICS`
+(:func:`per_user_record`; read back with :func:`run_per_user`), so that "model A is better than
+model B" can be tested user by user (:mod:`recsim_env.significance`). A file written before they
+were kept reads as before, with ``per_user`` ``None`` (no key changed, so it is not recomputed).
 """
 
 from __future__ import annotations
@@ -88,6 +94,8 @@ METRICS: tuple[str, ...] = ("precision@10", "recall@10", "ndcg@10", "hit_rate@10
 SHORT = {"precision@10": "P@10", "recall@10": "R@10", "ndcg@10": "NDCG@10", "hit_rate@10": "HR@10"}
 #: Simulated returns of each model's greedy policy, by simulator (``user_model``).
 SIM_METRICS: dict[str, str] = {"sim_return_replay": "replay", "sim_return_ease": "ease"}
+#: Per-user metrics a run file keeps, for paired significance tests (:func:`per_user_record`).
+PER_USER_METRICS: tuple[str, ...] = ("precision@10", "ndcg@10")
 #: Seed of the simulations (the learned user model draws its likes from it).
 SIM_SEED = 0
 LSRWRL = "lsrwrl"
@@ -111,6 +119,9 @@ class Run:
     :param eval_seconds: wall time of the test evaluation
     :param error: ``"Type: message"`` if the run raised
     :param key: hash of the run's configuration (see :func:`run_key`); names its result file
+    :param per_user: the evaluated users (the test split's users with a test item) and their
+        values of :data:`PER_USER_METRICS`, as :func:`per_user_record` stores them (decode with
+        :func:`run_per_user`); ``None`` for a failed run or one written before they were kept
     """
 
     model: str
@@ -123,6 +134,47 @@ class Run:
     eval_seconds: float = 0.0
     error: str | None = None
     key: str = ""
+    per_user: dict[str, list] | None = None
+
+
+def per_user_record(per_user: dict[str, np.ndarray]) -> dict[str, list]:
+    """The per-user values a run file keeps: the users and each of :data:`PER_USER_METRICS`.
+
+    Values are stored as float32, each written as the shortest decimal that reads back as the
+    same float32 (about 8 significant digits; ``0.3``, ``0.63092977``): precision@10, a multiple
+    of 0.1, reads back exactly, NDCG@10 to float32 rounding (relative 6e-8), so a mean over the
+    stored values matches the run's metric to about 1e-7, not bit for bit.
+
+    :param per_user: ``evaluate_ranking(..., return_per_user=True)["per_user"]``
+    :return: ``{"user": [int, ...], "precision@10": [float, ...], "ndcg@10": [float, ...]}``,
+        the lists aligned (the evaluator's user order)
+    """
+    record: dict[str, list] = {"user": np.asarray(per_user["user"], dtype=np.int64).tolist()}
+    for metric in PER_USER_METRICS:
+        record[metric] = [float(str(v)) for v in np.asarray(per_user[metric], dtype=np.float32)]
+    return record
+
+
+def run_per_user(run: Run) -> dict[str, np.ndarray] | None:
+    """The per-user values of a run as arrays: ``"user"`` int64, each metric float64.
+
+    Feed them to :func:`recsim_env.significance.compare_to_reference` (several seeds of one
+    model: :func:`recsim_env.significance.mean_over_seeds` first).
+
+    :param run: a run, fresh or read from its file
+    :return: the arrays, or ``None`` when the run has none (failed, or its file predates them)
+    """
+    if run.per_user is None:
+        return None
+    return {name: np.asarray(values, dtype=np.int64 if name == "user" else np.float64)
+            for name, values in run.per_user.items()}  # fmt: skip
+
+
+def run_summary(run: Run) -> dict[str, Any]:
+    """A run as a dict without its per-user values (the summary files; the run file keeps them)."""
+    record = asdict(run)
+    record.pop("per_user")
+    return record
 
 
 @dataclass
@@ -293,9 +345,17 @@ class RunStore:
         return None if record is None else Run(**record["run"])
 
     def save_run(self, run: Run, key: dict[str, Any], name: str | None = None) -> Path:
-        """Write ``run`` to its file, atomically (``name``: the file's name prefix, default ``run.model``)."""
+        """Write ``run`` to its file, atomically (``name``: the file's name prefix, default ``run.model``).
+
+        Indented JSON, but each per-user list on one line (about 125 KB for ML-1M's 6,040 users).
+        """
         payload = {"key": key, "run": asdict(run)}
+        per_user = payload["run"]["per_user"] or {}
+        # Placeholders are written in their place, then replaced by the compact lists.
+        payload["run"]["per_user"] = {entry: f"<per_user {entry}>" for entry in per_user} or None
         text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
+        for entry, values in per_user.items():
+            text = text.replace(json.dumps(f"<per_user {entry}>"), json.dumps(values), 1)
         return atomic_write_text(self.run_path(name or run.model, run.seed, key), text)
 
     def load_tuning(self, name: str, key: dict[str, Any]) -> TuningResult | None:
@@ -373,7 +433,8 @@ def run_baseline(name: str, split: Split, seed: int, opts: TableOptions, store: 
         model.fit(split)
         run.fit_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
-        run.metrics = evaluate_ranking(model.score, split)
+        run.metrics = evaluate_ranking(model.score, split, return_per_user=True)
+        run.per_user = per_user_record(run.metrics.pop("per_user"))
         run.metrics.update(simulated_returns(model.score_states, split))
         run.eval_seconds = time.perf_counter() - t0
     except Exception as exc:  # reported in the table; the other models still run
@@ -417,6 +478,7 @@ def run_lsrwrl(
         run.metrics = {k: float(result.metrics[k]) for k in METRICS}
         run.metrics["n_users"] = int(result.metrics.get("n_users", 0))
         run.metrics.update({k: float(result.metrics[k]) for k in keep})
+        run.per_user = per_user_record(result.per_user)
         if simulate:
             run.metrics.update(_lsrwrl_returns(result.model, config))
         training = {k: v for k, v in (result.training or {}).items() if isinstance(v, (int, float, str))}
@@ -700,7 +762,7 @@ def write_outputs(
         "csv": atomic_write_text(stem.with_suffix(".csv"), render_csv(rows)),
         "runs": atomic_write_text(
             out / f"table1_{data.name}_runs.json",
-            json.dumps({"options": asdict(opts), "runs": [asdict(r) for r in runs]}, indent=2, default=str,
+            json.dumps({"options": asdict(opts), "runs": [run_summary(r) for r in runs]}, indent=2, default=str,
                        sort_keys=True)
             + "\n",
         ),

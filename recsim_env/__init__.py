@@ -21,6 +21,13 @@ if TYPE_CHECKING:
     from recsim_env.evaluation import evaluate_greedy, evaluate_ranking
     from recsim_env.movielens import load_movielens
     from recsim_env.policies import TopKPolicy
+    from recsim_env.significance import (
+        compare_to_reference,
+        holm,
+        mean_over_seeds,
+        paired_bootstrap_ci,
+        paired_test,
+    )
     from recsim_env.simulator import ModelSimulator, ReplaySimulator, UserSimulator, make_simulator
     from recsim_env.splits import holdout_last, split_ratings
     from recsim_env.vector_env import MovieLensRecVectorEnv
@@ -46,6 +53,11 @@ _EXPORTS: dict[str, str] = {
     "evaluate_ranking": "recsim_env.evaluation",
     "evaluate_greedy": "recsim_env.evaluation",
     "TopKPolicy": "recsim_env.policies",
+    "paired_test": "recsim_env.significance",
+    "holm": "recsim_env.significance",
+    "paired_bootstrap_ci": "recsim_env.significance",
+    "compare_to_reference": "recsim_env.significance",
+    "mean_over_seeds": "recsim_env.significance",
     "MultiHotObservation": "recsim_env.wrappers",
     "MultiHotVectorObservation": "recsim_env.wrappers",
 }

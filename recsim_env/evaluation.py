@@ -115,9 +115,14 @@ def evaluate_ranking(
         users without test items are dropped
     :param batch_size: users scored per call of ``score_fn``
     :param exclude_train: remove each user's train items from its ranking (the protocol)
-    :param return_per_user: also return per-user arrays under ``"per_user"``
+    :param return_per_user: also return the value of every evaluated user under ``"per_user"``
+        (for paired significance tests, :mod:`recsim_env.significance`)
     :return: ``{"precision@k", "recall@k", "ndcg@k", "hit_rate@k", "n_users"}`` (floats, and
-        ``n_users`` an int), plus ``"per_user"`` when asked
+        ``n_users`` an int), plus, when asked, ``"per_user"``: ``{"user": int64 (n_users,),
+        "precision@k": float64 (n_users,), ...}``, one array per metric aligned to ``"user"``,
+        the evaluated users: those of ``users`` with a test item, in the order given (default:
+        every user with a test item, ascending index). Each aggregate metric is exactly the
+        mean of its per-user array
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")

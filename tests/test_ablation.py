@@ -43,8 +43,9 @@ def _fake_train(calls: list, interrupt_at: int | None = None):
             raise KeyboardInterrupt
         metrics = {**{m: 0.5 for m in METRICS}, "n_users": 30, "greedy_mean_return": 7.0,
                    "greedy_mean_likes": 8.0, "greedy_mean_length": 5.0, "greedy_n_users": 22}  # fmt: skip
+        per_user = {"user": np.arange(30), "precision@10": np.full(30, 0.5), "ndcg@10": np.full(30, 0.5)}
         return SimpleNamespace(metrics=metrics, training={"env_steps": config.total_timesteps},
-                               run_dir=Path("fake-run"), model=None)  # fmt: skip
+                               run_dir=Path("fake-run"), model=None, per_user=per_user)  # fmt: skip
 
     return fake
 

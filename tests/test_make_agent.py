@@ -47,6 +47,10 @@ def test_make_agent_builds_and_trains_the_same_model_as_make_train(tmp_path, spl
     config = make_config("default", **settings, algo="dqn", total_timesteps=64, eval_freq=32,
                          checkpoint_freq=0, torch_threads=1, runs_dir=str(tmp_path))
     result = train(config, progress=False)
+    # the run's per-user ranking metrics come back with it (not in metrics.json)
+    assert result.per_user["ndcg@10"].mean() == result.metrics["ndcg@10"]
+    assert result.per_user["user"].size == result.metrics["n_users"] and "per_user" not in result.metrics
+    assert "per_user" not in (result.run_dir / "metrics.json").read_text(encoding="utf-8")
     model = make_agent(split, algo="dqn", **settings)
     model_fields = lambda c: {k: v for k, v in c.to_dict().items() if k not in LOOP_FIELDS}  # noqa: E731
     assert model_fields(model.agent_config) == model_fields(config)
@@ -69,6 +73,19 @@ def test_the_default_agent_has_the_presets_settings_and_logged_data(split):
     # Training rewards: the preset's (0.2 per star), not the environment's default.
     env = model.get_env().envs[0].unwrapped
     assert env.reward_map == {r: v for r, v in zip(range(1, 6), config.train_rewards)}
+
+
+def test_evaluate_model_gives_per_user_metrics_of_the_users_with_test_items(split):
+    from agents.evaluate import METRIC_KEYS, evaluate_model
+
+    model = make_agent(split, **tiny("dqn", pretrain_steps=0))
+    metrics = evaluate_model(model, model.agent_config, split, greedy=False, return_per_user=True)
+    per_user = metrics["per_user"]
+    np.testing.assert_array_equal(per_user["user"], np.flatnonzero(np.diff(split.test_indptr) > 0))
+    for key in METRIC_KEYS:
+        assert per_user[key].shape == (metrics["n_users"],)
+        assert per_user[key].mean() == metrics[key]  # exactly: the metric is their mean
+    assert "per_user" not in evaluate_model(model, model.agent_config, split, greedy=False)
 
 
 def test_an_untrained_recommended_dqn_never_repeats_an_item(split):

@@ -108,9 +108,11 @@ def test_lsrwrl_row_trains_through_the_agent_api_on_the_same_split(
 
     def fake_train(config, run_dir=None, progress=True):
         seen["config"] = config
-        metrics = {"precision@10": 0.2, "recall@10": 0.1, "ndcg@10": 0.25, "hit_rate@10": 0.7, "n_users": 9}
+        metrics = {"precision@10": 0.2, "recall@10": 0.1, "ndcg@10": 0.25, "hit_rate@10": 0.7, "n_users": 2}
+        per_user = {"user": np.array([3, 7]), "precision@10": np.array([0.1, 0.3]),
+                    "recall@10": np.array([0.05, 0.15]), "ndcg@10": np.array([0.2, 0.3])}
         return SimpleNamespace(metrics=metrics, training={"env_steps": 123}, run_dir=tmp_path / "run",
-                               model="trained model")
+                               model="trained model", per_user=per_user)
 
     def fake_returns(model, config):  # the greedy simulations of the trained model
         seen["simulated"] = model
@@ -127,6 +129,8 @@ def test_lsrwrl_row_trains_through_the_agent_api_on_the_same_split(
     assert config.train_ratio == 0.7 and config.preset == "paper" and config.max_train_seconds == 30.0
     assert run.params["env_steps"] == 123 and run.tuned["preset"] == "paper"
     assert seen["simulated"] == "trained model" and run.metrics["sim_return_ease"] == 1.25
+    # the run keeps the training's per-user values (precision@10 and NDCG@10 only)
+    assert run.per_user == {"user": [3, 7], "precision@10": [0.1, 0.3], "ndcg@10": [0.2, 0.3]}
 
 
 def _table_files(out: Path, dataset: str = "ml-1m") -> dict[str, bytes]:
@@ -281,3 +285,54 @@ def test_edited_copy_must_be_declared(tmp_path: Path) -> None:
             "--models", "popularity", "--quick", "--out", str(tmp_path / "results"),
         ])  # fmt: skip
     assert not (tmp_path / "results").exists()
+
+
+def test_run_files_keep_per_user_values_for_significance_tests(tmp_path: Path) -> None:
+    """A fresh run stores its users' precision@10 and NDCG@10 (float32, compact), read back
+    exactly as written; a file from before they were kept still reads, without them."""
+    data_root = write_tiny_ml1m(tmp_path / "data")
+    from recsim_env.movielens import load_movielens
+    from recsim_env.significance import compare_to_reference
+    from recsim_env.splits import split_ratings
+
+    data = load_movielens("ml-1m", data_root, download=False, expect_official=False)
+    split = split_ratings(data, "temporal", 0.8)
+    out = tmp_path / "results"
+    opts = table1.TableOptions(seeds=[0], models=["popularity", "itemcf"], quick=True)
+    runs = {name: table1.run_one(data, split, name, 0, opts, out)[0] for name in opts.models}
+    per_user = {name: table1.run_per_user(run) for name, run in runs.items()}
+    with_test_items = np.flatnonzero(np.diff(split.test_indptr) > 0)
+    for name, values in per_user.items():
+        assert set(values) == {"user", *table1.PER_USER_METRICS}
+        np.testing.assert_array_equal(values["user"], with_test_items)
+        assert values["user"].size == runs[name].metrics["n_users"]
+        for metric in table1.PER_USER_METRICS:  # float32 storage: the mean to float32 rounding
+            assert values[metric].mean() == pytest.approx(runs[name].metrics[metric], rel=1e-6, abs=1e-9)
+        hits = values["precision@10"] * 10  # precision@10 is stored exactly (hits / 10)
+        np.testing.assert_array_equal(hits, np.round(hits))
+
+    # read back from its file: the same run, the per-user lists each on one line
+    key = table1.run_key("itemcf", data, 0, opts, out)
+    store = table1.RunStore(out, "ml-1m")
+    assert store.load_run("itemcf", 0, key) == runs["itemcf"]
+    lines = store.run_path("itemcf", 0, key).read_text(encoding="utf-8").splitlines()
+    [line] = [line for line in lines if '"ndcg@10": [' in line]
+    assert line.rstrip(",").count(",") == with_test_items.size - 1
+
+    # the summary file leaves them out
+    table1.write_outputs(list(runs.values()), data, opts, out, plot=False)
+    summary = json.loads((out / "table1_ml-1m_runs.json").read_text(encoding="utf-8"))["runs"]
+    assert all("per_user" not in r for r in summary) and summary[0]["metrics"] == runs["popularity"].metrics
+
+    # the stored values are what a paired test needs
+    [row] = compare_to_reference(per_user["itemcf"], {"popularity": per_user["popularity"]},
+                                 metrics=["ndcg@10"], n_resamples=200)  # fmt: skip
+    assert row["model_mean"] == pytest.approx(runs["popularity"].metrics["ndcg@10"], rel=1e-6)
+
+    # a run file written before per-user values were kept
+    old = dataclasses.replace(runs["itemcf"], per_user=None)
+    record = {"key": json.loads(json.dumps(key)), "run": {k: v for k, v in dataclasses.asdict(old).items()
+                                                         if k != "per_user"}}  # fmt: skip
+    store.run_path("itemcf", 0, key).write_text(json.dumps(record), encoding="utf-8")
+    again, computed = table1.run_one(data, split, "itemcf", 0, opts, out)
+    assert not computed and again == old and table1.run_per_user(again) is None
