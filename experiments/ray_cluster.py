@@ -287,6 +287,7 @@ def check_data_on_nodes(
     :func:`recsim_env.movielens.locate_movielens` with the trials' ``data_dir`` and
     ``download``, in the job's environment; with ``download`` a node without the files
     downloads them into its cache now, once, instead of in several trials at the same time.
+    Nodes that join after the check are not checked (their trials fail with the loader's error).
 
     :param names: dataset names
     :param data_dir: the trials' data root (absolute; ``None``: each node's ``$MOVIELENS_DATA``,
