@@ -1,10 +1,10 @@
 """``experiments.ray_cluster``: the Ray session of ``make sweep`` / ``make search`` on a real cluster.
 
-The cluster test follows docs/ray.md as a user would: ``ray start --head``, a second node with
-``RAY_AUTH_MODE=token ray start --address=...`` (both on this machine, one CPU each, random free
-ports, their own temp folder and token file, never ``~/.ray``), then ``make sweep ARGS="--address
-..."`` (run as ``python -m experiments.sweep`` with ``MOVIELENS_DATA`` exported, which is what
-``make sweep`` runs). The nodes are started without ``MOVIELENS_DATA``: the driver's must travel
+The cluster test follows docs/ray.md as a user would: ``ray get-auth-token --generate``,
+``ray start --head``, a second node with ``RAY_AUTH_MODE=token ray start --address=...`` (both on
+this machine, one CPU each, random free ports, their own temp folder, a temporary ``HOME`` so the
+token never touches ``~/.ray``), then ``make sweep ARGS="--address ..."`` (run as ``python -m
+experiments.sweep`` with ``MOVIELENS_DATA`` exported, which is what ``make sweep`` runs). The nodes are started without ``MOVIELENS_DATA``: the driver's must travel
 with the job. Teardown stops exactly the processes of these two ``ray start`` calls (their
 sessions and descendants), never another Ray on the machine (``ray stop`` would stop them all).
 """
@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import re
-import secrets
 import shlex
 import shutil
 import signal
@@ -37,6 +36,7 @@ from test_table1 import write_tiny_ml1m
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "ray.md"
 # The cluster commands of docs/ray.md, exactly as written there (the test fills in port and address).
+DOC_TOKEN = "ray get-auth-token --generate > /dev/null"
 DOC_HEAD = "ray start --head --port=6379"
 DOC_NODE = "RAY_AUTH_MODE=token ray start --address=<head-ip>:6379"
 DOC_SWEEP = 'make sweep ARGS="--address <head-ip>:6379'
@@ -151,16 +151,19 @@ def _stop(sessions: set[int], grace_s: float = 5.0) -> None:
             time.sleep(0.2)
 
 
-def _ray_start(command: str, env: dict[str, str], temp_dir: str, sessions: set[int]) -> str:
-    """Run a documented ``ray start`` command line (``VAR=value`` prefixes allowed) in a new session."""
-    words = shlex.split(command)
+def _ray(command: str, env: dict[str, str], temp_dir: str, sessions: set[int]) -> str:
+    """Run a documented ``ray`` command line (``VAR=value`` prefixes and ``> /dev/null`` allowed)
+    in a new session, with :func:`_isolation`'s options for ``ray start``; return its output."""
+    words = shlex.split(command.split(" > /dev/null")[0])
     env = dict(env)
     while "=" in words[0]:
         name, value = words.pop(0).split("=", 1)
         env[name] = value
     ray_cli = str(Path(sys.executable).with_name("ray"))
-    proc = subprocess.Popen([ray_cli, *words[1:], *_isolation(temp_dir, head="--head" in words)], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    extra = _isolation(temp_dir, head="--head" in words) if words[1] == "start" else []
+    proc = subprocess.Popen([ray_cli, *words[1:], *extra], env=env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT if words[1] == "start" else None,
+                            start_new_session=True)  # fmt: skip
     sessions.add(proc.pid)
     try:
         output, _ = proc.communicate(timeout=240)  # generous: Ray starts slowly on a loaded machine
@@ -173,23 +176,30 @@ def _ray_start(command: str, env: dict[str, str], temp_dir: str, sessions: set[i
 
 @pytest.fixture
 def two_node_cluster(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A head and a second node on this machine, token authentication on, no MOVIELENS_DATA."""
+    """A head and a second node on this machine, token authentication on, no MOVIELENS_DATA.
+
+    Their ``HOME`` is a temporary folder, so the documented token lands in its ``.ray/``, never
+    in the user's ``~/.ray``; both nodes share it, as if it had been copied.
+    """
     pytest.importorskip("ray", reason="Ray is not installed (the sweep extra: pip install 'recsim-env[sweep]')")
     temp_dir = tempfile.mkdtemp(prefix="rc", dir="/tmp")  # short: Ray puts Unix sockets there
-    token = tmp_path / "auth_token"
-    token.write_text(secrets.token_hex(32))
+    home = tmp_path / "home"
+    home.mkdir()
     node_cache = tmp_path / "node-cache"
     node_cache.mkdir()
     env = {k: v for k, v in os.environ.items()
-           if k not in ("MOVIELENS_DATA", "RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}  # fmt: skip
-    env.update(RAY_AUTH_TOKEN_PATH=str(token), RECSIM_ENV_CACHE=str(node_cache))
+           if k not in ("MOVIELENS_DATA", "RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")}
+    env.update(HOME=str(home), RECSIM_ENV_CACHE=str(node_cache))
     sessions: set[int] = set()
     try:
+        _ray(DOC_TOKEN, env, temp_dir, sessions)
+        token = home / ".ray" / "auth_token"
+        assert len(token.read_text().strip()) >= 32
         (port,) = _free_ports(1)
-        head = _ray_start(DOC_HEAD.replace("6379", str(port)), env, temp_dir, sessions)
+        head = _ray(DOC_HEAD.replace("6379", str(port)), env, temp_dir, sessions)
         assert "Token authentication is enabled" in head  # a token was found, so the head requires it
         address = re.search(r"ray start --address='([^']+)'", head).group(1)
-        _ray_start(DOC_NODE.replace("<head-ip>:6379", address), env, temp_dir, sessions)
+        _ray(DOC_NODE.replace("<head-ip>:6379", address), env, temp_dir, sessions)
         yield {"address": address, "token": str(token), "node_cache": str(node_cache), "temp_dir": temp_dir}
     finally:
         _stop(sessions)
@@ -217,7 +227,7 @@ def test_documented_cluster_commands_give_the_local_results_and_a_node_without_d
     two_node_cluster: dict[str, str], tmp_path: Path
 ) -> None:
     doc = DOCS.read_text(encoding="utf-8")
-    for command in (DOC_HEAD, DOC_NODE, DOC_SWEEP):
+    for command in (DOC_TOKEN, DOC_HEAD, DOC_NODE, DOC_SWEEP):
         assert command in doc, f"docs/ray.md no longer shows `{command}`: update this test with it"
     address = two_node_cluster["address"]
     root = write_tiny_ml1m(tmp_path / "data")
