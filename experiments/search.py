@@ -37,7 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from agents.config import PRESET_DIR, PRESETS
-from experiments.sweep import add_ray_arguments, require_ray, session_from_args
+from experiments.ray_cluster import (
+    NodeDataError,
+    add_ray_arguments,
+    check_data_on_nodes,
+    require_ray,
+    session_from_args,
+)
 
 #: The search space: TrainConfig field -> ``("loguniform" | "uniform", low, high)`` or
 #: ``("choice", [values])``. Everything else is the base preset's value.
@@ -265,6 +271,7 @@ def run_search(opts: SearchOptions, out: str | os.PathLike, storage: str | os.Pa
         before the search starts)
     :param machine_note: text added to the record's wall-time line (e.g. the machine's load)
     :return: the record
+    :raises NodeDataError: a node of the Ray session cannot find the dataset (before any trial)
     """
     require_ray()
     from ray import tune
@@ -278,6 +285,7 @@ def run_search(opts: SearchOptions, out: str | os.PathLike, storage: str | os.Pa
     if opts.preset_name in built_in:
         raise ValueError(f"--preset-name {opts.preset_name!r} is a built-in preset; choose another name")
     trial_config(opts, {})  # every fixed setting is valid before anything starts
+    check_data_on_nodes([opts.dataset], opts.data_dir)  # a trial may download, as train() does
     out = Path(out)
     storage_path = str(storage) if "://" in str(storage) else str(Path(storage).resolve())
     path = f"{storage_path}/search-{opts.name}"
@@ -397,9 +405,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         trial_config(opts, {})
     except ValueError as err:
         raise SystemExit(str(err)) from None
-    with session_from_args(args):
-        record = run_search(opts, args.out, storage=args.storage, presets_dir=args.presets_dir,
-                            overwrite_preset=args.overwrite_preset, machine_note=args.machine_note)  # fmt: skip
+    try:
+        with session_from_args(args):
+            record = run_search(opts, args.out, storage=args.storage, presets_dir=args.presets_dir,
+                                overwrite_preset=args.overwrite_preset, machine_note=args.machine_note)  # fmt: skip
+    except (ConnectionError, NodeDataError) as err:
+        raise SystemExit(f"{type(err).__name__}: {err}") from None
     best = record["best"]
     print(f"best: {best['trial']} validation {METRIC} {best[f'last_{METRIC}']:.4f} with {best['params']}")
     print(f"record: {Path(args.out) / f'search_{opts.name}.json'}"

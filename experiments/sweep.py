@@ -9,7 +9,7 @@ and one made by ``make table`` from the same run files are the same bytes.
 Usage::
 
     python -m experiments.sweep --models popularity itemcf usercf ease   # local Ray, this machine's cores
-    python -m experiments.sweep --address auto                           # a running cluster (or $RAY_ADDRESS)
+    python -m experiments.sweep --address 10.0.0.5:6379                  # a running cluster (or $RAY_ADDRESS)
     python -m experiments.sweep --help                                   # every experiments.table1 option, plus Ray's
 
 Resources: a trial asks for as many CPUs as its run uses threads: ``--threads`` for the
@@ -23,8 +23,11 @@ run's tuning (the first seed of each baseline, every LSRWRL seed), then the othe
 read the stored tuning.
 
 Data: each trial loads its dataset on its own node, from ``--data-dir`` (made absolute on the
-driver: give a path that exists on every node, e.g. a shared mount), else that node's
-``$MOVIELENS_DATA``, cache or download. A trial checks that its data give the same run
+driver: give a path that exists on every node, e.g. a shared mount), else ``$MOVIELENS_DATA``
+(the driver's, made absolute, travels with the job: :mod:`experiments.ray_cluster`), else that
+node's cache or download. Before any trial starts, every node locates the datasets once
+(:func:`~experiments.ray_cluster.check_data_on_nodes`): a node without them stops the sweep with
+its name, the places looked at and the fix. A trial checks that its data give the same run
 configuration (dataset size included) as the driver's, and fails with a clear error if not.
 
 Resume: the Tune experiment lives in ``--storage`` (default ``runs/ray_tune``), named by a hash
@@ -36,105 +39,28 @@ while the others finish, and the table shows it as ``make table`` would.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from experiments import table1
+from experiments.ray_cluster import (
+    NodeDataError,
+    add_ray_arguments,
+    check_data_on_nodes,
+    require_ray,
+    session_from_args,
+)
 from experiments.table1 import Run, TableOptions
 from recsim_env.dataset import MovieLensData
-
-#: What to install when Ray is missing (the ``sweep`` extra of ``setup.cfg``).
-INSTALL_HINT = "pip install 'recsim-env[sweep]'  (or: pip install 'ray[tune]>=2.60')"
-
-
-def require_ray():
-    """Import and return :mod:`ray`, or exit with how to install it."""
-    try:
-        import ray
-        from ray import tune  # noqa: F401
-    except ImportError as exc:
-        raise SystemExit(f"experiments.sweep needs Ray Tune ({exc}); install it with {INSTALL_HINT}") from None
-    return ray
-
-
-# The Ray session --------------------------------------------------------------------------------
-
-
-def _ray_processes(temp_dir: str | None = None) -> list[int]:
-    """Pids of this machine's Ray daemons (``raylet``, ``gcs_server``) and workers; with
-    ``temp_dir``, only those whose command line names it (one session's processes)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if not any(tag in cmdline for tag in ("raylet", "gcs_server", "default_worker.py", "ray::")):
-            continue
-        if temp_dir is None or temp_dir in cmdline:
-            pids.append(int(entry.name))
-    return pids
-
-
-@contextlib.contextmanager
-def ray_session(
-    address: str | None = None,
-    num_cpus: int | None = None,
-    *,
-    object_store_mb: int | None = None,
-    temp_dir: str | None = None,
-    runtime_env: dict[str, Any] | None = None,
-) -> Iterator[Any]:
-    """Connect to a Ray cluster, or start Ray on this machine, and always shut it down.
-
-    :param address: a running cluster (``"auto"``, ``"ray://host:10001"``, ``"host:6379"``);
-        default ``$RAY_ADDRESS`` if set, else a new local Ray with this machine's cores
-    :param num_cpus: CPUs of a local Ray (default: all cores); not allowed with a cluster,
-        which declares its own
-    :param object_store_mb: object store of a local Ray in MiB (default: Ray's, 30% of RAM);
-        the trials pass little data through it
-    :param temp_dir: Ray's session folder for a local Ray (default ``/tmp/ray``); keep it short,
-        it holds Unix sockets
-    :param runtime_env: Ray runtime environment of the job (e.g. ``{"env_vars":
-        {"MOVIELENS_DATA": "/nfs/movielens"}}`` for every worker of a cluster)
-    :return: the :mod:`ray` module, initialised. On exit (even by an exception or Ctrl+C)
-        :func:`ray.shutdown` runs: a local Ray stops every process it started, a cluster is
-        only disconnected from
-    """
-    ray = require_ray()
-    if ray.is_initialized():
-        raise RuntimeError("Ray is already initialised in this process; call ray.shutdown() first")
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    kwargs: dict[str, Any] = dict(include_dashboard=False, runtime_env=runtime_env, log_to_driver=False)
-    if address is None:
-        kwargs.update(num_cpus=num_cpus or os.cpu_count() or 1)
-        if object_store_mb is not None:
-            kwargs["object_store_memory"] = int(object_store_mb) * 2**20
-        if temp_dir is not None:
-            kwargs["_temp_dir"] = str(temp_dir)
-    elif num_cpus is not None or object_store_mb is not None or temp_dir is not None:
-        raise ValueError(
-            f"--num-cpus, --object-store-mb and --ray-temp-dir configure a local Ray; the cluster at "
-            f"{address!r} declares its own (set them on `ray start`), so drop them"
-        )
-    try:
-        # "local": always a new Ray of our own, never a `ray start` cluster found on this machine.
-        ray.init(address=address or "local", **kwargs)
-        yield ray
-    finally:
-        ray.shutdown()
-
 
 # What one trial runs ----------------------------------------------------------------------------
 
@@ -338,7 +264,9 @@ def run_specs(
     force: bool = False,
     log: Callable[[str], None] = print,
 ) -> SweepResult:
-    """Run every spec as a Ray Tune trial on the current Ray session (see :func:`ray_session`).
+    """Run every spec as a Ray Tune trial on the current Ray session (see
+    :func:`~experiments.ray_cluster.ray_session`), after checking that every node finds the data
+    (:func:`~experiments.ray_cluster.check_data_on_nodes`).
 
     :param specs: the runs; trial names (:attr:`RunSpec.name`) must be unique
     :param datasets: name -> the driver's copy of each dataset (run keys, wave planning)
@@ -350,6 +278,7 @@ def run_specs(
     :param force: recompute every run (a new Tune experiment; result files are overwritten)
     :param log: progress printer
     :return: :class:`SweepResult`
+    :raises NodeDataError: a node cannot find a dataset (before any trial started)
     """
     require_ray()
     from ray import tune
@@ -362,6 +291,9 @@ def run_specs(
     storage_path = str(storage) if "://" in str(storage) else str(Path(storage).resolve())
     data_dir = str(Path(data_dir).expanduser().resolve()) if data_dir else None
     start = time.perf_counter()
+    for download in sorted({s.options.download for s in specs}):
+        check_data_on_nodes([s.dataset for s in specs if s.options.download == download], data_dir,
+                            download=download, log=log)  # fmt: skip
     keys = {s.name: table1.run_key(s.model, datasets[s.dataset], s.seed, s.options, out) for s in specs}
     result = SweepResult(runs={}, computed=[], failed={}, experiments=[], seconds=0.0, planned=len(specs))
     waves = plan_waves(specs, datasets)
@@ -424,38 +356,6 @@ def run_specs(
 # CLI --------------------------------------------------------------------------------------------
 
 
-def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--address``, ``--num-cpus``, ``--object-store-mb``, ``--ray-temp-dir``, ``--runtime-env``, ``--storage``."""
-    group = parser.add_argument_group("Ray")
-    group.add_argument("--address", default=None,
-                       help="a running Ray cluster: 'auto' on one of its nodes, or host:port / ray://host:port "
-                            "(default: $RAY_ADDRESS, else start Ray on this machine)")
-    group.add_argument("--num-cpus", type=int, default=None,
-                       help="CPUs of a local Ray (default: all of this machine's cores)")
-    group.add_argument("--object-store-mb", type=int, default=None,
-                       help="object store of a local Ray, MiB (default: Ray's)")
-    group.add_argument("--ray-temp-dir", default=None, help="session folder of a local Ray (default: /tmp/ray)")
-    group.add_argument("--runtime-env", default=None, metavar="JSON",
-                       help='Ray runtime environment, e.g. \'{"env_vars": {"MOVIELENS_DATA": "/nfs/movielens"}}\'')
-    group.add_argument("--storage", default="runs/ray_tune",
-                       help="folder of the Tune experiments, for resuming (default: %(default)s; a shared path "
-                            "or cloud URI on a multi-node cluster)")
-
-
-def session_from_args(args: argparse.Namespace):
-    """:func:`ray_session` with the ``--address`` ... options."""
-    runtime_env = None
-    if args.runtime_env:
-        try:
-            runtime_env = json.loads(args.runtime_env)
-        except json.JSONDecodeError as exc:
-            raise SystemExit(f"--runtime-env is not valid JSON ({exc}): {args.runtime_env!r}") from None
-    if args.num_cpus is not None and args.num_cpus < 1:
-        raise SystemExit(f"--num-cpus must be >= 1, got {args.num_cpus}")
-    return ray_session(args.address, args.num_cpus, object_store_mb=args.object_store_mb,
-                       temp_dir=args.ray_temp_dir, runtime_env=runtime_env)  # fmt: skip
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: the table's runs as trials, then the table files.
 
@@ -470,12 +370,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = table1.parse_args(argv, parser)
     require_ray()
     opts = table1.options_from_args(args)
+    if opts.data_dir:  # the trials (LSRWRL's config too) run in their trial folders, maybe on other nodes
+        opts = dataclasses.replace(opts, data_dir=str(Path(opts.data_dir).expanduser().resolve()))
     datasets = dict(table1.load_datasets(args, opts))
     specs = table_specs(list(datasets), opts)
     out = Path(args.out)
     try:
         with session_from_args(args):
             result = run_specs(specs, datasets, out, storage=args.storage, data_dir=opts.data_dir, force=args.force)
+    except (ConnectionError, NodeDataError) as err:
+        raise SystemExit(f"{type(err).__name__}: {err}") from None
     except KeyboardInterrupt:  # outside Tune's own Ctrl+C handling (e.g. between two waves)
         print("interrupted: run the same command again to resume (finished runs are not recomputed)")
         return 130

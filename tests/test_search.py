@@ -100,7 +100,7 @@ def test_tiny_search_runs_on_local_ray_and_writes_record_and_preset(tmp_path: Pa
     pytest.importorskip("ray")
     pytest.importorskip("optuna")
     from experiments.search import run_search
-    from experiments.sweep import _ray_processes, ray_session
+    from experiments.ray_cluster import _ray_processes, ray_session
 
     root = write_tiny_ml1m(tmp_path / "data")
     opts = SearchOptions(name="tiny", dataset="ml-1m", trials=3, max_steps=384, eval_freq=128, grace_steps=128,
