@@ -79,7 +79,7 @@ EPISODES: tuple[str, ...] = ("session", "pass")
 FIELD_CHOICES: dict[str, tuple[str, ...]] = {
     "algo": ALGOS, "dataset": DATASETS, "split": SPLITS, "loss": LOSSES, "positions": POSITIONS,
     "readout": READOUTS, "interests": INTERESTS, "next_item_positions": NEXT_ITEM_POSITIONS, "episode": EPISODES,
-    "policy": POLICIES,
+    "policy": POLICIES, "kernel_path": ("avx2", "native"),
 }
 #: Fields of the LSRWRL extractor and of what needs it: not used with ``policy="multi_hot"``.
 EXTRACTOR_FIELDS: tuple[str, ...] = (
@@ -105,6 +105,9 @@ class TrainConfig:
     seed: int = 0  # seeds torch, numpy, the environments and SB3
     device: str = "cpu"  # torch device: "cpu", "cuda" or "auto"
     torch_threads: int = 2  # torch.set_num_threads during training (2 cores here: +34% steps/s over 1)
+    # CPU kernels: "avx2" pins PyTorch's to AVX2 so a seed gives one result on any x86-64 processor
+    # with AVX2; "native" uses the machine's fastest (results then depend on it; agents.kernel_path)
+    kernel_path: str = "avx2"
     runs_dir: str = "runs"  # parent folder of run directories
 
     # --- data and environment (MovieLensRec-v0 arguments) ---
@@ -328,9 +331,17 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str) -> TrainConfig:
-        """Read a ``config.json`` written by a run."""
+        """Read a ``config.json`` written by a run.
+
+        Fields added since the run keep the behaviour it had: :data:`WRITTEN_BEFORE_THE_FIELD`.
+        """
         with open(path, encoding="utf-8") as fh:
-            return cls.from_dict(json.load(fh))
+            values = json.load(fh)
+        return cls.from_dict({**WRITTEN_BEFORE_THE_FIELD, **values})
+
+
+#: The value a ``config.json`` written before a field existed means (the behaviour of then).
+WRITTEN_BEFORE_THE_FIELD: dict[str, Any] = {"kernel_path": "native"}
 
 
 # Presets -----------------------------------------------------------------------------------

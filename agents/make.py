@@ -258,7 +258,7 @@ ENV_FIELDS: tuple[str, ...] = (
 #: model: :func:`make_agent` refuses them.
 LOOP_FIELDS: tuple[str, ...] = (
     "name", "preset", "runs_dir", "total_timesteps", "max_episodes", "max_train_seconds", "eval_freq",
-    "val_fraction", "eval_k", "checkpoint_freq", "tune", "torch_threads", "device",
+    "val_fraction", "eval_k", "checkpoint_freq", "tune", "torch_threads", "kernel_path", "device",
 )
 
 

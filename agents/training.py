@@ -44,6 +44,7 @@ import gymnasium as gym
 import numpy as np
 
 from agents.config import OFF_POLICY_ALGOS, TrainConfig
+from agents.kernel_path import KernelPathError, pin_kernel_path
 from agents.evaluate import METRIC_KEYS, evaluate_model, popularity_metrics
 from agents.make import attach_logged_data, build_agent, load_split, make_env, make_train_vec_env
 from agents.run_dir import RunDirError, RunDirLock, check_new_run_dir, clear_run_dir, new_run_dir
@@ -512,7 +513,11 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
     from recsim_env import holdout_last
     from stable_baselines3.common.logger import configure
 
-    # Checks that change nothing on disk: device, run directory, data.
+    # Checks that change nothing on disk: kernels, device, run directory, data.
+    try:
+        pin_kernel_path(config.kernel_path)
+    except (KernelPathError, ValueError) as err:
+        raise SetupError(str(err)) from None
     device = resolve_device(config.device)
     if resume:
         if run_dir is None:
@@ -669,7 +674,9 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
             "device": str(model.device),
             # What the floats depend on besides the seed (see experiments.determinism).
             "torch_threads": config.torch_threads,
+            "kernel_path": config.kernel_path,
             "cpu_capability": th.backends.cpu.get_cpu_capability(),
+            "mkl_cbwr": os.environ.get("MKL_CBWR"),
             "n_parameters": n_params,
             "unused_settings": config.unused_fields(),
         }

@@ -985,6 +985,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit status (1 if any model failed on every seed)."""
     args = parse_args(argv)
     opts = options_from_args(args)
+    # Every model of the table (the neural baselines too) on LSRWRL's kernel path, set before
+    # PyTorch runs anything (agents.kernel_path).
+    from agents.kernel_path import pin_kernel_path
+
+    pin_kernel_path(lsrwrl_config("ml-100k", 0, opts, Path(args.out)).kernel_path)
     datasets = load_datasets(args, opts)
     failed = False
     for name, data in datasets:

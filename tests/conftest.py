@@ -15,12 +15,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agents.kernel_path import KERNEL_PATHS
 from recsim_env.dataset import MovieLensData, Split
 from recsim_env.download import CACHE_ENV_VAR
 from recsim_env.movielens import DATA_ENV_VAR, load_movielens
 from recsim_env.splits import split_ratings
 
 _REPO = Path(__file__).resolve().parents[1]
+
+# The tests run on the kernel path make train pins by default (agents.kernel_path): set before
+# PyTorch runs its first operation in this process.
+for _name, _value in KERNEL_PATHS["avx2"].items():
+    os.environ.setdefault(_name, _value)
 
 
 @pytest.fixture(scope="session", autouse=True)

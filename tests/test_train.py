@@ -235,6 +235,9 @@ def test_budget_is_in_steps_so_the_same_seed_gives_the_same_metrics(tmp_path):
     saved = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert saved["complete"] is True and saved["training"]["env_steps"] == saved["training"]["total_timesteps"] == 80
     assert json.loads((tmp_path / "a" / "config.json").read_text())["seed"] == 3
+    # What the floats depend on besides the seed is recorded: the pinned kernel path by default.
+    assert {k: saved["training"][k] for k in ("kernel_path", "cpu_capability", "mkl_cbwr", "torch_threads")} == {
+        "kernel_path": "avx2", "cpu_capability": "AVX2", "mkl_cbwr": "AVX2", "torch_threads": tiny(tmp_path).torch_threads}
 
 
 def test_resume_continues_from_the_last_checkpoint(tmp_path):
