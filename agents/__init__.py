@@ -17,6 +17,7 @@ _LAZY: dict[str, str] = {
     "MaskedSelfAttention": "agents.attention",
     "DeepFM": "agents.deepfm",
     "make_agent": "agents.make",
+    "pin_kernel_path": "agents.kernel_path",
     "TrainConfig": "agents.config",
     "make_config": "agents.config",
     "PRESETS": "agents.config",

@@ -8,7 +8,7 @@ weights on an AVX-512 and an AVX2 machine, and the gap grows over a run
 choice change the weights).
 
 ``kernel_path="avx2"`` (the :class:`~agents.config.TrainConfig` default) pins both to their
-AVX2 code path, which every x86-64 processor since 2013 has: ``ATEN_CPU_CAPABILITY=avx2`` and
+AVX2 code path, which x86-64 processors have had since Intel Haswell (2013) and AMD Excavator (2015): ``ATEN_CPU_CAPABILITY=avx2`` and
 ``MKL_CBWR=AVX2`` (MKL's conditional numerical reproducibility). ``"native"`` keeps the
 machine's fastest kernels. The variables only act when set before PyTorch runs its first
 operation (ATen) and its first matrix product (MKL): :func:`pin_kernel_path` sets them and

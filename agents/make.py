@@ -277,6 +277,11 @@ def make_agent(env: Any = "ml-100k", algo: str | None = None, preset: str = "def
     >>> model = make_agent("ml-100k", algo="ppo", seed=0)   # doctest: +SKIP
     >>> model.learn(600_000)                                 # doctest: +SKIP
 
+    Same seed, same weights: on one machine always; across x86-64 machines only on one kernel
+    path. ``make train`` pins PyTorch's kernels to AVX2 before it starts (``kernel_path``);
+    here it is yours to do: call :func:`agents.pin_kernel_path` ``("avx2")`` before any torch
+    operation, or start Python with ``ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2``.
+
     :param env: a dataset name (``"ml-100k"``, ``"ml-1m"``) or a :class:`recsim_env.Split`:
         the preset's training environments are built on it (``n_envs`` monitored
         ``MovieLensRec-v0`` envs in train mode with the preset's training rewards, in an SB3
