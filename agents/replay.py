@@ -57,13 +57,19 @@ _BITS = (1 << np.arange(8)).astype(np.uint8)
 _POPCOUNT = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1).astype(np.int64)
 
 
+def _bits_of(rows: np.ndarray, byte: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(row, position)`` of every set bit of the bytes ``values`` at ``(rows, byte)`` (little bit
+    order, as ``np.packbits(..., bitorder="little")``), in the given order, positions ascending."""
+    hit, bit = np.nonzero(np.unpackbits(values[:, None], axis=1, bitorder="little"))
+    return rows[hit], byte[hit] * 8 + bit
+
+
 def _set_bits(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(row, position)`` of every set bit of a uint8 ``(n, n_bytes)`` array (little bit order,
-    as ``np.packbits(..., bitorder="little")``), row by row, positions ascending."""
-    rows, byte = np.nonzero(packed)
-    bits = np.unpackbits(packed[rows, byte][:, None], axis=1, bitorder="little")
-    hit, bit = np.nonzero(bits)
-    return rows[hit], byte[hit].astype(np.int64) * 8 + bit
+    """``(row, position)`` of every set bit of a uint8 ``(n, n_bytes)`` array, row by row."""
+    # flatnonzero of a bool array is several times faster than nonzero of the uint8 array.
+    flat = np.flatnonzero(packed != 0)
+    rows, byte = np.divmod(flat, packed.shape[1])
+    return _bits_of(rows, byte, packed.reshape(-1)[flat])
 
 
 class _BitsetStore:
@@ -139,32 +145,43 @@ class _BitsetStore:
         """Make every slot's current chain hold ``value`` (uint8 ``(n_envs, n_bytes)``) and
         return its references ``(start, length, base)``."""
         x = np.asarray(value).reshape(self.n_envs, self.n_bytes).astype(np.uint8, copy=False)
-        rows, positions = _set_bits(x & ~self.tip)
-        n_new = np.bincount(rows, minlength=self.n_envs)
-        # A new chain where the field lost a bit, or where a base costs less than the new positions.
-        restart = (self.tip & ~x).any(axis=1) | (_POSITION_BYTES * n_new > self.n_bytes)
-        if restart.any():
-            slots = np.flatnonzero(restart)
-            self._release(self.tip_base[slots])
-            self.tip_start[slots] = self.end[slots]
-            self.tip_base[slots] = -1
-            dense = _POSITION_BYTES * _POPCOUNT[x[slots]].sum(axis=1) > self.n_bytes
-            if dense.any():
-                packed = slots[dense]
-                index = self._allocate(packed.size)
-                self.pool[index] = x[packed]
-                self.tip_base[packed] = index
-                self._acquire(index)  # the current chain's reference
-            keep = ~restart[rows]
-            sparse = slots[~dense]
-            sparse_rows, sparse_positions = _set_bits(x[sparse])
-            rows = np.concatenate((rows[keep], sparse[sparse_rows]))
-            positions = np.concatenate((positions[keep], sparse_positions))
-            order = np.argsort(rows, kind="stable")
-            rows, positions = rows[order], positions[order]
-        self._append(rows, positions)
-        self.tip[:] = x
+        if not np.array_equal(x, self.tip):  # equal: SB3 passes the last next observation again
+            changed = np.flatnonzero(x != self.tip)
+            rows, byte = np.divmod(changed, self.n_bytes)
+            now, before = x.reshape(-1)[changed], self.tip.reshape(-1)[changed]
+            rows_new, positions = _bits_of(rows, byte, now & ~before)
+            n_new = np.bincount(rows_new, minlength=self.n_envs)
+            # A new chain where the field lost a bit, or where a base costs less than the new positions.
+            restart = _POSITION_BYTES * n_new > self.n_bytes
+            restart[rows[(before & ~now) != 0]] = True
+            if restart.any():
+                rows_new, positions = self._restart(np.flatnonzero(restart), x, rows_new, positions)
+            self._append(rows_new, positions)
+            self.tip.reshape(-1)[changed] = now
         return self.tip_start.copy(), (self.end - self.tip_start).astype(np.int32), self.tip_base.copy()
+
+    def _restart(self, slots: np.ndarray, x: np.ndarray, rows: np.ndarray, positions: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Start new chains holding ``x`` in ``slots``: a packed base when denser than the
+        positions would be, else all positions. Returns the positions to append: those of
+        ``(rows, positions)`` outside ``slots`` and the new chains', sorted by slot."""
+        self._release(self.tip_base[slots])
+        self.tip_start[slots] = self.end[slots]
+        self.tip_base[slots] = -1
+        dense = _POSITION_BYTES * _POPCOUNT[x[slots]].sum(axis=1) > self.n_bytes
+        if dense.any():
+            packed = slots[dense]
+            index = self._allocate(packed.size)
+            self.pool[index] = x[packed]
+            self.tip_base[packed] = index
+            self._acquire(index)  # the current chain's reference
+        sparse = slots[~dense]
+        sparse_rows, sparse_positions = _set_bits(x[sparse])
+        keep = ~np.isin(rows, slots)
+        rows = np.concatenate((rows[keep], sparse[sparse_rows]))
+        positions = np.concatenate((positions[keep], sparse_positions))
+        order = np.argsort(rows, kind="stable")
+        return rows[order], positions[order]
 
     def _append(self, rows: np.ndarray, positions: np.ndarray) -> None:
         """Append bit positions to the slots' logs (``rows`` sorted ascending)."""
@@ -361,9 +378,11 @@ class CompactDictReplayBuffer(DictReplayBuffer):
         """Bytes per transition in use: :attr:`fixed_bytes_per_transition` plus the item logs and
         base pools divided by the stored transitions (so, once full, :attr:`nbytes` per
         transition of capacity). Before the first transition: the fixed part alone."""
-        stored = self.size() * self.n_envs
+        capacity, stored = self.buffer_size * self.n_envs, self.size() * self.n_envs
         variable = sum(store.variable_nbytes for store in self.bitsets.values())
-        return self.fixed_bytes_per_transition + (variable / stored if stored else 0.0)
+        if not stored:
+            return self._fixed_nbytes() / capacity
+        return (self._fixed_nbytes() * stored + variable * capacity) / (capacity * stored)
 
 
 def dict_replay_bytes_per_transition(observation_space: spaces.Dict, action_space: spaces.Space) -> int:

@@ -23,31 +23,9 @@ from agents.replay import (
     dict_replay_bytes_per_transition,
     replay_bytes_per_transition,
 )
-from recsim_env import split_ratings
-from recsim_env.dataset import MovieLensData, Split
+from experiments.bench_replay import ML32M_ITEMS, synthetic_split
 
 th.set_num_threads(1)
-
-#: ML-32M's catalogue.
-ML32M_ITEMS = 87_585
-
-
-def synthetic_split(n_users: int, n_items: int, per_user: int, like_share: float = 0.4, seed: int = 0) -> Split:
-    """Users who each rate ``per_user`` random items (a share ``like_share`` rated 5, the others
-    1..3), split 80/20 in time."""
-    rng = np.random.default_rng(seed)
-    item = np.concatenate([rng.choice(n_items, per_user, replace=False) for _ in range(n_users)]).astype(np.int32)
-    user = np.repeat(np.arange(n_users), per_user).astype(np.int32)
-    rating = np.where(rng.random(item.size) < like_share, 5, rng.integers(1, 4, item.size)).astype(np.int8)
-    data = MovieLensData(
-        name="synthetic", user=user, item=item, rating=rating,
-        timestamp=np.arange(item.size, dtype=np.int64), user_features=np.zeros((n_users, 3), np.int32),
-        user_raw_ids=np.arange(n_users, dtype=np.int64), item_raw_ids=np.arange(n_items, dtype=np.int64),
-        item_titles=np.array(["x"] * n_items, dtype=object), item_years=np.full(n_items, 1999, np.int32),
-        item_genres=np.zeros((n_items, 1), bool), genre_names=("Drama",),
-    )  # fmt: skip
-    return split_ratings(data, "temporal", 0.8)
-
 
 def assert_same_samples(plain: DictReplayBuffer, compact: CompactDictReplayBuffer, batch: int, seeds=range(4)) -> None:
     """``sample`` of both buffers from the same random state: bit-identical tensors."""
@@ -212,6 +190,7 @@ def test_bytes_per_transition_at_ml32m_catalogue_is_under_2_kib():
     assert plain > 40_000  # SB3's DictReplayBuffer: two packed sets of 10,949 bytes, twice
     assert buffer.fixed_bytes_per_transition < 400
     rng = np.random.default_rng(0)
+    env.seed(0)
     obs = env.reset()
     for _ in range(600):  # 2,400 transitions: 40 episodes per slot, the buffer wraps around
         actions = rng.integers(0, ML32M_ITEMS, n_envs)
