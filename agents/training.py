@@ -630,7 +630,7 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
                         tb_log_name=config.algo)  # fmt: skip
             signals.defer = False
         session_seconds = time.monotonic() - runner.session_start
-        if config.algo in OFF_POLICY_ALGOS:
+        if config.algo in OFF_POLICY_ALGOS and config.replay_buffer == "compact":  # now measured
             say(replay_memory_line(model.replay_buffer, config.buffer_size))
         train_seconds = runner.train_seconds()
         session_eval_seconds = runner.eval_seconds
