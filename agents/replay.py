@@ -342,9 +342,9 @@ class CompactDictReplayBuffer(DictReplayBuffer):
             observations={key: self.to_torch(obs) for key, obs in obs_.items()},
             actions=self.to_torch(self.actions[batch_inds, env_indices]),
             next_observations={key: self.to_torch(obs) for key, obs in next_obs_.items()},
-            dones=self.to_torch(self.dones[batch_inds, env_indices] * (1 - self.timeouts[batch_inds, env_indices])).reshape(
-                -1, 1
-            ),
+            dones=self.to_torch(
+                self.dones[batch_inds, env_indices] * (1 - self.timeouts[batch_inds, env_indices])
+            ).reshape(-1, 1),
             rewards=self.to_torch(self._normalize_reward(self.rewards[batch_inds, env_indices].reshape(-1, 1), env)),
         )
 
@@ -352,8 +352,8 @@ class CompactDictReplayBuffer(DictReplayBuffer):
         """The observation (``which=0``) or next observation (1) fields at ``(rows, slots)``, in
         the observation space's key order."""
         stored = self.observations if which == 0 else self.next_observations
-        return {key: self.bitsets[key].rebuild(rows, slots, which) if key in self.bitsets else stored[key][rows, slots, :]
-                for key in self.observation_space.spaces}
+        return {key: self.bitsets[key].rebuild(rows, slots, which) if key in self.bitsets
+                else stored[key][rows, slots, :] for key in self.observation_space.spaces}
 
     # -- memory --------------------------------------------------------------------------------
 

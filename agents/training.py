@@ -204,7 +204,8 @@ def replay_memory_line(buffer, buffer_size: int) -> str:
     if isinstance(buffer, CompactDictReplayBuffer) and buffer.size() == 0:
         return (f"replay buffer: {name}, {per:,.0f} bytes per transition before the item ids of "
                 f"{' and '.join(buffer.bitset_keys)} (measured at the end)")
-    return f"replay buffer: {name}, {per:,.0f} bytes per transition x {buffer_size:,} = {per * buffer_size / 2**20:,.1f} MiB"
+    return (f"replay buffer: {name}, {per:,.0f} bytes per transition x {buffer_size:,} = "
+            f"{per * buffer_size / 2**20:,.1f} MiB")
 
 
 

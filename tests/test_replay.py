@@ -175,7 +175,8 @@ def test_bad_settings_are_refused_with_the_fix():
         CompactDictReplayBuffer(10, space, spaces.Discrete(9))
     ok = spaces.Dict({"liked": spaces.Box(0, 255, (2,), np.uint8), "excluded": spaces.Box(0, 255, (2,), np.uint8)})
     with pytest.raises(ValueError, match="optimize_memory_usage=True"):
-        CompactDictReplayBuffer(10, ok, spaces.Discrete(9), optimize_memory_usage=True, handle_timeout_termination=False)
+        CompactDictReplayBuffer(10, ok, spaces.Discrete(9), optimize_memory_usage=True,
+                                handle_timeout_termination=False)
 
 
 # Memory --------------------------------------------------------------------------------------
