@@ -9,7 +9,7 @@ export MOVIELENS_DATA
 DATASET ?= ml-100k
 ARGS ?=
 
-.PHONY: install test docs train evaluate table ablation algorithms sweep search validity bench bench-data bench-env bench-agent clean
+.PHONY: install test docs train evaluate table ablation algorithms sweep search validity bench bench-data bench-env bench-agent bench-replay clean
 
 install: $(VENV)/.installed
 
@@ -51,13 +51,16 @@ search: install
 validity: install
 	$(PY) -m experiments.validity $(ARGS)
 
-bench: bench-data bench-env bench-agent
+bench: bench-data bench-env bench-agent bench-replay
 
 bench-env: install
 	$(PY) -m experiments.bench_env $(ARGS)
 
 bench-agent: install
 	$(PY) -m experiments.bench_agent $(ARGS)
+
+bench-replay: install
+	$(PY) -m experiments.bench_replay $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

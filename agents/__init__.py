@@ -36,6 +36,7 @@ _LAZY: dict[str, str] = {
     "score_observations": "agents.scoring",
     "make_score_fn": "agents.scoring",
     "greedy_return": "agents.scoring",
+    "CompactDictReplayBuffer": "agents.replay",
 }
 
 __all__ = sorted(_LAZY)

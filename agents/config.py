@@ -46,6 +46,9 @@ from recsim_env.dataset import DATASETS  # the package's one list of dataset nam
 ALGOS: tuple[str, ...] = ("dqn", "qrdqn", "ppo", "a2c", "maskable_ppo")
 #: Off-policy (replay-buffer) algorithms among :data:`ALGOS`.
 OFF_POLICY_ALGOS: tuple[str, ...] = ("dqn", "qrdqn")
+#: Replay buffers of the off-policy algorithms (as agents.replay.REPLAY_BUFFER_CLASSES; this
+#: module stays free of torch, a test keeps the two in step).
+REPLAY_BUFFERS: tuple[str, ...] = ("compact", "sb3")
 SPLITS: tuple[str, ...] = ("temporal", "random")
 LOSSES: tuple[str, ...] = ("huber", "mse")
 #: Short-term position encodings and readouts (as agents.attention.POSITIONS / READOUTS; this
@@ -61,7 +64,8 @@ NEXT_ITEM_POSITIONS: tuple[str, ...] = ("last", "all")
 #: (:func:`make_config`); a preset's value for it is not used (:meth:`TrainConfig.unused_fields`).
 ALGO_FIELDS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(("buffer_size", "learning_starts", "train_freq", "gradient_steps", "target_update_interval",
-                     "exploration_fraction", "exploration_initial_eps", "exploration_final_eps", "mask_actions"),
+                     "exploration_fraction", "exploration_initial_eps", "exploration_final_eps", "mask_actions",
+                     "replay_buffer"),
                     OFF_POLICY_ALGOS),
     **dict.fromkeys(("dueling", "tied_item_embeddings", "double_q", "td_weight", "loss"), ("dqn",)),
     "n_quantiles": ("qrdqn",),
@@ -79,7 +83,7 @@ EPISODES: tuple[str, ...] = ("session", "pass")
 FIELD_CHOICES: dict[str, tuple[str, ...]] = {
     "algo": ALGOS, "dataset": DATASETS, "split": SPLITS, "loss": LOSSES, "positions": POSITIONS,
     "readout": READOUTS, "interests": INTERESTS, "next_item_positions": NEXT_ITEM_POSITIONS, "episode": EPISODES,
-    "policy": POLICIES, "kernel_path": ("avx2", "native"),
+    "policy": POLICIES, "kernel_path": ("avx2", "native"), "replay_buffer": REPLAY_BUFFERS,
 }
 #: Fields of the LSRWRL extractor and of what needs it: not used with ``policy="multi_hot"``.
 EXTRACTOR_FIELDS: tuple[str, ...] = (
@@ -167,6 +171,10 @@ class TrainConfig:
 
     # --- off-policy: dqn, qrdqn ---
     buffer_size: int = 200_000  # replay capacity in transitions
+    # Replay buffer: "compact" (agents.replay.CompactDictReplayBuffer: liked and excluded stored as item ids, a few
+    # hundred bytes per transition at any catalogue size, samples identical to SB3's) or "sb3" (SB3's
+    # DictReplayBuffer: every field twice per transition, 2 * ceil(n_items / 8) bytes for each packed set).
+    replay_buffer: str = "compact"
     learning_starts: int = 5_000  # random-policy transitions before the first update
     train_freq: int = 1  # update every this many vector steps (each is n_envs transitions)
     gradient_steps: int = 1  # gradient steps per update
@@ -341,7 +349,7 @@ class TrainConfig:
 
 
 #: The value a ``config.json`` written before a field existed means (the behaviour of then).
-WRITTEN_BEFORE_THE_FIELD: dict[str, Any] = {"kernel_path": "native"}
+WRITTEN_BEFORE_THE_FIELD: dict[str, Any] = {"kernel_path": "native", "replay_buffer": "sb3"}
 
 
 # Presets -----------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ _NEXT_ITEM = ("next_item_weight", "next_item_positions", "next_item_batch_size",
               "pretrain_batch_size")
 _OFF_POLICY = ("learning_rate", "buffer_size", "learning_starts", "batch_size", "gamma", "train_freq",
                "gradient_steps", "target_update_interval", "exploration_fraction", "exploration_initial_eps",
-               "exploration_final_eps", "max_grad_norm", "mask_actions", *_NEXT_ITEM)
+               "exploration_final_eps", "max_grad_norm", "mask_actions", "replay_buffer_class", *_NEXT_ITEM)
 _PPO = ("learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "clip_range", "ent_coef",
         "vf_coef", "max_grad_norm", *_NEXT_ITEM)
 

@@ -200,6 +200,7 @@ def _first_env(env) -> gym.Env:
 #: Constructor arguments whose config field has another name (every other argument is a field).
 CONFIG_FIELD_OF: dict[str, str] = {
     "td_loss": "loss", "next_item_batch_size": "next_item_batch", "pretrain_batch_size": "pretrain_batch",
+    "replay_buffer_class": "replay_buffer",
 }
 
 
@@ -215,10 +216,15 @@ def algo_kwargs(config: TrainConfig) -> dict[str, Any]:
     """The algorithm constructor's hyperparameters from the config: only those ``config.algo``
     takes (:data:`agents.factory.ALGO_HYPERPARAMETERS`), so a preset's values for other
     algorithms are not passed; the learning rate becomes a linear schedule when
-    ``final_learning_rate`` is set."""
+    ``final_learning_rate`` is set, ``replay_buffer`` its class
+    (:data:`agents.replay.REPLAY_BUFFER_CLASSES`)."""
     from agents.factory import ALGO_HYPERPARAMETERS
 
     kwargs = {name: getattr(config, CONFIG_FIELD_OF.get(name, name)) for name in ALGO_HYPERPARAMETERS[config.algo]}
+    if "replay_buffer_class" in kwargs:
+        from agents.replay import REPLAY_BUFFER_CLASSES
+
+        kwargs["replay_buffer_class"] = REPLAY_BUFFER_CLASSES[config.replay_buffer]
     if config.final_learning_rate is not None:
         from stable_baselines3.common.utils import LinearSchedule
 

@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from agents.config import OFF_POLICY_ALGOS, TrainConfig
@@ -192,21 +191,22 @@ def resolve_device(device: str) -> str:
 
 
 
-def replay_bytes_per_transition(observation_space: gym.spaces.Dict, action_space: gym.Space) -> int:
-    """Bytes one transition takes in SB3's ``DictReplayBuffer`` (no memory optimisation).
+def replay_memory_line(buffer, buffer_size: int) -> str:
+    """The printed line on a model's replay buffer: its class and bytes per transition
+    (:func:`agents.replay.replay_bytes_per_transition`), and the total at ``buffer_size``.
 
-    ``2 * sum(obs field bytes)`` (observation and next observation, stored in their own
-    dtypes: int32 user and history, uint8 packed liked and excluded bits) + the action (int64 for
-    ``Discrete``) + reward, done and timeout (float32 each).
-
-    :param observation_space: the Dict observation space
-    :param action_space: the action space
+    An empty :class:`~agents.replay.CompactDictReplayBuffer` only knows its fixed part: the item
+    ids of the packed sets are measured once transitions are stored.
     """
-    obs = sum(int(np.prod(s.shape)) * np.dtype(s.dtype).itemsize for s in observation_space.spaces.values())
-    action_dtype = np.dtype(action_space.dtype)
-    action_dtype = np.dtype(np.float32) if action_dtype == np.float64 else action_dtype
-    action = int(np.prod(action_space.shape or (1,))) * action_dtype.itemsize
-    return 2 * obs + action + 3 * np.dtype(np.float32).itemsize
+    from agents.replay import CompactDictReplayBuffer, replay_bytes_per_transition
+
+    per = replay_bytes_per_transition(buffer)
+    name = type(buffer).__name__
+    if isinstance(buffer, CompactDictReplayBuffer) and buffer.size() == 0:
+        return (f"replay buffer: {name}, {per:,.0f} bytes per transition before the item ids of "
+                f"{' and '.join(buffer.bitset_keys)} (measured at the end)")
+    return (f"replay buffer: {name}, {per:,.0f} bytes per transition x {buffer_size:,} = "
+            f"{per * buffer_size / 2**20:,.1f} MiB")
 
 
 
@@ -622,9 +622,7 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
             f"{split.n_items} items), {config.n_envs} envs, {n_params:,} parameters, "
             f"torch threads {config.torch_threads}, device {model.device}")
         if config.algo in OFF_POLICY_ALGOS:
-            per = replay_bytes_per_transition(vec_env.observation_space, vec_env.action_space)
-            say(f"replay buffer: {per:,} bytes per transition x {config.buffer_size:,} = "
-                f"{per * config.buffer_size / 2**20:,.1f} MiB")
+            say(replay_memory_line(model.replay_buffer, config.buffer_size))
 
         # Training loop (SB3's), with the monitor callback; signals now stop it between steps.
         remaining = config.total_timesteps - int(model.num_timesteps)
@@ -638,6 +636,8 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
                         tb_log_name=config.algo)  # fmt: skip
             signals.defer = False
         session_seconds = time.monotonic() - runner.session_start
+        if config.algo in OFF_POLICY_ALGOS and config.replay_buffer == "compact":  # now measured
+            say(replay_memory_line(model.replay_buffer, config.buffer_size))
         train_seconds = runner.train_seconds()
         session_eval_seconds = runner.eval_seconds
         runner.save_checkpoint(model)
@@ -681,8 +681,9 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
             "unused_settings": config.unused_fields(),
         }
         if config.algo in OFF_POLICY_ALGOS:
-            training["replay_bytes_per_transition"] = replay_bytes_per_transition(
-                vec_env.observation_space, vec_env.action_space)
+            from agents.replay import replay_bytes_per_transition
+
+            training["replay_bytes_per_transition"] = round(replay_bytes_per_transition(model.replay_buffer), 1)
         evaluated_on = "validation" if config.tune else "test"
         atomic_write_json(run_dir / "metrics.json", {
             "complete": complete,

@@ -37,6 +37,9 @@ What the zoo path gives. The zoo builds SB3's / sb3-contrib's own ``DQN``, ``PPO
   ``"lin_<lr>"``), ``gamma``, batch / buffer / exploration / target-update settings (off-policy),
   ``n_steps`` / ``n_epochs`` / GAE / clipping / entropy / value coefficients (on-policy),
   gradient clipping, ``n_envs`` (64) and ``n_timesteps`` (600,000, the preset's budget);
+* the preset's replay buffer (off-policy): ``replay_buffer_class``
+  :class:`agents.replay.CompactDictReplayBuffer` (SB3's ``DictReplayBuffer`` with
+  ``replay_buffer="sb3"``);
 * the preset's training rewards (rating / 5 for every consumed rating) as the environment's
   ``reward_map`` in ``env_kwargs``. ``--env-kwargs`` on the command line *replaces* the entry's
   ``env_kwargs`` entirely: repeat ``reward_map`` there.

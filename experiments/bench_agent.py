@@ -3,7 +3,7 @@
 * Extractor throughput: observations per second through :class:`LongShortExtractor` (forward,
   and forward + backward), on ML-100K- and ML-1M-sized observation spaces.
 * Replay memory: bytes per transition in SB3's ``DictReplayBuffer`` and the default buffer's
-  total, for both sizes.
+  total, for both sizes (the compact buffer the preset uses: :mod:`experiments.bench_replay`).
 * Training profile of the ``default`` preset on ML-100K and ML-1M: per training step, the time
   in the environments' step, acting, the replay buffer (add, sampling), next-item sampling, the
   update's forward and backward passes, and validation (amortised); the transitions per second
@@ -24,7 +24,7 @@ import numpy as np
 
 from agents.config import make_config
 from agents.make import extractor_kwargs
-from agents.training import replay_bytes_per_transition
+from agents.replay import dict_replay_bytes_per_transition
 
 #: Items of the two datasets (the action-space size).
 N_ITEMS = {"ml-100k": 1682, "ml-1m": 3706}
@@ -239,9 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     config = make_config("default")
     print(f"torch {th.__version__}, {args.threads} thread(s); extractor {extractor_kwargs(config)}")
 
-    print("\nreplay memory (SB3 DictReplayBuffer, obs + next_obs stored, liked and excluded as packed bits):")
+    print("\nreplay memory of SB3's DictReplayBuffer (replay_buffer=sb3; obs + next_obs stored, liked and excluded "
+          "as packed bits; the default compact buffer: python -m experiments.bench_replay):")
     for name, n in N_ITEMS.items():
-        per = replay_bytes_per_transition(observation_space(n), gym.spaces.Discrete(n))
+        per = dict_replay_bytes_per_transition(observation_space(n), gym.spaces.Discrete(n))
         print(f"  {name:8s} {n:5d} items: {per:5d} bytes/transition; {config.buffer_size:,} transitions = "
               f"{per * config.buffer_size / 2**20:7.1f} MiB")
 

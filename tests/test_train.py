@@ -13,7 +13,7 @@ import torch as th
 
 import recsim_env  # noqa: F401  (registers MovieLensRec-v0)
 from agents.config import ALGO_FIELDS, ALGOS, PRESETS, TrainConfig, make_config, parse_value
-from agents.training import SetupError, TrainingInterrupted, atomic_write_json, replay_bytes_per_transition, train
+from agents.training import SetupError, TrainingInterrupted, atomic_write_json, train
 from experiments.train import main
 
 th.set_num_threads(1)
@@ -153,6 +153,8 @@ def test_train_rewards_apply_to_training_envs_only(split):
 def test_replay_bytes_formula_matches_sb3_buffer_and_ml1m_fits_2gib():
     from stable_baselines3.common.buffers import DictReplayBuffer
 
+    from agents.replay import dict_replay_bytes_per_transition, replay_bytes_per_transition
+
     n_items = 3706  # ML-1M
     space = gym.spaces.Dict({
         "user": gym.spaces.Box(0, np.array([1, 6, 20]), shape=(3,), dtype=np.int32),
@@ -161,11 +163,11 @@ def test_replay_bytes_formula_matches_sb3_buffer_and_ml1m_fits_2gib():
         "excluded": gym.spaces.Box(0, 255, shape=((n_items + 7) // 8,), dtype=np.uint8),
     })  # fmt: skip
     action_space = gym.spaces.Discrete(n_items)
-    per = replay_bytes_per_transition(space, action_space)
+    per = dict_replay_bytes_per_transition(space, action_space)
     buf = DictReplayBuffer(64, space, action_space, device="cpu", n_envs=1)
     arrays = [*buf.observations.values(), *buf.next_observations.values(), buf.actions, buf.rewards,
               buf.dones, buf.timeouts]
-    assert sum(a.nbytes for a in arrays) == per * 64
+    assert sum(a.nbytes for a in arrays) == per * 64 == replay_bytes_per_transition(buf) * 64
     assert per == 2 * (12 + 80 + 464 + 464) + 8 + 12
     assert per * make_config("default").buffer_size < 2 * 2**30
     assert make_config("default").buffer_size >= 200_000
@@ -198,6 +200,14 @@ def test_every_algorithm_trains_end_to_end(algo, tmp_path):
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["agent"]["precision@10"] == pytest.approx(m["precision@10"])
     assert json.loads((run / "config.json").read_text())["algo"] == algo
+    if algo in ("dqn", "qrdqn"):  # the compact replay buffer, its measured size recorded
+        from agents.replay import CompactDictReplayBuffer, dict_replay_bytes_per_transition
+
+        buffer = result.model.replay_buffer
+        assert type(buffer) is CompactDictReplayBuffer
+        assert saved["training"]["replay_bytes_per_transition"] == round(buffer.bytes_per_transition, 1)
+        assert buffer.bytes_per_transition < dict_replay_bytes_per_transition(buffer.observation_space,
+                                                                              buffer.action_space)
     assert {"python", "torch", "stable_baselines3", "gymnasium", "numpy"} <= set(
         json.loads((run / "versions.json").read_text()))
     assert len(result.curve["validation"]) >= 2
@@ -254,7 +264,8 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path):
     assert second.model.next_item_weight > 0 and second.model.next_item_source is not None
     assert second.curve["episodes"][: len(episodes_before)] == episodes_before
     assert len(second.curve["episodes"]) > len(episodes_before)
-    # The replay buffer came back with the checkpoint and kept filling.
+    # The (compact) replay buffer came back with the checkpoint and kept filling.
+    assert type(second.model.replay_buffer).__name__ == "CompactDictReplayBuffer"
     assert second.model.replay_buffer.pos == buffer_before + (320 - 160) // config.n_envs
     latest = json.loads((tmp_path / "run" / "checkpoints" / "latest.json").read_text())
     assert latest["checkpoint"] == "step-320"

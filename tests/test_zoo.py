@@ -78,6 +78,8 @@ def test_zoo_train_command_trains_the_lsrwrl_network(algo: str, ml100k_dir: Path
     assert model.n_envs == 2
     config = (zips[0].parent / "MovieLensRec-v0" / "config.yml").read_text()
     assert "agents.zoo.Zoo" in config and "LongShortExtractor" in config and "reward_map" in config
+    if algo == "dqn":
+        assert type(model.replay_buffer).__name__ == "CompactDictReplayBuffer" and "CompactDictReplayBuffer" in config
 
 
 @pytest.mark.parametrize("algo", zoo.ZOO_ALGOS)
@@ -100,6 +102,8 @@ def test_entries_hold_the_default_preset_in_the_zoo_s_terms(algo: str) -> None:
     assert set(entry) - set(ZOO_KEYS) <= accepted
     assert isinstance(entry["policy"], str) and get_class_by_name(entry["policy"])
     assert not set(entry) & set(zoo.LSR_ONLY_ARGUMENTS)
+    if algo in ("dqn", "qrdqn"):  # the preset's replay buffer reaches SB3's own class too
+        assert entry["replay_buffer_class"].__name__ == "CompactDictReplayBuffer"
 
 
 @pytest.mark.parametrize("algo", ["dqn", "ppo", "a2c", "qrdqn"])
