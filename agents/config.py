@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recsim_env.dataset import DATASETS  # the package's one list of dataset names
+from recsim_env.dataset import DATASETS, RATING_SCALES  # the package's one list of dataset names
 
 #: Algorithms :mod:`agents.factory` can build around the extractor.
 ALGOS: tuple[str, ...] = ("dqn", "qrdqn", "ppo", "a2c", "maskable_ppo")
@@ -115,9 +115,10 @@ class TrainConfig:
     train_ratio: float = 0.8  # fraction of each user's ratings in the train part
     split_seed: int = 0  # seed of the random split (unused by temporal)
     history_len: int = 20  # short-term window n (paper: 20)
-    like_threshold: int = 4  # a rating >= this is a like
-    # Reward of a consumed target rated 1..5 in *training* envs (None: the env's rating/5 on a like,
-    # else 0). Test envs always use the env's reward.
+    like_threshold: float | None = None  # a rating >= this is a like (None: the dataset's, 4 on MovieLens)
+    # Reward of a consumed target in *training* envs, one per rating of the dataset's scale, lowest
+    # first (1..5 on ML-100K/1M; None: the env's reward, rating/5 on a like, else 0). Test envs
+    # always use the env's reward.
     train_rewards: tuple[float, ...] | None = (0.2, 0.4, 0.6, 0.8, 1.0)
     max_steps: int = 50  # recommendations per episode before truncation
     n_envs: int = 64  # parallel training environments (SB3 DummyVecEnv); transitions per vector step
@@ -275,7 +276,12 @@ class TrainConfig:
         need(0.0 < self.train_ratio < 1.0, f"train_ratio must be in (0, 1), got {self.train_ratio}")
         need(0.0 < self.val_fraction < 1.0, f"val_fraction must be in (0, 1), got {self.val_fraction}")
         need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
-        need(1 <= self.like_threshold <= 5, f"like_threshold must be a rating in 1..5, got {self.like_threshold}")
+        scale = RATING_SCALES.get(self.dataset)
+        scale_text = _scale_text(scale) if scale else ""
+        if scale is not None and self.like_threshold is not None:
+            need(isinstance(self.like_threshold, (int, float)) and not isinstance(self.like_threshold, bool)
+                 and scale[0] <= self.like_threshold <= scale[-1],
+                 f"like_threshold must be a rating in {scale_text}, got {self.like_threshold}")
         for fname in ("exploration_fraction", "exploration_initial_eps", "exploration_final_eps",
                       "gae_lambda"):
             value = getattr(self, fname)
@@ -285,9 +291,12 @@ class TrainConfig:
         for fname in ("ent_coef", "vf_coef"):
             need(getattr(self, fname) >= 0, f"{fname} must be >= 0, got {getattr(self, fname)}")
         if self.train_rewards is not None:
-            need(len(self.train_rewards) == 5 and all(isinstance(r, (int, float)) and math.isfinite(r)
-                                                     for r in self.train_rewards),
-                 f"train_rewards must be 5 finite numbers (rewards for ratings 1..5), got {self.train_rewards!r}")
+            need(all(isinstance(r, (int, float)) and math.isfinite(r) for r in self.train_rewards),
+                 f"train_rewards must be finite numbers, got {self.train_rewards!r}")
+            if scale is not None:
+                need(len(self.train_rewards) == len(scale),
+                     f"train_rewards must be {len(scale)} finite numbers (rewards for ratings {scale_text} of "
+                     f"{self.dataset}), got {self.train_rewards!r}")
         for fname in ("dnn_hidden", "net_arch"):
             value = getattr(self, fname)
             need(all(isinstance(h, int) and h > 0 for h in value),
@@ -520,6 +529,12 @@ def make_config(preset: str = "default", **overrides: Any) -> TrainConfig:
     if preset == "paper-1000-sessions" and "max_steps" in overrides and "total_timesteps" not in overrides:
         values["total_timesteps"] = 1000 * int(overrides["max_steps"])
     return TrainConfig.from_dict(values).validate()
+
+
+def _scale_text(scale: tuple[float, ...]) -> str:
+    """``1..5`` for whole stars, ``0.5..5.0 (half stars)`` and so on."""
+    step = "" if all(isinstance(r, int) for r in scale) else " in half stars"
+    return f"{scale[0]}..{scale[-1]}{step}"
 
 
 # CLI --------------------------------------------------------------------------------------

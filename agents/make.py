@@ -50,7 +50,7 @@ def make_env(config: TrainConfig, split, mode: str) -> gym.Env:
     """
     import recsim_env  # noqa: F401  (registers the id)
 
-    reward_map = train_reward_map(config) if mode == "train" else None
+    reward_map = train_reward_map(config, split.data.rating_scale) if mode == "train" else None
     env = gym.make(
         "MovieLensRec-v0",
         mode=mode,
@@ -203,12 +203,23 @@ CONFIG_FIELD_OF: dict[str, str] = {
 }
 
 
-def train_reward_map(config: TrainConfig) -> dict[int, float] | None:
+def train_reward_map(config: TrainConfig, rating_scale: tuple[float, ...] | None = None) -> dict[float, float] | None:
     """The training environments' ``reward_map`` (rating -> reward) from ``config.train_rewards``
-    (None: the environment's own rewards)."""
+    (None: the environment's own rewards).
+
+    :param rating_scale: the dataset's ratings, increasing (default: those of ``config.dataset``)
+    :raises ValueError: ``train_rewards`` does not give one reward per rating of the scale
+    """
     if config.train_rewards is None:
         return None
-    return {rating: float(r) for rating, r in zip(range(1, 6), config.train_rewards)}
+    from recsim_env.dataset import RATING_SCALES
+
+    scale = RATING_SCALES[config.dataset] if rating_scale is None else tuple(rating_scale)
+    if len(config.train_rewards) != len(scale):
+        raise ValueError(f"train_rewards gives {len(config.train_rewards)} rewards, but the data have "
+                         f"{len(scale)} ratings {scale}: give one reward per rating (lowest first), or "
+                         "train_rewards=none for the environment's own rewards")
+    return {rating: float(r) for rating, r in zip(scale, config.train_rewards)}
 
 
 def algo_kwargs(config: TrainConfig) -> dict[str, Any]:

@@ -74,7 +74,8 @@ class _MultiHotEncoder:
         if np.any(user.low != 0):
             raise ValueError(f"user feature codes must start at 0, got low={user.low}")
         self.cardinalities = (np.asarray(user.high, dtype=np.int64) + 1).reshape(-1)
-        self.offsets = np.concatenate([[0], np.cumsum(self.cardinalities)[:-1]])
+        # int64 even with no user feature (an empty cumsum is float)
+        self.offsets = np.concatenate([[0], np.cumsum(self.cardinalities)[:-1]]).astype(np.int64)
         self.n_user = int(self.cardinalities.sum())
         self.history = history
         self.recency_decay = decay
@@ -113,7 +114,7 @@ class _MultiHotEncoder:
             history = np.zeros((tokens.shape[0], self.n_items), np.float32)
             np.maximum.at(history, (rows, items), self.weights[slots])
 
-        codes = np.asarray(obs["user"]).reshape(-1, self.cardinalities.size)
+        codes = np.asarray(obs["user"]).reshape(tokens.shape[0], self.cardinalities.size)
         if np.any(codes < 0) or np.any(codes >= self.cardinalities):
             raise ValueError(
                 f"user feature codes must lie in [0, {(self.cardinalities - 1).tolist()}], "
