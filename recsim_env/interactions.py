@@ -3,7 +3,8 @@
 A log is a table with one row per interaction: a user id, an item id and, optionally, a rating
 (explicit feedback) or a value (implicit feedback), a time and categorical user features. It
 comes as a CSV file (``.csv``, ``.tsv``, optionally compressed: ``.gz``, ``.bz2``, ``.xz``,
-``.zst``, ``.zip``), a Parquet file (``.parquet``, ``.pq``) or a pandas DataFrame, and becomes
+``.zst``, ``.zip``), a Parquet file (``.parquet``, ``.pq``; needs ``pyarrow``) or a pandas
+DataFrame, and becomes
 the :class:`~recsim_env.dataset.MovieLensData` the MovieLens loaders return, so that splits,
 the environment, the user model, the baselines, the evaluator and training take it unchanged.
 
@@ -221,7 +222,10 @@ def _read(
     kind = suffixes[-1] if suffixes else ""
     stem = path.name.split(".")[0] or "interactions"
     if kind in _PARQUET_SUFFIXES:
-        import pyarrow.parquet as pq
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise ValueError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow), or save the log as CSV") from None
 
         present = pq.read_schema(path).names
         _check_columns(present, columns, str(path))
