@@ -367,6 +367,7 @@ class _Runner:
 #: other field is the run's (``config.json``); changing one would mix two experiments.
 RESUME_FIELDS: tuple[str, ...] = (
     "total_timesteps", "max_episodes", "max_train_seconds", "data_dir", "device", "torch_threads",
+    "data",  # a log that moved: its contents must still be the run's (data.json's SHA-256)
 )
 
 

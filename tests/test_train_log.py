@@ -69,10 +69,16 @@ def test_cli_trains_on_a_log_evaluates_and_resumes(tmp_path: Path, capsys: pytes
     # --resume reloads the same log from the recorded path (any working directory) ...
     assert main(["--resume", str(run), "--total-timesteps", "120", "--no-progress"]) == 0
     assert json.loads((run / "checkpoints" / "latest.json").read_text())["checkpoint"] == "step-120"
+    # ... or the same contents moved elsewhere (--data), recorded in config.json ...
+    moved = tmp_path / "moved" / "clicks.csv"
+    moved.parent.mkdir()
+    log.rename(moved)
+    assert main(["--resume", str(run), "--total-timesteps", "160", "--data", str(moved), "--no-progress"]) == 0
+    assert TrainConfig.load(str(run / "config.json")).data == str(moved)
     # ... and refuses a log whose contents changed since.
-    log.write_text(log.read_text().replace("user-001,", "user-999,", 1))
+    moved.write_text(moved.read_text().replace("user-001,", "user-999,", 1))
     capsys.readouterr()
-    assert main(["--resume", str(run), "--total-timesteps", "160", "--no-progress"]) == 2
+    assert main(["--resume", str(run), "--total-timesteps", "200", "--no-progress"]) == 2
     assert "changed since the run" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         evaluate.main([str(run), "--no-greedy"])
