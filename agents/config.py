@@ -491,8 +491,11 @@ ML1M_DEFAULT: dict[str, Any] = dict(history_len=50, embed_dim=64)
 #: Per-dataset field values of a preset, chosen on that dataset's validation slice: applied by
 #: :func:`make_config` after the preset and before the caller's overrides, so that
 #: ``make train DATASET=ml-1m`` gets them and an explicit option still wins.
+#: The default preset's training rewards on the half-star releases: rating / 5 for every consumed
+#: target, as its (0.2, ..., 1.0) on whole stars (no setting of those releases was tuned).
+HALF_STAR_TRAIN_REWARDS: dict[str, Any] = dict(train_rewards=tuple(r / 5 for r in RATING_SCALES["ml-10m"]))
 DATASET_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "default": {"ml-1m": ML1M_DEFAULT},
+    "default": {"ml-1m": ML1M_DEFAULT, **dict.fromkeys(("ml-10m", "ml-20m", "ml-25m", "ml-32m"), HALF_STAR_TRAIN_REWARDS)},
 }
 
 

@@ -40,7 +40,7 @@ import numpy as np
 
 #: Names of the MovieLens datasets the package loads (the one list: loader, environment and
 #: scripts use it).
-DATASETS: tuple[str, ...] = ("ml-100k", "ml-1m")
+DATASETS: tuple[str, ...] = ("ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-32m")
 #: Column order of the MovieLens user features (ML-100K and ML-1M).
 USER_FEATURES: tuple[str, ...] = ("gender", "age", "occupation")
 #: Number of distinct codes of each MovieLens user feature (the ``high`` of its Box is this minus one).
@@ -56,7 +56,10 @@ MAX_RATING_LEVELS = 127
 #: ``feedback`` of a dataset: ratings a like threshold applies to, or interactions that are likes.
 FEEDBACK: tuple[str, ...] = ("explicit", "implicit")
 #: Rating scale of each MovieLens dataset (what ``train_rewards`` and ``reward_map`` are keyed by).
-RATING_SCALES: dict[str, tuple[float, ...]] = {"ml-100k": STAR_RATINGS, "ml-1m": STAR_RATINGS}
+RATING_SCALES: dict[str, tuple[float, ...]] = {
+    "ml-100k": STAR_RATINGS, "ml-1m": STAR_RATINGS, "ml-10m": HALF_STAR_RATINGS, "ml-20m": HALF_STAR_RATINGS,
+    "ml-25m": HALF_STAR_RATINGS, "ml-32m": HALF_STAR_RATINGS,
+}
 #: Token used for "no item" in observation sequences.
 PAD_TOKEN = 0
 
