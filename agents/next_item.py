@@ -125,7 +125,7 @@ class LoggedNextItems:
         targets = np.where(history > 0, self._tokens[slots + 1].astype(np.int64) - 1, -1)
         targets[np.arange(self.history_len) < (wanted - ends)[:, None]] = -1  # another end's targets
         windows = {
-            "user": before["user"],
+            **({"user": before["user"]} if "user" in before else {}),  # none without user features
             "history": history,
             "history_liked": self._liked_tokens[slots],
             "liked_before": before["liked"],

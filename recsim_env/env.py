@@ -122,7 +122,7 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
 
     | Key         | Shape                   | Dtype  | Min | Max          | Meaning                                                          |
     |-------------|-------------------------|--------|-----|--------------|------------------------------------------------------------------|
-    | `"user"`    | `(F,)`                  | int32  | 0   | cardinality - 1 | user feature codes; MovieLens (`F = 3`, max `[1, 6, 20]`): gender (0 F, 1 M), age group (ML-1M's 7 groups), occupation code; a log: its feature columns, `(0,)` without any |
+    | `"user"`    | `(F,)`                  | int32  | 0   | cardinality - 1 | user feature codes; MovieLens (`F = 3`, max `[1, 6, 20]`): gender (0 F, 1 M), age group (ML-1M's 7 groups), occupation code; a log: its feature columns; no `"user"` key for a dataset without user features (ML-10M and later) |
     | `"history"` | `(history_len,)`        | int32  | 0   | `n_items`    | last `history_len` item tokens (item + 1), 0-padded in front, most recent last |
     | `"liked"`   | `(ceil(n_items / 8),)`  | uint8  | 0   | 255          | long-term liked-item set, packed bits: item `i` is bit `i % 8` of byte `i // 8` |
     | `"excluded"`| `(ceil(n_items / 8),)`  | uint8  | 0   | 255          | items that cannot be recommended now, packed bits as `"liked"`: the episode's whole history (not only the last `history_len`) and every item recommended this episode |
@@ -629,8 +629,9 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
 
     def _obs(self) -> dict[str, np.ndarray]:
         state = self._state
+        user = {"user": state.user_obs.copy()} if self.simulator.has_user_features else {}
         return {
-            "user": state.user_obs.copy(),
+            **user,
             "history": state.history.copy(),
             "liked": state.liked.copy(),
             "excluded": state.excluded.copy(),

@@ -540,6 +540,9 @@ class UserSimulator:
         self.n_bytes = (self.n_items + 7) // 8
         self.user_features = np.ascontiguousarray(data.user_features, dtype=np.int32)
         self.user_feature_cardinalities: tuple[int, ...] = data.user_feature_cardinalities
+        #: Whether observations have a ``"user"`` field: a dataset without user features has none
+        #: (a zero-size field would trip SB3, which reshapes every field to ``(-1, *shape)``).
+        self.has_user_features = bool(self.user_feature_cardinalities)
 
         train_indptr = np.asarray(split_data.train_indptr, dtype=np.int64)
         train_items = np.asarray(split_data.train_items, dtype=np.intp)
@@ -846,8 +849,9 @@ class UserSimulator:
         mask[rows[sel], self.hist_items[flat[sel]]] = True
         liked = np.packbits(mask, axis=1, bitorder="little").reshape(n, self.n_bytes)
         mask[rows, self.hist_items[flat]] = True  # nothing recommended yet: excluded = history
+        user = {"user": self.user_features[users]} if self.has_user_features else {}
         return {
-            "user": self.user_features[users],
+            **user,
             "history": history,
             "liked": liked,
             "excluded": np.packbits(mask, axis=1, bitorder="little").reshape(n, self.n_bytes),
@@ -899,11 +903,16 @@ class UserSimulator:
     batch_reset_rows: int | None = None
 
     def observation_space(self) -> spaces.Dict:
-        """The Dict observation space (see the ``MovieLensRecEnv`` docstring)."""
+        """The Dict observation space (see the ``MovieLensRecEnv`` docstring); without user
+        features it has no ``"user"`` field."""
         high_user = np.array([c - 1 for c in self.user_feature_cardinalities], dtype=np.int32)
+        user = (
+            {"user": spaces.Box(low=0, high=high_user, shape=(len(high_user),), dtype=np.int32)}
+            if self.has_user_features else {}
+        )  # fmt: skip
         return spaces.Dict(
             {
-                "user": spaces.Box(low=0, high=high_user, shape=(len(high_user),), dtype=np.int32),
+                **user,
                 "history": spaces.Box(
                     low=0, high=self.n_items, shape=(self.history_len,), dtype=np.int32
                 ),

@@ -512,8 +512,9 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
 
     def _obs(self) -> dict[str, np.ndarray]:
         state = self._state
+        user = {"user": state.user_obs.copy()} if self.simulator.has_user_features else {}
         return {
-            "user": state.user_obs.copy(),
+            **user,
             "history": state.history.copy(),
             "liked": state.liked.copy(),
             "excluded": state.excluded.copy(),

@@ -394,15 +394,15 @@ def test_embedding_init_std_scales_the_item_and_user_tables():
 
 
 def test_no_user_features_long_term_uses_the_liked_items_alone():
-    """A dataset without user features ("user" is a (0,) Box): the long-term part is DeepFM over
-    the liked-item field alone, its one-pass prefix states equal forward() of each prefix, and
+    """A dataset without user features (no "user" field): the long-term part is DeepFM over the
+    liked-item field alone, its one-pass prefix states equal forward() of each prefix, and
     gradients flow."""
     th.manual_seed(0)
-    space = spaces.Dict({**make_space().spaces, "user": spaces.Box(0, np.zeros(0, np.int32), (0,), np.int32)})
+    space = spaces.Dict({k: v for k, v in make_space().spaces.items() if k != "user"})
     ex = LongShortExtractor(space, embed_dim=4, causal=True, share_item_embeddings=False).eval()
     assert len(ex.user_embeddings) == 0 and ex.deepfm.dnn[0].in_features == 4  # one field of d=4
     obs, mask = make_obs(np.random.default_rng(3), batch=4)
-    obs["user"] = th.zeros((4, 0))
+    del obs["user"]
     with th.no_grad():  # DNN off: one field has no pairwise term, so y = w0 + mean of liked w_item
         for p in ex.deepfm.dnn.parameters():
             p.zero_()
@@ -413,12 +413,12 @@ def test_no_user_features_long_term_uses_the_liked_items_alone():
         expected = w[mask[b]].mean() if mask[b].any() else 0.0
         np.testing.assert_allclose(long[b].detach().numpy(), expected, rtol=1e-5, atol=1e-6)
 
-    windows = {"user": th.zeros((2, 0)), "history": th.tensor([[0, 0, 4, 9, 2, 30], [7, 1, 3, 5, 11, 13]]),
+    windows = {"history": th.tensor([[0, 0, 4, 9, 2, 30], [7, 1, 3, 5, 11, 13]]),
                "history_liked": th.tensor([[0, 0, 1, 0, 1, 1], [1, 1, 0, 0, 1, 0]]),
                "liked_before": th.zeros((2, (N_ITEMS + 7) // 8))}
     states = ex.sequence_features(windows)
     liked_last = np.stack([np.isin(np.arange(N_ITEMS) + 1, tokens) for tokens in ([4, 2, 30], [7, 1, 11])])
-    last = {"user": windows["user"], "history": windows["history"].float(),
+    last = {"history": windows["history"].float(),
             "liked": th.as_tensor(np.packbits(liked_last, axis=1, bitorder="little"), dtype=th.float32)}
     th.testing.assert_close(states[:, -1], ex(last), rtol=1e-5, atol=1e-6)
     ex.train()

@@ -92,15 +92,23 @@ def test_implicit_feedback_every_interaction_is_a_like_worth_one() -> None:
 def test_any_number_of_user_features_single_and_vector_env_agree(n_features: int) -> None:
     data = make_data(n_features=n_features)
     env = gym.make("MovieLensRec-v0", data=data, render_mode="ansi")
-    space = env.observation_space["user"]
-    assert space.shape == (n_features,) and space.high.tolist() == list(range(1, n_features + 1))
+    if n_features:
+        space = env.observation_space["user"]
+        assert space.shape == (n_features,) and space.high.tolist() == list(range(1, n_features + 1))
+    else:  # no field at all: SB3 reshapes every field to (-1, *shape), impossible for a (0,) one
+        assert "user" not in env.observation_space.spaces
     check_env(env.unwrapped, skip_render_check=True)
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    sb3_check_env(gym.make("MovieLensRec-v0", data=data).unwrapped)
     envs = gym.make_vec("MovieLensRec-v0", num_envs=3, vectorization_mode="vector_entry_point", data=data)
     singles = [gym.make("MovieLensRec-v0", data=data) for _ in range(3)]
     obs, _ = envs.reset(seed=7)
     single_obs = [e.reset(seed=7 + i)[0] for i, e in enumerate(singles)]
-    np.testing.assert_array_equal(obs["user"], np.stack([o["user"] for o in single_obs]))
-    assert obs["user"].shape == (3, n_features)
+    if n_features:
+        np.testing.assert_array_equal(obs["user"], np.stack([o["user"] for o in single_obs]))
+        assert obs["user"].shape == (3, n_features)
+    assert set(obs) == set(single_obs[0]) == {"excluded", "history", "liked"} | ({"user"} if n_features else set())
     done = [False] * 3
     for step in range(12):
         actions = np.array([(step * 5 + i) % N_ITEMS for i in range(3)])
@@ -170,5 +178,7 @@ def test_multi_hot_wrapper_without_user_features() -> None:
 
     env = MultiHotObservation(MovieLensRecEnv(data=make_data(n_features=0)))
     obs, _ = env.reset(options={"user": 0, "prefix": 2})
-    assert obs["user"].shape == (0,) and env.observation_space["user"].shape == (0,)
+    assert sorted(obs) == sorted(env.observation_space.spaces) == ["excluded", "history", "liked"]
     assert obs["history"].nonzero()[0].tolist() == [0, 1] and obs["excluded"].sum() == 2
+    flat = MultiHotObservation(MovieLensRecEnv(data=make_data(n_features=0)), flatten=True)
+    assert flat.observation_space.shape == (3 * N_ITEMS,)
