@@ -348,10 +348,12 @@ def make_agent(env: Any = "ml-100k", algo: str | None = None, preset: str = "def
     >>> model = make_agent("ml-100k", algo="ppo", seed=0)   # doctest: +SKIP
     >>> model.learn(600_000)                                 # doctest: +SKIP
 
-    :param env: a dataset name (``"ml-100k"``, ``"ml-1m"``) or a :class:`recsim_env.Split`:
+    :param env: a dataset name (``"ml-100k"``, ``"ml-1m"``, ...) or a :class:`recsim_env.Split`:
         the preset's training environments are built on it (``n_envs`` monitored
         ``MovieLensRec-v0`` envs in train mode with the preset's training rewards, in an SB3
-        ``DummyVecEnv``, as ``make train``); or your own train-mode ``MovieLensRec-v0`` env / SB3
+        ``DummyVecEnv``, as ``make train``; a Split whose rating scale the preset's
+        ``train_rewards`` do not fit, such as an interaction log's, trains on the environment's
+        reward unless ``train_rewards`` is given, as ``make train --data`` does); or your own train-mode ``MovieLensRec-v0`` env / SB3
         VecEnv of them, used as it is (its rewards and history length are then yours, and the
         environment settings of the config cannot be passed)
     :param algo: ``"dqn"``, ``"qrdqn"``, ``"ppo"``, ``"a2c"`` or ``"maskable_ppo"`` (default:
@@ -384,6 +386,9 @@ def make_agent(env: Any = "ml-100k", algo: str | None = None, preset: str = "def
             raise ValueError(f"two datasets given: env={env!r} and dataset={overrides['dataset']!r}")
         overrides["dataset"] = env
     config = make_config(preset, **overrides)
+    if (_is_split(env) and "train_rewards" not in overrides and config.train_rewards is not None
+            and len(config.train_rewards) != len(env.data.rating_scale)):
+        config = make_config(preset, **overrides, train_rewards=None)  # the preset's are for another scale
     if own_env:
         vec_env = env
     else:

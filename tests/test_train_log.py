@@ -107,3 +107,17 @@ def test_a_log_config_records_an_absolute_path_and_the_environments_default_rewa
     assert config.data == str(tmp_path / "log.csv") and config.dataset is None and config.train_rewards is None
     assert make_config("default", data="log.csv", user_col="u", item_col="i",
                        train_rewards=(1.0,)).train_rewards == (1.0,)
+
+
+def test_make_agent_on_a_split_of_a_log() -> None:
+    """The library path: load_interactions -> split_ratings -> make_agent -> learn."""
+    from agents import make_agent
+    from recsim_env import load_interactions, split_ratings
+
+    data = load_interactions(EXAMPLE, user="user", item="item", timestamp="time")
+    model = make_agent(split_ratings(data), seed=0, n_envs=2, embed_dim=8, dnn_hidden=(8,), net_arch=(16,),
+                       learning_starts=16, batch_size=8, buffer_size=500, pretrain_steps=2, next_item_batch=4)
+    assert model.agent_config.train_rewards is None  # the preset's 1..5-star rewards do not fit (1,)
+    assert "user" not in model.observation_space.spaces  # no feature columns given: no field
+    model.learn(48)
+    assert model.num_timesteps == 48
