@@ -85,7 +85,7 @@ def test_half_star_release_in_the_environment(tmp_path: Path) -> None:
     write_release(tmp_path, "ml-20m")
     data = load_movielens("ml-20m", tmp_path, download=False, cache_dir=tmp_path / "cache", expect_official=False)
     env = MovieLensRecEnv(split_data=split_ratings(data, train_ratio=0.75), render_mode="ansi")
-    assert env.observation_space["user"].shape == (0,)
+    assert sorted(env.observation_space.spaces) == ["excluded", "history", "liked"]  # no user features
     env.reset(options={"user": 0, "prefix": 1})  # user 1: item 10 (4.5) seen; 20 (3.0), 30 (5.0) targets
     assert env.step(2)[1] == pytest.approx(1.0) and env.step(1)[1] == 0.0
     assert "LIKED (rating 5.0, reward 1)" not in env.render()  # the last step was the 3.0
