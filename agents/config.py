@@ -699,7 +699,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def _metavar(tp: Any) -> str:
     base = _base_type(tp)
     if _is_tuple(base):
-        return "FLOATS" if typing.get_args(base)[:1] == (float,) else "INTS"
+        return {(float,): "FLOATS", (str,): "NAMES"}.get(typing.get_args(base)[:1], "INTS")
     return {int: "INT", float: "FLOAT", bool: "BOOL"}.get(base, "STR")
 
 
