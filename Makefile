@@ -22,11 +22,14 @@ $(VENV)/.installed: setup.cfg constraints.txt pyproject.toml
 test: install
 	$(PY) -m pytest -q -n 2 tests
 
+# With --data (an interaction log) in ARGS, DATASET is not passed: the log is the data.
+DATASET_GIVEN := $(filter command line environment,$(origin DATASET))
 train: install
-	$(PY) -m experiments.train --dataset $(DATASET) $(ARGS)
+	$(PY) -m experiments.train $(if $(filter --data --data=%,$(ARGS)),$(if $(DATASET_GIVEN),$(error DATASET=$(DATASET) and --data both name the data: give one)),--dataset $(DATASET)) $(ARGS)
 
+# ARGS=RUN_DIR evaluates that run, whatever its data; DATASET alone picks the newest run of it.
 evaluate: install
-	$(PY) -m experiments.evaluate --dataset $(DATASET) $(ARGS)
+	$(PY) -m experiments.evaluate $(if $(or $(DATASET_GIVEN),$(if $(ARGS),,none)),--dataset $(DATASET)) $(ARGS)
 
 table: install
 	$(PY) -m experiments.table1 $(ARGS)

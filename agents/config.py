@@ -40,7 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recsim_env.dataset import DATASETS  # the package's one list of dataset names
+from recsim_env.dataset import DATASETS, RATING_SCALES  # the package's one list of dataset names
+from recsim_env.interactions import DUPLICATE_POLICIES
 
 #: Algorithms :mod:`agents.factory` can build around the extractor.
 ALGOS: tuple[str, ...] = ("dqn", "qrdqn", "ppo", "a2c", "maskable_ppo")
@@ -84,7 +85,12 @@ FIELD_CHOICES: dict[str, tuple[str, ...]] = {
     "algo": ALGOS, "dataset": DATASETS, "split": SPLITS, "loss": LOSSES, "positions": POSITIONS,
     "readout": READOUTS, "interests": INTERESTS, "next_item_positions": NEXT_ITEM_POSITIONS, "episode": EPISODES,
     "policy": POLICIES, "kernel_path": ("avx2", "native"), "replay_buffer": REPLAY_BUFFERS,
+    "duplicates": DUPLICATE_POLICIES,
 }
+#: Fields that describe an interaction log (``data``): only taken with ``data`` set.
+LOG_FIELDS: tuple[str, ...] = (
+    "user_col", "item_col", "rating_col", "value_col", "timestamp_col", "user_feature_cols", "duplicates",
+)
 #: Fields of the LSRWRL extractor and of what needs it: not used with ``policy="multi_hot"``.
 EXTRACTOR_FIELDS: tuple[str, ...] = (
     "embed_dim", "n_heads", "n_layers", "dropout", "dnn_hidden", "share_item_embeddings", "layer_norm", "causal",
@@ -115,16 +121,27 @@ class TrainConfig:
     runs_dir: str = "runs"  # parent folder of run directories
 
     # --- data and environment (MovieLensRec-v0 arguments) ---
-    dataset: str = "ml-100k"  # "ml-100k" or "ml-1m"
+    dataset: str | None = "ml-100k"  # the MovieLens dataset (None with data: a log instead)
+    # An interaction log (CSV or Parquet path, recorded absolute) to train on instead of a MovieLens
+    # dataset (recsim_env.load_interactions; the run records its SHA-256 in data.json).
+    data: str | None = None
+    user_col: str | None = None  # data: column of the user ids (required with data)
+    item_col: str | None = None  # data: column of the item ids (required with data)
+    rating_col: str | None = None  # data: column of explicit ratings (None: implicit feedback, every row a like)
+    value_col: str | None = None  # data, implicit feedback: column of each interaction's worth (None: 1)
+    timestamp_col: str | None = None  # data: column of the times (None: the row order is the time order)
+    user_feature_cols: tuple[str, ...] = ()  # data: columns of categorical user features (comma-separated)
+    duplicates: str = "error"  # data: a repeated (user, item) pair is an "error", or keep its "last" or "first"
     data_dir: str | None = None  # root holding ml-100k/ and ml-1m/ (None: MOVIELENS_DATA, cache, download)
     expect_official: bool = True  # check ml-100k / ml-1m against the official figures (False: an edited copy)
     split: str = "temporal"  # "temporal" (chronological per user) or "random" per user
     train_ratio: float = 0.8  # fraction of each user's ratings in the train part
     split_seed: int = 0  # seed of the random split (unused by temporal)
     history_len: int = 20  # short-term window n (paper: 20)
-    like_threshold: int = 4  # a rating >= this is a like
-    # Reward of a consumed target rated 1..5 in *training* envs (None: the env's rating/5 on a like,
-    # else 0). Test envs always use the env's reward.
+    like_threshold: float | None = None  # a rating >= this is a like (None: the dataset's, 4 on MovieLens)
+    # Reward of a consumed target in *training* envs, one per rating of the dataset's scale, lowest
+    # first (1..5 on ML-100K/1M; None: the env's reward, rating/5 on a like, else 0; with data: None
+    # unless given). Test envs always use the env's reward.
     train_rewards: tuple[float, ...] | None = (0.2, 0.4, 0.6, 0.8, 1.0)
     max_steps: int = 50  # recommendations per episode before truncation
     n_envs: int = 64  # parallel training environments (SB3 DummyVecEnv); transitions per vector step
@@ -213,6 +230,11 @@ class TrainConfig:
     checkpoint_freq: int = 250_000  # environment steps between checkpoints (0: only at the end)
     tune: bool = False  # train on the validation split's train part only (honest tuning)
 
+    @property
+    def data_name(self) -> str:
+        """What the run trains on, for reports and run files: the dataset name or the log's path."""
+        return self.data if self.data is not None else str(self.dataset)
+
     def unused_fields(self) -> list[str]:
         """The fields ``algo`` (and ``policy``) do not take (:data:`ALGO_FIELDS`,
         :data:`EXTRACTOR_FIELDS`): recorded, never used."""
@@ -234,7 +256,20 @@ class TrainConfig:
 
         for fname, choices in FIELD_CHOICES.items():
             value = getattr(self, fname)
+            if fname == "dataset" and self.data is not None:
+                need(value is None, f"dataset={value!r} and data={self.data!r} both name the data: give one")
+                continue
             need(value in choices, f"{fname}={value!r} is unknown; choose one of {', '.join(choices)}")
+        if self.data is not None:
+            need(bool(self.user_col) and bool(self.item_col),
+                 "data (an interaction log) needs user_col and item_col, the columns of the user and item ids")
+            need(self.rating_col is None or self.value_col is None,
+                 "rating_col (explicit ratings) and value_col (implicit feedback's worth) exclude each other")
+            need(self.data_dir is None and self.expect_official,
+                 "data_dir and expect_official=false apply to MovieLens datasets, not to data (an interaction log)")
+        else:
+            given = [f for f in LOG_FIELDS if getattr(self, f) != getattr(TrainConfig, f)]
+            need(not given, f"{', '.join(given)} describe an interaction log: give data (its path) too, or drop them")
         need(self.device in ("cpu", "cuda", "auto") or (self.device.startswith("cuda:") and self.device[5:].isdigit()),
              f"device={self.device!r}: use 'cpu', 'cuda', 'cuda:N' or 'auto'")
         need(bool(self.name) and "/" not in self.name, f"name={self.name!r} must be a non-empty file name")
@@ -286,7 +321,12 @@ class TrainConfig:
         need(0.0 < self.train_ratio < 1.0, f"train_ratio must be in (0, 1), got {self.train_ratio}")
         need(0.0 < self.val_fraction < 1.0, f"val_fraction must be in (0, 1), got {self.val_fraction}")
         need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
-        need(1 <= self.like_threshold <= 5, f"like_threshold must be a rating in 1..5, got {self.like_threshold}")
+        scale = RATING_SCALES.get(self.dataset)
+        scale_text = _scale_text(scale) if scale else ""
+        if scale is not None and self.like_threshold is not None:
+            need(isinstance(self.like_threshold, (int, float)) and not isinstance(self.like_threshold, bool)
+                 and scale[0] <= self.like_threshold <= scale[-1],
+                 f"like_threshold must be a rating in {scale_text}, got {self.like_threshold}")
         for fname in ("exploration_fraction", "exploration_initial_eps", "exploration_final_eps",
                       "gae_lambda"):
             value = getattr(self, fname)
@@ -296,9 +336,12 @@ class TrainConfig:
         for fname in ("ent_coef", "vf_coef"):
             need(getattr(self, fname) >= 0, f"{fname} must be >= 0, got {getattr(self, fname)}")
         if self.train_rewards is not None:
-            need(len(self.train_rewards) == 5 and all(isinstance(r, (int, float)) and math.isfinite(r)
-                                                     for r in self.train_rewards),
-                 f"train_rewards must be 5 finite numbers (rewards for ratings 1..5), got {self.train_rewards!r}")
+            need(all(isinstance(r, (int, float)) and math.isfinite(r) for r in self.train_rewards),
+                 f"train_rewards must be finite numbers, got {self.train_rewards!r}")
+            if scale is not None:
+                need(len(self.train_rewards) == len(scale),
+                     f"train_rewards must be {len(scale)} finite numbers (rewards for ratings {scale_text} of "
+                     f"{self.dataset}), got {self.train_rewards!r}")
         for fname in ("dnn_hidden", "net_arch"):
             value = getattr(self, fname)
             need(all(isinstance(h, int) and h > 0 for h in value),
@@ -468,8 +511,11 @@ ML1M_DEFAULT: dict[str, Any] = dict(history_len=50, embed_dim=64)
 #: Per-dataset field values of a preset, chosen on that dataset's validation slice: applied by
 #: :func:`make_config` after the preset and before the caller's overrides, so that
 #: ``make train DATASET=ml-1m`` gets them and an explicit option still wins.
+#: The default preset's training rewards on the half-star releases: rating / 5 for every consumed
+#: target, as its (0.2, ..., 1.0) on whole stars (no setting of those releases was tuned).
+HALF_STAR_TRAIN_REWARDS: dict[str, Any] = dict(train_rewards=tuple(r / 5 for r in RATING_SCALES["ml-10m"]))
 DATASET_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "default": {"ml-1m": ML1M_DEFAULT},
+    "default": {"ml-1m": ML1M_DEFAULT, **dict.fromkeys(("ml-10m", "ml-20m", "ml-25m", "ml-32m"), HALF_STAR_TRAIN_REWARDS)},
 }
 
 
@@ -516,7 +562,9 @@ def make_config(preset: str = "default", **overrides: Any) -> TrainConfig:
         dataset, then its :data:`ALGO_PRESETS` values for the config's algorithm, are applied on
         top of it
     :param overrides: field name -> value, applied last. A field the algorithm does not take
-        (:data:`ALGO_FIELDS`) is an error
+        (:data:`ALGO_FIELDS`) is an error. With ``data`` (an interaction log) ``dataset`` becomes
+        ``None`` (giving both is an error), ``data`` is made absolute, and ``train_rewards`` is
+        ``None`` (the environment's reward) unless given: a preset's rewards are for 1..5 stars
     :raises ValueError: unknown preset or field, a field the algorithm does not take, or an
         invalid value
     """
@@ -529,6 +577,12 @@ def make_config(preset: str = "default", **overrides: Any) -> TrainConfig:
         hints = [f"{name} (did you mean {', '.join(close)}?)" if (close := difflib.get_close_matches(
             name, [f.name for f in dataclasses.fields(TrainConfig)], n=2)) else name for name in unknown]
         raise ValueError(f"unknown setting {', '.join(hints)}; the settings are TrainConfig's fields")
+    if overrides.get("data") is not None:
+        if overrides.get("dataset") is not None:
+            raise ValueError(f"dataset={overrides['dataset']!r} and data={overrides['data']!r} both name the "
+                             "data: give one (a MovieLens dataset, or the path of an interaction log)")
+        overrides = {"dataset": None, "train_rewards": None, **overrides,
+                     "data": str(Path(overrides["data"]).expanduser().resolve())}
     dataset = overrides.get("dataset", PRESETS[preset].get("dataset", TrainConfig.dataset))
     algo = overrides.get("algo", PRESETS[preset].get("algo", TrainConfig.algo))
     if algo in ALGOS:  # an unknown one is reported by validate()
@@ -539,6 +593,12 @@ def make_config(preset: str = "default", **overrides: Any) -> TrainConfig:
     if preset == "paper-1000-sessions" and "max_steps" in overrides and "total_timesteps" not in overrides:
         values["total_timesteps"] = 1000 * int(overrides["max_steps"])
     return TrainConfig.from_dict(values).validate()
+
+
+def _scale_text(scale: tuple[float, ...]) -> str:
+    """``1..5`` for whole stars, ``0.5..5.0 (half stars)`` and so on."""
+    step = "" if all(isinstance(r, int) for r in scale) else " in half stars"
+    return f"{scale[0]}..{scale[-1]}{step}"
 
 
 # CLI --------------------------------------------------------------------------------------
@@ -659,7 +719,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def _metavar(tp: Any) -> str:
     base = _base_type(tp)
     if _is_tuple(base):
-        return "FLOATS" if typing.get_args(base)[:1] == (float,) else "INTS"
+        return {(float,): "FLOATS", (str,): "NAMES"}.get(typing.get_args(base)[:1], "INTS")
     return {int: "INT", float: "FLOAT", bool: "BOOL"}.get(base, "STR")
 
 

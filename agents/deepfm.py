@@ -1,7 +1,8 @@
 """Long-term interest: DeepFM over the user-feature fields and the liked-item field (eqs. 6-8).
 
-Shapes use ``B`` = batch, ``F`` = number of fields (4: gender, age, occupation, liked items),
-``d`` = embedding size.
+Shapes use ``B`` = batch, ``F`` = number of fields (one per user feature and the liked items;
+4 on MovieLens: gender, age, occupation, liked items; 1 without user features), ``d`` =
+embedding size.
 """
 
 from __future__ import annotations

@@ -13,11 +13,12 @@ from torch import nn
 from agents.attention import POSITIONS, READOUTS, ShortTermEncoder
 from agents.deepfm import DeepFM
 
-#: Observation keys this extractor reads (the ``MovieLensRec-v0`` Dict observation).
-OBSERVATION_KEYS: tuple[str, ...] = ("user", "history", "liked")
+#: Observation keys this extractor reads (the ``MovieLensRec-v0`` Dict observation); ``"user"``
+#: too when the dataset has user features (the observation of a dataset without has no such key).
+OBSERVATION_KEYS: tuple[str, ...] = ("history", "liked")
 #: Keys of a window batch for :meth:`LongShortExtractor.sequence_features` (see
-#: :meth:`agents.next_item.LoggedNextItems.windows`).
-WINDOW_KEYS: tuple[str, ...] = ("user", "history", "history_liked", "liked_before")
+#: :meth:`agents.next_item.LoggedNextItems.windows`); ``"user"`` too with user features.
+WINDOW_KEYS: tuple[str, ...] = ("history", "history_liked", "liked_before")
 #: Which interest vectors the features hold (``interests=``): both (the paper), or one of them
 #: alone (an ablation).
 INTERESTS: tuple[str, ...] = ("both", "long", "short")
@@ -60,8 +61,10 @@ class LongShortExtractor(BaseFeaturesExtractor):
     ========= ===================== ==========================================================
     key       shape                 content
     ========= ===================== ==========================================================
-    user      ``(B, 3)``            gender, age group, occupation codes (cardinalities from
-                                    the Box ``high``: 2, 7, 21)
+    user      ``(B, F)``            user feature codes (cardinalities from the Box ``high``;
+                                    MovieLens: gender, age group, occupation, 2, 7, 21); the
+                                    key is absent for a dataset without user features
+                                    (``F = 0``; a ``(0,)`` Box is accepted too)
     history   ``(B, n)``            last ``n`` item tokens (item + 1), 0 = padding, newest last
     liked     ``(B, ceil(N / 8))``  packed bits of the liked-item set (little bit order)
     ========= ===================== ==========================================================
@@ -77,10 +80,12 @@ class LongShortExtractor(BaseFeaturesExtractor):
 
     **Long-term** (paper eqs. 6-8, :class:`~agents.deepfm.DeepFM`): the liked set is unpacked to
     a multi-hot ``(B, N)`` and mean-pooled through the item table, ``m = multi_hot @ E[1:] /
-    max(1, |liked|)``, ``(B, d)`` (zeros when nothing is liked). Four fields, ``(B, 4, d)``:
-    gender, age and occupation embeddings (``d`` each) and ``m``; first-order weights: one
-    scalar per user-feature code and the mean of per-item scalars over the liked set,
-    ``(B, 4)``. DeepFM returns ``y_FM + y_DNN``, ``(B, d)``.
+    max(1, |liked|)``, ``(B, d)`` (zeros when nothing is liked). ``F + 1`` fields,
+    ``(B, F + 1, d)``: one embedding per user feature (``d`` each; MovieLens: gender, age and
+    occupation) and ``m``; first-order weights: one scalar per user-feature code and the mean of
+    per-item scalars over the liked set, ``(B, F + 1)``. DeepFM returns ``y_FM + y_DNN``,
+    ``(B, d)``. Without user features (``F = 0``) the long-term interest is DeepFM over the
+    liked items alone.
 
     **Output**: ``concat(long, short)`` (optionally layer-normalised), ``features_dim = 2 * embed_dim``;
     with ``interests="long"`` or ``"short"`` only that vector, ``features_dim = embed_dim`` (the
@@ -201,15 +206,18 @@ class LongShortExtractor(BaseFeaturesExtractor):
         count = multi_hot.sum(dim=1, keepdim=True).clamp(min=1.0)
         liked_vec = multi_hot @ self.long_item_embedding.weight[1:] / count  # (B, d)
         liked_w = multi_hot @ self.item_first_order.weight[1:] / count  # (B, 1)
-        return self._deepfm(observations["user"], liked_vec, liked_w)
+        return self._deepfm(observations.get("user"), liked_vec, liked_w)
 
-    def _deepfm(self, user: th.Tensor, liked_vec: th.Tensor, liked_w: th.Tensor) -> th.Tensor:
-        """DeepFM over the user-feature codes ``(M, 3)`` and the pooled liked items ``(M, d)``, ``(M, 1)``."""
-        codes = user.round().long()
+    def _deepfm(self, user: th.Tensor | None, liked_vec: th.Tensor, liked_w: th.Tensor) -> th.Tensor:
+        """DeepFM over the user-feature codes ``(M, F)`` (``None``: no user feature) and the pooled
+        liked items ``(M, d)``, ``(M, 1)``."""
+        if user is None and self.user_embeddings:
+            raise KeyError("the observation has no 'user' field, but the observation space has user features")
+        codes = user.round().long() if user is not None else None
         user_vecs = [table(codes[:, j]) for j, table in enumerate(self.user_embeddings)]
         user_w = [table(codes[:, j]) for j, table in enumerate(self.user_first_order)]
-        fields = th.stack([*user_vecs, liked_vec], dim=1)  # (M, 4, d)
-        first_order = th.cat([*user_w, liked_w], dim=1)  # (M, 4)
+        fields = th.stack([*user_vecs, liked_vec], dim=1)  # (M, F + 1, d)
+        first_order = th.cat([*user_w, liked_w], dim=1)  # (M, F + 1)
         return self.deepfm(fields, first_order)
 
     def sequence_features(self, windows: dict[str, th.Tensor]) -> th.Tensor:
@@ -220,7 +228,7 @@ class LongShortExtractor(BaseFeaturesExtractor):
         ============== ===================== ==================================================
         key            shape                 content
         ============== ===================== ==================================================
-        user           ``(B, 3)``            user feature codes
+        user           ``(B, F)``            user feature codes (absent without user features)
         history        ``(B, n)``            the window's item tokens, front-padded, newest last
         history_liked  ``(B, n)``            1 where the window's item is liked, else 0
         liked_before   ``(B, ceil(N / 8))``  packed liked set of the items *before* the window
@@ -262,7 +270,10 @@ class LongShortExtractor(BaseFeaturesExtractor):
         w = (before @ self.item_first_order.weight[1:]).unsqueeze(1) + (
             self.item_first_order(tokens) * liked.unsqueeze(-1)).cumsum(dim=1)  # (B, n, 1)
         count = (before.sum(dim=1, keepdim=True) + liked.cumsum(dim=1)).clamp(min=1.0).unsqueeze(-1)
-        user = windows["user"].unsqueeze(1).expand(batch, length, -1).reshape(batch * length, -1)
+        user = windows.get("user")
+        if user is not None:
+            n_features = user.shape[-1]  # explicit: a -1 cannot be inferred when it is 0
+            user = user.unsqueeze(1).expand(batch, length, n_features).reshape(batch * length, n_features)
         long = self._deepfm(user, (vec / count).reshape(batch * length, -1), (w / count).reshape(batch * length, 1))
         return long.view(batch, length, -1)
 
@@ -285,5 +296,8 @@ def _check_space(space: spaces.Space) -> tuple[int, int, tuple[int, ...]]:
             f"observation 'liked' has {n_bytes} bytes but 'history' tokens go up to n_items={n_items}, "
             f"which needs ceil(n_items / 8) = {(n_items + 7) // 8} bytes of packed bits"
         )
-    cardinalities = tuple(int(h) + 1 for h in np.asarray(space["user"].high).reshape(-1))
+    user = space.spaces.get("user")
+    if user is not None and (not isinstance(user, spaces.Box) or len(user.shape) != 1):
+        raise ValueError(f"observation 'user' must be a 1-D Box, got {user}")
+    cardinalities = () if user is None else tuple(int(h) + 1 for h in np.asarray(user.high).reshape(-1))
     return n_items, history_len, cardinalities

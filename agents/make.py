@@ -22,20 +22,79 @@ from agents.config import ALGO_FIELDS, TrainConfig, make_config
 
 # Data and environments ---------------------------------------------------------------------
 
-def load_split(config: TrainConfig):
-    """The configured :class:`recsim_env.Split` of the configured dataset.
+def load_data(config: TrainConfig):
+    """The configured dataset: the interaction log ``config.data`` (:func:`recsim_env.load_interactions`
+    with the config's columns), or the MovieLens dataset ``config.dataset``.
 
-    An explicit ``config.data_dir`` must hold the dataset (the loader never switches to
+    An explicit ``config.data_dir`` must hold the MovieLens dataset (the loader never switches to
     ``$MOVIELENS_DATA``, the cache or a download), and the official datasets are checked against
     their published figures unless ``config.expect_official`` is false.
 
-    :raises FileNotFoundError: ``data_dir`` lacks the dataset, or it is found nowhere
+    :raises FileNotFoundError: the log, or ``data_dir``'s dataset, does not exist, or the
+        dataset is found nowhere
     :raises ValueError: a data file is malformed or differs from the official release
     """
-    from recsim_env import load_movielens, split_ratings
+    if config.data is not None:
+        from recsim_env import load_interactions
 
-    data = load_movielens(config.dataset, config.data_dir, expect_official=config.expect_official)
-    return split_ratings(data, config.split, config.train_ratio, config.split_seed)
+        return load_interactions(
+            config.data, user=config.user_col, item=config.item_col, rating=config.rating_col,
+            value=config.value_col, timestamp=config.timestamp_col, user_features=config.user_feature_cols,
+            duplicates=config.duplicates,
+        )
+    from recsim_env import load_movielens
+
+    return load_movielens(config.dataset, config.data_dir, expect_official=config.expect_official)
+
+
+#: File of a run directory that records which interaction log a run trained on.
+DATA_RECORD = "data.json"
+
+
+def data_record(config: TrainConfig) -> dict[str, Any] | None:
+    """What identifies ``config.data``'s contents: ``{"data": path, "sha256": hex digest}``
+    (``None`` for a MovieLens dataset: its loader checks the official figures itself)."""
+    if config.data is None:
+        return None
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(config.data, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return {"data": config.data, "sha256": digest.hexdigest()}
+
+
+def check_data_record(config: TrainConfig, run_dir=None) -> dict[str, Any] | None:
+    """:func:`data_record` of ``config``, checked against the one ``run_dir`` recorded (if any;
+    ``run_dir=None``: a new run, nothing to check).
+
+    :raises ValueError: the interaction log changed since the run started (resuming or
+        evaluating it would use other data)
+    """
+    import json
+    from pathlib import Path
+
+    record = data_record(config)
+    path = Path(run_dir) / DATA_RECORD if run_dir is not None else None
+    if record is not None and path is not None and path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("sha256") != record["sha256"]:
+            raise ValueError(f"the interaction log {config.data} changed since the run in {run_dir} started "
+                             f"(SHA-256 {record['sha256'][:12]}..., recorded {str(saved.get('sha256'))[:12]}...): "
+                             "restore the file the run trained on, or start a new run")
+    return record
+
+
+def load_split(config: TrainConfig):
+    """The configured :class:`recsim_env.Split` of the configured data (:func:`load_data`).
+
+    :raises FileNotFoundError: see :func:`load_data`
+    :raises ValueError: see :func:`load_data`
+    """
+    from recsim_env import split_ratings
+
+    return split_ratings(load_data(config), config.split, config.train_ratio, config.split_seed)
 
 
 
@@ -50,7 +109,7 @@ def make_env(config: TrainConfig, split, mode: str) -> gym.Env:
     """
     import recsim_env  # noqa: F401  (registers the id)
 
-    reward_map = train_reward_map(config) if mode == "train" else None
+    reward_map = train_reward_map(config, split.data.rating_scale) if mode == "train" else None
     env = gym.make(
         "MovieLensRec-v0",
         mode=mode,
@@ -204,12 +263,23 @@ CONFIG_FIELD_OF: dict[str, str] = {
 }
 
 
-def train_reward_map(config: TrainConfig) -> dict[int, float] | None:
+def train_reward_map(config: TrainConfig, rating_scale: tuple[float, ...] | None = None) -> dict[float, float] | None:
     """The training environments' ``reward_map`` (rating -> reward) from ``config.train_rewards``
-    (None: the environment's own rewards)."""
+    (None: the environment's own rewards).
+
+    :param rating_scale: the dataset's ratings, increasing (default: those of ``config.dataset``)
+    :raises ValueError: ``train_rewards`` does not give one reward per rating of the scale
+    """
     if config.train_rewards is None:
         return None
-    return {rating: float(r) for rating, r in zip(range(1, 6), config.train_rewards)}
+    from recsim_env.dataset import RATING_SCALES
+
+    scale = RATING_SCALES[config.dataset] if rating_scale is None else tuple(rating_scale)
+    if len(config.train_rewards) != len(scale):
+        raise ValueError(f"train_rewards gives {len(config.train_rewards)} rewards, but the data have "
+                         f"{len(scale)} ratings {scale}: give one reward per rating (lowest first), or "
+                         "train_rewards=None (--train-rewards none) for the environment's own rewards")
+    return {rating: float(r) for rating, r in zip(scale, config.train_rewards)}
 
 
 def algo_kwargs(config: TrainConfig) -> dict[str, Any]:
@@ -258,7 +328,8 @@ def extractor_kwargs(config: TrainConfig) -> dict[str, Any]:
 #: of the caller's they cannot apply, and passing one is an error.
 ENV_FIELDS: tuple[str, ...] = (
     "dataset", "data_dir", "expect_official", "split", "train_ratio", "split_seed", "history_len",
-    "like_threshold", "train_rewards", "max_steps", "n_envs", "episode",
+    "like_threshold", "train_rewards", "max_steps", "n_envs", "episode", "data", "user_col", "item_col",
+    "rating_col", "value_col", "timestamp_col", "user_feature_cols", "duplicates",
 )
 #: Config fields of the training loop (:func:`agents.training.train`, ``make train``), not of the
 #: model: :func:`make_agent` refuses them.
@@ -288,10 +359,12 @@ def make_agent(env: Any = "ml-100k", algo: str | None = None, preset: str = "def
     here it is yours to do: call :func:`agents.pin_kernel_path` ``("avx2")`` before any torch
     operation, or start Python with ``ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2``.
 
-    :param env: a dataset name (``"ml-100k"``, ``"ml-1m"``) or a :class:`recsim_env.Split`:
+    :param env: a dataset name (``"ml-100k"``, ``"ml-1m"``, ...) or a :class:`recsim_env.Split`:
         the preset's training environments are built on it (``n_envs`` monitored
         ``MovieLensRec-v0`` envs in train mode with the preset's training rewards, in an SB3
-        ``DummyVecEnv``, as ``make train``); or your own train-mode ``MovieLensRec-v0`` env / SB3
+        ``DummyVecEnv``, as ``make train``; a Split whose rating scale the preset's
+        ``train_rewards`` do not fit, such as an interaction log's, trains on the environment's
+        reward unless ``train_rewards`` is given, as ``make train --data`` does); or your own train-mode ``MovieLensRec-v0`` env / SB3
         VecEnv of them, used as it is (its rewards and history length are then yours, and the
         environment settings of the config cannot be passed)
     :param algo: ``"dqn"``, ``"qrdqn"``, ``"ppo"``, ``"a2c"`` or ``"maskable_ppo"`` (default:
@@ -324,6 +397,9 @@ def make_agent(env: Any = "ml-100k", algo: str | None = None, preset: str = "def
             raise ValueError(f"two datasets given: env={env!r} and dataset={overrides['dataset']!r}")
         overrides["dataset"] = env
     config = make_config(preset, **overrides)
+    if (_is_split(env) and "train_rewards" not in overrides and config.train_rewards is not None
+            and len(config.train_rewards) != len(env.data.rating_scale)):
+        config = make_config(preset, **overrides, train_rewards=None)  # the preset's are for another scale
     if own_env:
         vec_env = env
     else:

@@ -66,7 +66,7 @@ class LoggedNextItems:
         self._tokens[shift + np.arange(items.size)] = items + 1
         self._train_lo = indptr[:-1]
         self._train_items = items
-        self._train_liked = np.asarray(split.train_ratings) >= int(base.like_threshold)
+        self._train_liked = np.asarray(split.train_ratings) >= base.like_threshold
         self._liked_tokens = np.zeros(self._tokens.size, dtype=np.uint8)  # laid out like _tokens
         self._liked_tokens[shift + np.arange(items.size)] = self._train_liked
         # Window ends e = 1 .. n_train - 2 + history_len per user (see window_batch for the ends
@@ -87,7 +87,7 @@ class LoggedNextItems:
 
         :param users: int ``(B,)`` user indices
         :param prefixes: int ``(B,)`` prefix lengths, ``1 <= p <= n_train(u) - 1``
-        :return: ``{"user": (B, 3) int32, "history": (B, history_len) int32,
+        :return: ``{"user": (B, F) int32, "history": (B, history_len) int32,
             "liked": (B, ceil(n_items / 8)) uint8, "excluded": (B, ceil(n_items / 8)) uint8}``
         """
         return self.simulator.prefix_observations(users, prefixes)
@@ -105,7 +105,7 @@ class LoggedNextItems:
 
         :param users: int ``(B,)`` user indices
         :param ends: int ``(B,)`` window ends, ``1 <= e <= n_train(u) - 2 + history_len``
-        :return: ``(windows, targets)``: ``windows`` has ``"user"`` ``(B, 3)`` int32,
+        :return: ``(windows, targets)``: ``windows`` has ``"user"`` ``(B, F)`` int32,
             ``"history"`` ``(B, n)`` int32 tokens, ``"history_liked"`` ``(B, n)`` uint8 (1 where the
             slot's item is liked), ``"liked_before"`` and ``"excluded_before"`` (packed
             ``(B, ceil(N / 8))`` uint8: the liked and all items of the prefix before the window);
@@ -125,7 +125,7 @@ class LoggedNextItems:
         targets = np.where(history > 0, self._tokens[slots + 1].astype(np.int64) - 1, -1)
         targets[np.arange(self.history_len) < (wanted - ends)[:, None]] = -1  # another end's targets
         windows = {
-            "user": before["user"],
+            **({"user": before["user"]} if "user" in before else {}),  # none without user features
             "history": history,
             "history_liked": self._liked_tokens[slots],
             "liked_before": before["liked"],

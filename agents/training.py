@@ -7,7 +7,8 @@ Reads top to bottom: config -> data and environments -> model -> pre-training ->
 
 A run directory ``<runs_dir>/<name>-<timestamp>/`` holds ``config.json`` (full config incl.
 seed; the fields the algorithm does not take are recorded too and listed in ``metrics.json``
-under ``training.unused_settings``), ``versions.json``, ``metrics.json``, ``curve.json``,
+under ``training.unused_settings``), ``versions.json``, ``data.json`` (a run on an interaction
+log: its path and SHA-256, checked on resume and evaluation), ``metrics.json``, ``curve.json``,
 ``model.zip``, ``learning_curve.png``, ``tensorboard/`` and ``checkpoints/``. Every file is
 written atomically (temporary file in the same folder, then ``os.replace``), so an interrupt
 never leaves a half-written result.
@@ -45,7 +46,15 @@ import numpy as np
 from agents.config import OFF_POLICY_ALGOS, TrainConfig
 from agents.kernel_path import KernelPathError, pin_kernel_path
 from agents.evaluate import METRIC_KEYS, evaluate_model, popularity_metrics
-from agents.make import attach_logged_data, build_agent, load_split, make_env, make_train_vec_env
+from agents.make import (
+    DATA_RECORD,
+    attach_logged_data,
+    build_agent,
+    check_data_record,
+    load_split,
+    make_env,
+    make_train_vec_env,
+)
 from agents.run_dir import RunDirError, RunDirLock, check_new_run_dir, clear_run_dir, new_run_dir
 from recsim_env.files import atomic_write, atomic_write_text
 
@@ -364,6 +373,7 @@ class _Runner:
 #: other field is the run's (``config.json``); changing one would mix two experiments.
 RESUME_FIELDS: tuple[str, ...] = (
     "total_timesteps", "max_episodes", "max_train_seconds", "data_dir", "device", "torch_threads",
+    "data",  # a log that moved: its contents must still be the run's (data.json's SHA-256)
 )
 
 
@@ -530,9 +540,11 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
             raise SetupError(str(err)) from None
     try:
         # The test split is only touched after training; tuning uses the validation slice.
+        # An interaction log is recorded by content; a resumed run must find the same file.
+        record = check_data_record(config, run_dir if resume else None)
         split = load_split(config)
     except (OSError, ValueError) as err:
-        raise SetupError(f"cannot load the {config.dataset} data: {err}") from err
+        raise SetupError(f"cannot load the {config.data_name} data: {err}") from err
 
     # Claim the run directory: created atomically, locked for this process.
     if run_dir is None:
@@ -566,6 +578,8 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
             clear_run_dir(run_dir)  # --overwrite: the old run's files go; nothing mixes
             atomic_write_json(run_dir / "config.json", config.to_dict())
             atomic_write_json(run_dir / "versions.json", package_versions())
+            if record is not None:
+                atomic_write_json(run_dir / DATA_RECORD, record)
 
         val_split = holdout_last(split, config.val_fraction)
         train_split, eval_split = (val_split, val_split) if config.tune else (split, split)
@@ -618,7 +632,7 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
             runner.save_checkpoint(model)
 
         n_params = sum(p.numel() for p in model.policy.parameters())
-        say(f"run dir: {run_dir}\nalgo {config.algo} on {config.dataset} ({split.n_users} users, "
+        say(f"run dir: {run_dir}\nalgo {config.algo} on {config.data_name} ({split.n_users} users, "
             f"{split.n_items} items), {config.n_envs} envs, {n_params:,} parameters, "
             f"torch threads {config.torch_threads}, device {model.device}")
         if config.algo in OFF_POLICY_ALGOS:
@@ -749,7 +763,7 @@ def format_report(config: TrainConfig, metrics: dict, pop: dict, training: dict,
                       f"{training['total_timesteps']:,} environment steps; these metrics are not the config's result")
     lines = [
         *([f"\n{incomplete}"] if incomplete else [""]),
-        f"{config.algo} ({config.preset} preset, seed {config.seed}) on {config.dataset}, {evaluated_on} split:",
+        f"{config.algo} ({config.preset} preset, seed {config.seed}) on {config.data_name}, {evaluated_on} split:",
         f"{'metric':<14}{'agent':>9}{'popularity':>12}{'paper':>9}",
     ]
     lines += metric_lines(metrics, pop, paper)

@@ -177,6 +177,9 @@ def _config(algo: str, preset: str, overrides: dict[str, Any]) -> TrainConfig:
         raise ValueError(f"no zoo entry for algo {algo!r}; the zoo builds {', '.join(ZOO_ALGOS)} of the project's "
                          "algorithms (agents.make_agent builds all of them)")
     config = make_config(preset, algo=algo, **overrides)
+    if config.data is not None:
+        raise ValueError(f"data={config.data!r}: the zoo entries build MovieLensRec-v0 from a MovieLens dataset "
+                         "name (env_kwargs); train on an interaction log with make train --data or make_agent")
     if config.policy != "lsrwrl":
         raise ValueError(f"policy={config.policy!r}: the zoo entries put the LSRWRL extractor under SB3's heads "
                          "(policy='lsrwrl')")

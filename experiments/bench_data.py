@@ -1,4 +1,4 @@
-"""Benchmark the data layer on ML-1M (``make bench-data``).
+"""Benchmark the data layer on ML-1M (``make bench-data``), or on an ML-32M-sized release.
 
 Copies the ML-1M folder (``users.dat``, ``movies.dat`` and ``ratings.dat``; in this workplace
 the reconstructed ``ratings.dat``, so figures are "measured on the reconstructed ML-1M") into a
@@ -9,7 +9,13 @@ of the source files that keys the parsed cache (SHA-256, with SHA-1 and BLAKE2b 
 raw parse time (target <= 3 s), first load (parse + cache write), cached load (hash + ``.npz``
 read + the official-figures check; target well under 1 s) and the split times.
 
-Usage: ``python -m experiments.bench_data [--ml1m-dir DIR] [--synthetic] [--rows N]``
+``--release ml-32m`` instead writes a synthetic release in ML-32M's format and shape
+(``ratings.csv`` of 32,000,204 rows over 200,948 users and 87,585 movies of ``movies.csv``; the
+real files may not be redistributed) and times the same steps on it: the ratings CSV is read
+vectorised, and its load must stay in seconds.
+
+Usage: ``python -m experiments.bench_data [--ml1m-dir DIR] [--synthetic] [--rows N]`` or
+``python -m experiments.bench_data --release ml-32m [--rows N]``
 """
 
 from __future__ import annotations
@@ -44,6 +50,74 @@ def write_ratings(folder: Path, movie_ids: np.ndarray, n_rows: int, n_users: int
     np.savetxt(folder / "ratings.dat", table, fmt="%d", delimiter="::")
 
 
+#: ML-32M's shape (its README): ratings, users, movies listed.
+ML32M_SHAPE = (32_000_204, 200_948, 87_585)
+
+
+def write_release_csv(folder: Path, n_rows: int, n_users: int, n_movies: int, seed: int = 0) -> None:
+    """Write ``ratings.csv`` (``userId,movieId,rating,timestamp``, half stars) and ``movies.csv``
+    in ML-20M/25M/32M's format: ``n_rows`` distinct (user, movie) pairs, every user >= 1."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    movie_ids = np.sort(rng.choice(np.arange(1, 3 * n_movies), n_movies, replace=False))
+    popularity = 1.0 / (np.arange(n_movies) + 10.0) ** 0.9  # a long tail, as MovieLens'
+    popularity = popularity[rng.permutation(n_movies)] / popularity.sum()
+    n_draw = int(n_rows * 1.15) + n_users
+    users = np.concatenate([np.arange(n_users), rng.integers(0, n_users, n_draw - n_users)])
+    movies = rng.choice(n_movies, n_draw, p=popularity)
+    _, first = np.unique(users.astype(np.int64) * n_movies + movies, return_index=True)
+    first = np.sort(first)  # distinct pairs; the first n_users draws give every user one
+    keep = np.sort(np.concatenate([first[:n_users], rng.choice(first[n_users:], n_rows - n_users, replace=False)]))
+    users, movies = users[keep], movies[keep]
+    table = pd.DataFrame({
+        "userId": users + 1, "movieId": movie_ids[movies],
+        "rating": rng.integers(1, 11, keep.size) / 2, "timestamp": 789_652_009 + rng.integers(0, 900_000_000, keep.size),
+    }).sort_values(["userId", "timestamp"], kind="stable")
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pa_csv
+
+        with open(folder / "ratings.csv", "wb") as out:  # the official header is not quoted
+            out.write(b"userId,movieId,rating,timestamp\n")
+            pa_csv.write_csv(pa.Table.from_pandas(table, preserve_index=False), out,
+                             pa_csv.WriteOptions(include_header=False, quoting_style="none"))
+    except ImportError:
+        table.to_csv(folder / "ratings.csv", index=False, float_format="%.1f")
+    titles = [f"Movie {m} ({1900 + m % 120})" for m in movie_ids]
+    pd.DataFrame({"movieId": movie_ids, "title": titles, "genres": "Drama"}).to_csv(folder / "movies.csv", index=False)
+
+
+def bench_release(release: str, n_rows: int, repeats: int) -> None:
+    """Time the steps of :func:`main` on a synthetic release of ``release``'s format and shape."""
+    root = Path(tempfile.mkdtemp(prefix="bench-data-"))
+    try:
+        folder = root / release
+        folder.mkdir()
+        _, n_users, n_movies = ML32M_SHAPE
+        start = time.perf_counter()
+        write_release_csv(folder, n_rows, n_users, n_movies)
+        ratings = folder / "ratings.csv"
+        print(f"ratings.csv (synthetic, {release} format and shape): {n_rows:,} rows, "
+              f"{ratings.stat().st_size / 1e6:.1f} MB, written in {time.perf_counter() - start:.1f} s")
+        files = [folder / f for f in dataset_source(release).files]
+        print(f"sha256 hash of the source files (the cache key): {best_of(repeats, lambda: hash_files(files, 'sha256')):.3f} s")
+        t_parse = best_of(min(repeats, 2), lambda: parse_movielens(release, folder))
+        print(f"parse (no cache), best of {min(repeats, 2)}: {t_parse:.3f} s")
+        kwargs = dict(download=False, cache_dir=root / "cache", expect_official=False)
+        start = time.perf_counter()
+        data = load_movielens(release, root, **kwargs)
+        print(f"first load (hash + parse + cache write): {time.perf_counter() - start:.3f} s "
+              f"({data.n_users:,} users, {data.n_items:,} items)")
+        t_cached = best_of(repeats, lambda: load_movielens(release, root, **kwargs))
+        print(f"cached load (hash + .npz read), best of {repeats}: {t_cached:.3f} s")
+        start = time.perf_counter()
+        split_ratings(data)
+        print(f"split_ratings('temporal'): {time.perf_counter() - start:.3f} s")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def best_of(repeats: int, fn: Callable[[], object]) -> float:
     """Smallest wall time of ``repeats`` calls of ``fn``, in seconds."""
     times = []
@@ -73,9 +147,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="ML-1M folder (users.dat, movies.dat, ratings.dat if present)")
     parser.add_argument("--synthetic", action="store_true",
                         help="benchmark a synthetic ratings.dat even when the real one is there")
-    parser.add_argument("--rows", type=int, default=1_000_209, help="synthetic ratings to generate")
+    parser.add_argument("--rows", type=int, default=None,
+                        help="synthetic ratings to generate (default: the release's, 1,000,209 for ml-1m)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repetitions (best is printed)")
+    parser.add_argument("--release", choices=("ml-1m", "ml-32m"), default="ml-1m",
+                        help="ml-1m (default; the real ratings.dat when present) or a synthetic ml-32m")
     args = parser.parse_args(argv)
+    if args.release == "ml-32m":
+        bench_release("ml-32m", args.rows or ML32M_SHAPE[0], min(args.repeats, 3))
+        return
+    args.rows = args.rows or 1_000_209
 
     root = Path(tempfile.mkdtemp(prefix="bench-data-"))
     try:

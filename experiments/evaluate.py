@@ -22,7 +22,7 @@ from typing import Any
 from agents.config import DATASETS, TrainConfig
 from agents.training import PAPER_FIGURES, atomic_write_json, metric_lines
 from agents.evaluate import evaluate_model, popularity_metrics
-from agents.make import load_split
+from agents.make import check_data_record, load_split
 
 
 def find_latest_run(runs_dir: str | Path, dataset: str | None = None) -> Path:
@@ -79,6 +79,7 @@ def evaluate_run(
     :param split_name: ``"test"`` (the protocol) or ``"validation"`` (the slice used in training)
     :param greedy: also simulate the greedy policy on every eligible user
     :param data_dir: override the run's ``data_dir`` (where the MovieLens files are)
+    :raises ValueError: the run trained on an interaction log whose contents changed since
     :return: ``{"run_dir", "split", "agent", "popularity", "paper", "seconds"}``
     """
     from recsim_env import holdout_last
@@ -87,6 +88,7 @@ def evaluate_run(
     if data_dir is not None:
         config.data_dir = data_dir
     t0 = time.monotonic()
+    check_data_record(config, run_dir)  # a log must still be the file the run trained on
     split = load_split(config)
     if split_name == "validation":
         split = holdout_last(split, config.val_fraction)
@@ -96,7 +98,7 @@ def evaluate_run(
     return {
         "run_dir": str(run_dir),
         "algo": config.algo,
-        "dataset": config.dataset,
+        "dataset": config.data_name,
         "split": split_name,
         "agent": agent,
         "popularity": popularity_metrics(split, config.eval_k),
@@ -139,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             if trained_on != args.dataset:
                 parser.error(f"{run_dir} was trained on {trained_on}, not --dataset {args.dataset}")
         result = evaluate_run(run_dir, args.split, greedy=not args.no_greedy, data_dir=args.data_dir)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ValueError) as err:
         parser.error(str(err))
     print(format_evaluation(result))
     out = Path(args.out) if args.out else run_dir / ("evaluation.json" if args.split == "test" else "evaluation_validation.json")

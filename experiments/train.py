@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             saved = TrainConfig.load(str(config_path))
             hints = typing.get_type_hints(TrainConfig)
             overrides = {f: parse_value(getattr(args, f), hints[f], f) for f in given}
+            if overrides.get("data") is not None:  # a moved log: recorded absolute, as make_config does
+                overrides["data"] = str(Path(overrides["data"]).expanduser().resolve())
             config = TrainConfig.from_dict({**saved.to_dict(), **overrides}).validate()
         else:
             config = config_from_args(args)

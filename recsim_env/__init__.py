@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from recsim_env.dataset import DATASETS, MovieLensData, Split, item_to_token, token_to_item
     from recsim_env.env import MovieLensRecEnv, unpack_bits, unpack_liked
     from recsim_env.evaluation import evaluate_greedy, evaluate_ranking
+    from recsim_env.interactions import load_interactions
     from recsim_env.movielens import load_movielens
     from recsim_env.policies import TopKPolicy
     from recsim_env.significance import (
@@ -48,6 +49,7 @@ _EXPORTS: dict[str, str] = {
     "item_to_token": "recsim_env.dataset",
     "token_to_item": "recsim_env.dataset",
     "load_movielens": "recsim_env.movielens",
+    "load_interactions": "recsim_env.interactions",
     "split_ratings": "recsim_env.splits",
     "holdout_last": "recsim_env.splits",
     "evaluate_ranking": "recsim_env.evaluation",

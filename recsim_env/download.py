@@ -34,14 +34,19 @@ _GROUPLENS = "https://files.grouplens.org/datasets/movielens/"
 class DatasetSource:
     """Where a dataset is published and which of its files the loader needs.
 
-    :param url: address of the official zip; it holds one folder named like the dataset
-    :param md5: hex MD5 digest of the zip (verified before anything is unpacked)
+    :param url: address of the official zip
+    :param md5: hex MD5 digest of the zip (verified before anything is unpacked); ``None`` when
+        GroupLens publishes none (ML-32M): the loader then checks the unpacked data against the
+        official figures (``recsim_env.movielens.OFFICIAL_FIGURES``) instead
     :param files: files the loader requires inside the dataset folder
+    :param folder: the folder the zip holds (default: the dataset's name; ML-10M's is
+        ``ml-10M100K``); it is unpacked as ``<cache>/<name>/``
     """
 
     url: str
-    md5: str
+    md5: str | None
     files: tuple[str, ...]
+    folder: str | None = None
 
 
 #: The official GroupLens release of each name of :data:`recsim_env.dataset.DATASETS`. Tests and
@@ -56,6 +61,27 @@ SOURCES: dict[str, DatasetSource] = {
         url=_GROUPLENS + "ml-1m.zip",
         md5="c4d9eecfca2ab87c1945afe126590906",
         files=("ratings.dat", "users.dat", "movies.dat"),
+    ),
+    "ml-10m": DatasetSource(
+        url=_GROUPLENS + "ml-10m.zip",
+        md5="ce571fd55effeba0271552578f2648bd",
+        files=("ratings.dat", "movies.dat"),
+        folder="ml-10M100K",
+    ),
+    "ml-20m": DatasetSource(
+        url=_GROUPLENS + "ml-20m.zip",
+        md5="cd245b17a1ae2cc31bb14903e1204af3",
+        files=("ratings.csv", "movies.csv"),
+    ),
+    "ml-25m": DatasetSource(
+        url=_GROUPLENS + "ml-25m.zip",
+        md5="6b51fb2759a8657d3bfcbfc42b592ada",
+        files=("ratings.csv", "movies.csv"),
+    ),
+    "ml-32m": DatasetSource(
+        url=_GROUPLENS + "ml-32m.zip",
+        md5=None,  # none published: the loader checks the official counts
+        files=("ratings.csv", "movies.csv"),
     ),
 }
 
@@ -118,10 +144,11 @@ def download_dataset(
     """Download the official zip of ``name`` into the cache, verify it and unpack it.
 
     The zip is streamed into a temporary file in the cache directory, its MD5 compared with
-    :data:`SOURCES`, and only then renamed; the dataset folder is unpacked into a temporary
-    directory and renamed into place, so ``<cache>/<name>/`` is either complete or absent.
+    :data:`SOURCES` (when published), and only then renamed; the dataset folder is unpacked
+    into a temporary directory and renamed into place, so ``<cache>/<name>/`` is either complete
+    or absent.
 
-    :param name: ``"ml-100k"`` or ``"ml-1m"`` (one of :data:`recsim_env.dataset.DATASETS`)
+    :param name: one of :data:`recsim_env.dataset.DATASETS` (``"ml-100k"``, ``"ml-1m"``, ...)
     :param cache_dir: cache directory, see :func:`cache_root`
     :param opener: transport, ``opener(url, timeout)`` -> readable binary response;
         default :func:`urllib.request.urlopen`
@@ -154,7 +181,9 @@ def download_dataset(
                     out.write(chunk)
         except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError, timeouts...
             raise DownloadError(f"Could not download {source.url}: {exc}") from exc
-        if digest.hexdigest() != source.md5:
+        if source.md5 is None:
+            logger.info("%s has no published checksum; the loader checks its official figures", name)
+        elif digest.hexdigest() != source.md5:
             raise ChecksumError(
                 f"Checksum mismatch for {source.url}: MD5 {digest.hexdigest()}, expected "
                 f"{source.md5}. The file was deleted; the download was corrupted or the server "
@@ -170,13 +199,14 @@ def download_dataset(
 
 
 def _unpack(zip_path: Path, root: Path, name: str) -> None:
-    """Extract ``<name>/`` of the zip next to it, atomically (temp dir + rename)."""
+    """Extract the zip's dataset folder as ``<root>/<name>/``, atomically (temp dir + rename)."""
     target = root / name
+    folder = dataset_source(name).folder or name
     staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.unpack."))
     try:
         try:
             with zipfile.ZipFile(zip_path) as archive:
-                prefix = f"{name}/"
+                prefix = f"{folder}/"
                 members = [m for m in archive.namelist() if m.startswith(prefix)]
                 present = {m[len(prefix):] for m in members}
                 missing = [f for f in dataset_source(name).files if f not in present]
@@ -189,7 +219,7 @@ def _unpack(zip_path: Path, root: Path, name: str) -> None:
         except zipfile.BadZipFile as exc:
             raise DownloadError(f"{zip_path.name} is not a valid zip archive: {exc}") from exc
         try:
-            os.rename(staging / name, target)
+            os.rename(staging / folder, target)
         except OSError as exc:
             if not is_complete(target, name):  # else another process won the race: fine
                 raise DownloadError(f"Cannot move the unpacked files to {target}: {exc}") from exc

@@ -17,7 +17,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
-from recsim_env.dataset import DATASETS, Split
+from recsim_env.dataset import DATASETS, MovieLensData, Split
 from recsim_env.rendering import (
     OUTCOME_DISLIKED,
     OUTCOME_HIT,
@@ -102,9 +102,11 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
     it when it is one of the user's not-yet-consumed target items with a rating
     ``>= like_threshold``.
 
-    The data come from :func:`recsim_env.load_movielens` and are split per user by
+    The data come from :func:`recsim_env.load_movielens` (``dataset=``) or from any interaction
+    log loaded by :func:`recsim_env.load_interactions` (``data=``), and are split per user by
     :func:`recsim_env.split_ratings` (chronological 80/20 by default); ``split_data`` injects an
-    existing :class:`recsim_env.Split` instead. The rules below are implemented once, by the
+    existing :class:`recsim_env.Split` instead. One environment id serves every dataset: what
+    differs between datasets (items, rating scale, user features) is data, not a new MDP. The rules below are implemented once, by the
     simulator :class:`recsim_env.simulator.ReplaySimulator` (``env.unwrapped.simulator``), which
     the vector environment, the agents' scoring and the logged-data sampler share.
 
@@ -120,7 +122,7 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
 
     | Key         | Shape                   | Dtype  | Min | Max          | Meaning                                                          |
     |-------------|-------------------------|--------|-----|--------------|------------------------------------------------------------------|
-    | `"user"`    | `(3,)`                  | int32  | 0   | `[1, 6, 20]` | gender (0 F, 1 M), age group (ML-1M's 7 groups), occupation code |
+    | `"user"`    | `(F,)`                  | int32  | 0   | cardinality - 1 | user feature codes; MovieLens (`F = 3`, max `[1, 6, 20]`): gender (0 F, 1 M), age group (ML-1M's 7 groups), occupation code; a log: its feature columns; no `"user"` key for a dataset without user features (ML-10M and later) |
     | `"history"` | `(history_len,)`        | int32  | 0   | `n_items`    | last `history_len` item tokens (item + 1), 0-padded in front, most recent last |
     | `"liked"`   | `(ceil(n_items / 8),)`  | uint8  | 0   | 255          | long-term liked-item set, packed bits: item `i` is bit `i % 8` of byte `i // 8` |
     | `"excluded"`| `(ceil(n_items / 8),)`  | uint8  | 0   | 255          | items that cannot be recommended now, packed bits as `"liked"`: the episode's whole history (not only the last `history_len`) and every item recommended this episode |
@@ -141,7 +143,9 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
     When the recommended item ``a`` is one of the episode's remaining target items, with rating
     ``r``, the reward is ``reward_map[r]`` and the item is consumed (it is no longer a target).
     By default ``reward_map = {r: r / 5 for r >= like_threshold, else 0}``: 0.8 for a 4, 1.0 for
-    a 5. If ``r >= like_threshold`` (a *like*) the item is also appended to the history and to the
+    a 5 (in general ``r / max(rating scale)``: half stars on ML-10M and later, 0.9 for a 4.5;
+    for implicit feedback every interaction is a like worth its value, 1 unless the log has a
+    value column). If ``r >= like_threshold`` (a *like*) the item is also appended to the history and to the
     liked set; otherwise the interest state does not change. Any other item gives reward 0 and
     leaves the interest state unchanged. Whatever the outcome, the recommended item joins
     ``"excluded"`` for the rest of the episode.
@@ -266,7 +270,8 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
       ``min(1, leave_rate * k)`` (``terminated``); truncated after ``max_steps``;
     * ``action_masks()`` means the same as in replay: items not consumed and not yet
       recommended; a masked item would be a sure miss.
-    * ``info`` holds ``"user"``, ``"prefix"``, ``"rating"`` (4 or 5 on a like, else 0),
+    * ``info`` holds ``"user"``, ``"prefix"``, ``"rating"`` (4 or 5 on a like, else 0; in
+      general the top rating of the scale or the one below it),
       ``"liked"``, ``"like_probability"`` (of the recommended item) and ``"misses"``
       (consecutive misses so far), in both modes: none of it depends on the test part.
 
@@ -290,7 +295,7 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
 
     | Parameter        | Type                | Default       | Description                                                                |
     |------------------|---------------------|---------------|----------------------------------------------------------------------------|
-    | `dataset`        | **str**             | `"ml-100k"`   | `"ml-100k"` or `"ml-1m"`                                                   |
+    | `dataset`        | **str**             | `"ml-100k"`   | a MovieLens dataset of `recsim_env.DATASETS` (`"ml-100k"`, `"ml-1m"`, ...) |
     | `mode`           | **str**             | `"train"`     | `"train"` (replay the train split) or `"test"` (targets = test items)      |
     | `data_dir`       | **PathLike**        | `None`        | root holding `ml-100k/` or `ml-1m/`; else `MOVIELENS_DATA`, cache, download |
     | `download`       | **bool**            | `True`        | download the GroupLens zip if the files are nowhere else                   |
@@ -298,11 +303,12 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
     | `train_ratio`    | **float**           | `0.8`         | fraction of each user's ratings in the train part                          |
     | `split_seed`     | **int**             | `0`           | seed of the random split                                                   |
     | `history_len`    | **int**             | `20`          | length of the `"history"` observation                                      |
-    | `like_threshold` | **int**             | `4`           | smallest rating (1..5) that counts as a like                               |
-    | `reward_map`     | **Mapping**         | `None`        | rating 1..5 (or "1".."5") -> reward of a consumed target; others give 0    |
+    | `like_threshold` | **float**           | `None`        | smallest rating that counts as a like, within the rating scale; `None`: the dataset's (4 on MovieLens, every interaction of an implicit log) |
+    | `reward_map`     | **Mapping**         | `None`        | rating (or its JSON string, "4", "3.5") -> reward of a consumed target; others give 0 |
     | `max_steps`      | **int**             | `50`          | recommendations per episode before truncation                              |
     | `render_mode`    | **str**             | `None`        | `"ansi"` (returns text), `"human"` (prints it) or `"rgb_array"` (picture)  |
     | `split_data`     | **Split**           | `None`        | use this split; `dataset`, `data_dir`, `download`, `split*` are ignored    |
+    | `data`           | **MovieLensData**   | `None`        | a loaded dataset (`load_interactions`, `load_movielens`) to split with `split*`; `dataset`, `data_dir`, `download` are ignored; not with `split_data` |
     | `slate_size`     | **int**             | `1`           | items per step, `1..n_items`; `1` = `Discrete` actions, else `MultiDiscrete` |
     | `response`       | **str**             | `"independent"` | slate response model: `"independent"` or `"cascade"` (see *Slates*)      |
     | `examine`        | **float**           | `None`        | cascade only: probability in [0, 1] of examining the next position (default 0.8) |
@@ -340,7 +346,9 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
     ## Version History
 
     * v0: Initial version; ``slate_size``, ``response`` and ``examine`` added (default: the
-      single-item environment, unchanged).
+      single-item environment, unchanged); ``data`` added, ``like_threshold`` defaults to the
+      dataset's (4 on MovieLens, unchanged), ratings may be half stars or implicit and user
+      features per dataset.
     """
 
     metadata = {"render_modes": ["human", "ansi", "rgb_array"], "render_fps": 4}
@@ -355,8 +363,8 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         train_ratio: float = 0.8,
         split_seed: int = 0,
         history_len: int = 20,
-        like_threshold: int = 4,
-        reward_map: Mapping[int | str, float] | None = None,
+        like_threshold: float | None = None,
+        reward_map: Mapping[Any, float] | None = None,
         max_steps: int = 50,
         render_mode: str | None = None,
         split_data: Split | None = None,
@@ -365,6 +373,7 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         examine: float | None = None,
         user_model: str = "replay",
         user_model_kwargs: Mapping[str, Any] | None = None,
+        data: MovieLensData | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
@@ -376,7 +385,7 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
             data_dir=data_dir, download=download, split=split,
             train_ratio=train_ratio, split_seed=split_seed, history_len=history_len,
             like_threshold=like_threshold, reward_map=reward_map, max_steps=max_steps,
-            split_data=split_data,
+            split_data=split_data, data=data,
         )  # fmt: skip
         self.render_mode = render_mode
         self.mode: str = sim.mode
@@ -386,8 +395,8 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
         self.max_prefixes.setflags(write=False)
         self.n_items: int = sim.n_items
         self.history_len: int = sim.history_len
-        self.like_threshold: int = sim.like_threshold
-        self.reward_map: dict[int, float] = sim.reward_map
+        self.like_threshold: float = sim.like_threshold
+        self.reward_map: dict[float, float] = sim.reward_map
         self.max_steps: int = sim.max_steps
         self._slate, self.action_space = slate_settings(sim, slate_size, response, examine)
         self.slate_size: int = self._slate.slate_size
@@ -538,7 +547,7 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
             Train mode: users of ``self.users``
         :param prefixes: train mode only: int ``(B,)`` prefix lengths; default each user's
             largest valid prefix (up to its last liked train item)
-        :return: ``{"user": (B, 3), "history": (B, history_len), "liked": (B, ceil(n_items / 8)),
+        :return: ``{"user": (B, F), "history": (B, history_len), "liked": (B, ceil(n_items / 8)),
             "excluded": (B, ceil(n_items / 8))}``, each row exactly the observation
             ``reset(options={"user": u[, "prefix": p]})`` returns (``"excluded"`` = the start
             history's items)
@@ -620,8 +629,9 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
 
     def _obs(self) -> dict[str, np.ndarray]:
         state = self._state
+        user = {"user": state.user_obs.copy()} if self.simulator.has_user_features else {}
         return {
-            "user": state.user_obs.copy(),
+            **user,
             "history": state.history.copy(),
             "liked": state.liked.copy(),
             "excluded": state.excluded.copy(),

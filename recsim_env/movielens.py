@@ -1,20 +1,38 @@
-"""Loading MovieLens 100K and 1M: finding the files, parsing them, caching the parsed arrays.
+"""Loading MovieLens (100K, 1M, 10M, 20M, 25M, 32M): finding the files, parsing them, caching
+the parsed arrays.
+
+The releases and their formats (original encodings, original file names):
+
+* ``ml-100k``: ``u.data`` (tab-separated), ``u.user``, ``u.item``, ``u.occupation``; whole stars,
+  three user features (gender, age group, occupation).
+* ``ml-1m``: ``ratings.dat``, ``users.dat``, ``movies.dat`` (``::``-separated); as ML-100K.
+* ``ml-10m``: ``ratings.dat`` and ``movies.dat`` (``::``-separated) in the zip's folder
+  ``ml-10M100K/``; half stars 0.5..5.0, no user features.
+* ``ml-20m``, ``ml-25m``, ``ml-32m``: ``ratings.csv`` (``userId,movieId,rating,timestamp``) and
+  ``movies.csv`` (``movieId,title,genres``); half stars, no user features. The ratings CSV is
+  read vectorised (pyarrow's reader when installed, else pandas' C parser): ML-32M's 32 million
+  rows take seconds, not minutes.
+
+Genres: ML-100K and ML-1M have the fixed lists :data:`GENRES_ML100K`, :data:`GENRES_ML1M`; the
+later releases' genre columns are the genres their movie file names, sorted (``"(no genres
+listed)"`` is no genre).
 
 :func:`load_movielens` is the entry point. Where the files come from, in this order:
 
-1. the ``data_dir`` argument: a root holding ``ml-100k/`` and/or ``ml-1m/``, or the dataset
-   folder itself. When given, it is the only place looked at: a ``data_dir`` that does not
+1. the ``data_dir`` argument: a root holding ``<name>/`` (e.g. ``ml-100k/``; ML-10M's folder may
+   keep its zip name ``ml-10M100K/``), or the dataset folder itself. When given, it is the only place looked at: a ``data_dir`` that does not
    exist, or holds no dataset folder, is an error (:class:`DatasetNotFoundError`);
 2. the environment variable ``MOVIELENS_DATA`` (same layout). Set to a path that does not
    exist: an error. An existing root without this dataset's folder is passed over (a root may
    hold only one of the two datasets) and the cache is tried next;
 3. the per-user cache directory (:func:`recsim_env.download.cache_root`);
-4. a download of the official GroupLens zip into that cache, MD5-verified.
+4. a download of the official GroupLens zip into that cache, MD5-verified (ML-32M has no
+   published checksum: its figures are always checked, whatever ``expect_official`` says).
 
 A folder that is found but lacks a required file is an error (:class:`MissingFileError`), never
 a reason to look elsewhere. The loaded data are compared with the official release's figures
-(:data:`OFFICIAL_FIGURES`: rows, users, rated items, rating histogram, first and last
-timestamp); a difference means a truncated or edited file and is an error
+(:data:`OFFICIAL_FIGURES`: rows, users, rated items and, for ML-100K and ML-1M, the rating
+histogram and the first and last timestamp); a difference means a truncated or edited file and is an error
 (:class:`DatasetMismatchError`) unless ``expect_official=False``. Parsed arrays are cached as
 ``.npz`` under ``<cache>/parsed/``, keyed by a SHA-256 hash of the source files' contents (so
 an edit that keeps size and modification time is noticed); the data folder itself is only read.
@@ -30,12 +48,18 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from recsim_env.dataset import AGE_GROUP_LOWER_BOUNDS, USER_FEATURE_CARDINALITIES, MovieLensData
+from recsim_env.dataset import (
+    AGE_GROUP_LOWER_BOUNDS,
+    RATING_SCALES,
+    USER_FEATURE_CARDINALITIES,
+    MovieLensData,
+    rating_levels,
+)
 from recsim_env.download import (
     ChecksumError,
     DownloadError,
@@ -64,7 +88,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Environment variable naming a data root that holds ``ml-100k/`` and/or ``ml-1m/``.
+#: Environment variable naming a data root that holds ``ml-100k/``, ``ml-1m/``, ... (any of them).
 DATA_ENV_VAR = "MOVIELENS_DATA"
 #: Bumped whenever parsing or the cache key changes, so that old ``.npz`` caches are rebuilt.
 CACHE_FORMAT_VERSION = 2
@@ -86,20 +110,25 @@ class OfficialFigures:
     """What the official GroupLens release of a dataset contains; :func:`load_movielens`
     compares every copy named like it with these figures.
 
+    Figures that are ``None`` are not checked (GroupLens publishes only the counts of the later
+    releases).
+
     :param n_ratings: rows of the ratings file
     :param n_users: users with at least one rating
     :param n_items: movies with at least one rating
-    :param rating_counts: how many ratings are 1, 2, 3, 4 and 5 stars
+    :param rating_counts: how many ratings have each value of the rating scale (1..5 stars)
     :param first_timestamp: earliest rating time, Unix seconds
     :param last_timestamp: latest rating time, Unix seconds
+    :param n_movies: movies listed in the movies file (rated or not)
     """
 
     n_ratings: int
     n_users: int
-    n_items: int
-    rating_counts: tuple[int, int, int, int, int]
-    first_timestamp: int
-    last_timestamp: int
+    n_items: int | None = None
+    rating_counts: tuple[int, ...] | None = None
+    first_timestamp: int | None = None
+    last_timestamp: int | None = None
+    n_movies: int | None = None
 
 
 #: Figures of the official releases (GroupLens READMEs and files). The reconstructed ML-1M
@@ -115,9 +144,25 @@ OFFICIAL_FIGURES: dict[str, OfficialFigures] = {
         rating_counts=(56_174, 107_557, 261_197, 348_971, 226_310),
         first_timestamp=956_703_932, last_timestamp=1_046_454_590,
     ),
+    # The later releases: the counts of their GroupLens READMEs (movies = the movies file's).
+    "ml-10m": OfficialFigures(n_ratings=10_000_054, n_users=71_567, n_movies=10_681),
+    "ml-20m": OfficialFigures(n_ratings=20_000_263, n_users=138_493, n_movies=27_278),
+    "ml-25m": OfficialFigures(n_ratings=25_000_095, n_users=162_541, n_movies=62_423),
+    "ml-32m": OfficialFigures(n_ratings=32_000_204, n_users=200_948, n_movies=87_585),
 }  # fmt: skip
 #: The ratings file of each dataset (the one a truncation or an edit usually hits).
-_RATINGS_FILE = {"ml-100k": "u.data", "ml-1m": "ratings.dat"}
+_RATINGS_FILE = {
+    "ml-100k": "u.data", "ml-1m": "ratings.dat", "ml-10m": "ratings.dat", "ml-20m": "ratings.csv",
+    "ml-25m": "ratings.csv", "ml-32m": "ratings.csv",
+}
+#: Datasets with a users file (the others have no user features).
+_WITH_USERS = ("ml-100k", "ml-1m")
+#: Header of the ratings CSV of ML-20M and later.
+_CSV_RATINGS_HEADER = ("userId", "movieId", "rating", "timestamp")
+#: Header of the movies CSV of ML-20M and later.
+_CSV_MOVIES_HEADER = ("movieId", "title", "genres")
+#: The genre of a movie without genres in ML-10M and later.
+_NO_GENRES = "(no genres listed)"
 
 _N_OCCUPATIONS = USER_FEATURE_CARDINALITIES[2]
 _INT = re.compile(r"[+-]?\d+")
@@ -187,11 +232,14 @@ class DatasetMismatchError(DataFormatError):
 
 
 def _dataset_folder(root: Path, name: str, accept_root: bool) -> Path | None:
-    """``root/name``, or ``root`` itself if it looks like the dataset folder."""
-    if (root / name).is_dir():
-        return root / name
+    """``root/name`` (or ``root/<the zip's folder name>``, e.g. ``ml-10M100K``), or ``root``
+    itself if it looks like the dataset folder."""
+    source = dataset_source(name)
+    for folder in dict.fromkeys((name, source.folder or name)):
+        if (root / folder).is_dir():
+            return root / folder
     if accept_root and root.is_dir():
-        if root.name == name or any((root / f).exists() for f in dataset_source(name).files):
+        if root.name in (name, source.folder) or any((root / f).exists() for f in source.files):
             return root
     return None
 
@@ -226,7 +274,7 @@ def locate_movielens(
     An explicit ``data_dir`` is the only place looked at. ``$MOVIELENS_DATA``, when set
     (non-empty), must exist; if it lacks ``<name>/`` the per-user cache comes next.
 
-    :param name: ``"ml-100k"`` or ``"ml-1m"``
+    :param name: one of :data:`recsim_env.dataset.DATASETS` (``"ml-100k"``, ``"ml-1m"``, ...)
     :param data_dir: a root holding ``<name>/``, or the dataset folder itself; default ``None``
         (look in ``$MOVIELENS_DATA``, the cache, then download)
     :param download: download the official zip into the cache when no copy is found
@@ -264,7 +312,7 @@ def locate_movielens(
         root = _named_root(
             f"${DATA_ENV_VAR}",
             env,
-            f"Point it at a folder holding ml-100k/ and/or ml-1m/, or unset it to use the "
+            f"Point it at a folder holding {name}/ (or other MovieLens folders), or unset it to use the "
             f"per-user cache {cache} (and a download).",
         )
         folder = _dataset_folder(root, name, accept_root=True)
@@ -314,11 +362,17 @@ def _not_found_message(name: str, looked: list[str], cache: Path) -> str:
 
 class _Ratings(NamedTuple):
     path: Path
-    raw: bytes
-    values: np.ndarray  # int64 (n, 4): user id, movie id, rating, timestamp
+    raw: bytes | None  # the file (small formats), for line numbers that skip blank lines
+    user: np.ndarray  # int64 user ids
+    item: np.ndarray  # int64 movie ids
+    rating: np.ndarray  # int64 (whole stars) or float64 (half stars)
+    timestamp: np.ndarray  # int64
 
     def line_of(self, row: int) -> int:
-        """1-based line number of the ``row``-th rating (blank lines are skipped)."""
+        """1-based line number of the ``row``-th rating (blank lines are skipped; a CSV's
+        header is line 1)."""
+        if self.raw is None:
+            return row + 2
         seen = -1
         for lineno, line in enumerate(self.raw.split(b"\n"), 1):
             if line.rstrip(b"\r"):
@@ -329,9 +383,9 @@ class _Ratings(NamedTuple):
 
 
 class _Users(NamedTuple):
-    path: Path
+    path: Path | None  # None: the release has no users file (ids come from the ratings)
     raw_ids: np.ndarray  # int64 (n,)
-    features: np.ndarray  # int32 (n, 3)
+    features: np.ndarray  # int32 (n, 3), or (n, 0) without a users file
 
 
 class _Items(NamedTuple):
@@ -345,26 +399,92 @@ class _Items(NamedTuple):
 _RATING_FIELDS = ("user id", "movie id", "rating", "timestamp")
 
 
-def _read_ratings(path: Path, sep: bytes) -> _Ratings:
-    """Vectorised parse of a ratings file (``u.data`` or ``ratings.dat``)."""
+def _read_ratings(path: Path, sep: bytes, half_stars: bool = False) -> _Ratings:
+    """Vectorised parse of a separated ratings file (``u.data`` or ``ratings.dat``).
+
+    :param half_stars: ratings are numbers such as ``3.5`` (ML-10M), not integers
+    """
     raw = path.read_bytes()
     if not raw.strip():
         raise DataFormatError(path, None, "the file is empty; expected one rating per line")
     # '::' becomes one tab so that pandas' C parser splits it; a stray ':' then fails to parse.
     text = raw if sep == b"\t" else raw.replace(sep, b"\t")
+    dtype: Any = {0: np.int64, 1: np.int64, 2: np.float64, 3: np.int64} if half_stars else np.int64
     try:
         table = pd.read_csv(
-            io.BytesIO(text), sep="\t", header=None, dtype=np.int64, engine="c", na_filter=False
+            io.BytesIO(text), sep="\t", header=None, dtype=dtype, engine="c", na_filter=False
         )
-        values = table.to_numpy()
-        if values.shape[1] != len(_RATING_FIELDS):
-            raise ValueError(f"{values.shape[1]} columns")
+        if table.shape[1] != len(_RATING_FIELDS):
+            raise ValueError(f"{table.shape[1]} columns")
     except (ValueError, OverflowError) as exc:
-        raise _diagnose_ratings(path, raw, sep, exc) from None
-    return _Ratings(path, raw, values)
+        raise _diagnose_ratings(path, raw, sep, exc, half_stars) from None
+    columns = [table[c].to_numpy() for c in table.columns]
+    return _Ratings(path, raw, *columns)
 
 
-def _diagnose_ratings(path: Path, raw: bytes, sep: bytes, exc: Exception) -> DataFormatError:
+def _read_ratings_csv(path: Path) -> _Ratings:
+    """Vectorised parse of ML-20M and later's ``ratings.csv`` (``userId,movieId,rating,timestamp``)."""
+    with open(path, "rb") as handle:
+        header = handle.readline().decode("utf-8", "replace").strip()
+    if not header:
+        raise DataFormatError(path, None, "the file is empty; expected a header and one rating per line")
+    if tuple(header.split(",")) != _CSV_RATINGS_HEADER:
+        raise DataFormatError(path, 1, f"expected the header {','.join(_CSV_RATINGS_HEADER)}, found {header!r}")
+    dtype = {"userId": np.int64, "movieId": np.int64, "rating": np.float64, "timestamp": np.int64}
+    try:
+        try:  # pyarrow's reader is multi-threaded: ML-32M in seconds
+            table = pd.read_csv(path, dtype=dtype, engine="pyarrow")
+        except ImportError:
+            table = pd.read_csv(path, dtype=dtype, engine="c", na_filter=False)
+        if tuple(table.columns) != _CSV_RATINGS_HEADER:
+            raise ValueError(f"columns {list(table.columns)}")
+    except Exception as exc:  # pyarrow and pandas raise their own types; find the line ourselves
+        raise _diagnose_ratings_csv(path, exc) from None
+    columns = [table[c].to_numpy() for c in _CSV_RATINGS_HEADER]
+    return _Ratings(path, None, *columns)
+
+
+def _diagnose_ratings_csv(path: Path, exc: Exception) -> DataFormatError:
+    """Find the first bad line of a ratings CSV (slow; only runs after a parse failure)."""
+    with open(path, "rb") as handle:
+        for lineno, line in enumerate(handle, 1):
+            if lineno == 1:
+                continue
+            line = line.rstrip(b"\r\n")
+            problem = _encoding_problem(line, "ascii")
+            if problem:
+                return DataFormatError(path, lineno, problem)
+            fields = line.decode("ascii").split(",")
+            if len(fields) != len(_CSV_RATINGS_HEADER):
+                return DataFormatError(
+                    path, lineno, f"expected {len(_CSV_RATINGS_HEADER)} fields "
+                    f"({','.join(_CSV_RATINGS_HEADER)}), found {len(fields)}: {line.decode()!r}"
+                )
+            for field_name, value in zip(_RATING_FIELDS, fields, strict=True):
+                problem = _number_problem(field_name, value, field_name == "rating")
+                if problem:
+                    return DataFormatError(path, lineno, problem)
+    return DataFormatError(path, None, f"cannot be parsed as ratings: {exc}")
+
+
+def _number_problem(field_name: str, value: str, decimal: bool) -> str | None:
+    """Why ``value`` is not an integer (or, ``decimal``, a number) field; ``None`` if it is one."""
+    if decimal:
+        try:
+            float(value)
+            return None
+        except ValueError:
+            return f"{field_name} {value!r} is not a number"
+    if not _INT.fullmatch(value.strip()):
+        return f"{field_name} {value!r} is not an integer"
+    if abs(int(value)) >= 2**63:
+        return f"{field_name} {value!r} is out of range"
+    return None
+
+
+def _diagnose_ratings(
+    path: Path, raw: bytes, sep: bytes, exc: Exception, half_stars: bool = False
+) -> DataFormatError:
     """Find the first bad line of a ratings file (slow; only runs after a parse failure)."""
     sep_text = sep.decode()
     for lineno, line in enumerate(raw.split(b"\n"), 1):
@@ -383,10 +503,9 @@ def _diagnose_ratings(path: Path, raw: bytes, sep: bytes, exc: Exception) -> Dat
                 f"by {sep_text!r}, found {len(fields)}: {line.decode()!r}",
             )
         for field_name, value in zip(_RATING_FIELDS, fields, strict=True):
-            if not _INT.fullmatch(value.strip()):
-                return DataFormatError(path, lineno, f"{field_name} {value!r} is not an integer")
-            if abs(int(value)) >= 2**63:
-                return DataFormatError(path, lineno, f"{field_name} {value!r} is out of range")
+            problem = _number_problem(field_name, value, half_stars and field_name == "rating")
+            if problem:
+                return DataFormatError(path, lineno, problem)
     return DataFormatError(path, None, f"cannot be parsed as ratings: {exc}")
 
 
@@ -603,6 +722,58 @@ def _read_items_ml1m(path: Path) -> _Items:
     )
 
 
+def _items_with_genres(
+    path: Path, ids: list[int], titles: list[str], genre_fields: list[str], lines: list[int]
+) -> tuple[_Items, tuple[str, ...]]:
+    """The items of a later release, its genre columns being the genres its movies name
+    (vectorised: ML-32M lists 87,585 movies)."""
+    _check_unique(path, "movie id", ids, lines)
+    flags = pd.Series(genre_fields, dtype=str).str.strip().str.get_dummies(sep="|")
+    flags = flags.drop(columns=[c for c in flags.columns if c in ("", _NO_GENRES)])
+    names = tuple(sorted(flags.columns))
+    # The last "(YYYY)" of a title, as _year reads it; -1 without one.
+    last_year = pd.Series(titles, dtype=str).str.findall(_YEAR_IN_TITLE.pattern).str[-1]
+    years = pd.to_numeric(last_year, errors="coerce").fillna(-1).to_numpy(dtype=np.int32)
+    items = _Items(
+        path, np.asarray(ids, dtype=np.int64), titles, years, flags[list(names)].to_numpy(dtype=bool),
+    )  # fmt: skip
+    return items, names
+
+
+def _read_items_ml10m(path: Path) -> tuple[_Items, tuple[str, ...]]:
+    """ML-10M's ``movies.dat``: ``MovieID::Title::Genres``, as ML-1M's with its own genres."""
+    ids, titles, genre_fields, lines = [], [], [], []
+    for lineno, text in _text_lines(path, "latin-1"):
+        movie_id, title, genre_field = _fields(path, lineno, text, "::", ("MovieID", "Title", "Genres"))
+        ids.append(_int(path, lineno, "movie id", movie_id))
+        titles.append(title.strip())
+        genre_fields.append(genre_field)
+        lines.append(lineno)
+    return _items_with_genres(path, ids, titles, genre_fields, lines)
+
+
+def _read_items_csv(path: Path) -> tuple[_Items, tuple[str, ...]]:
+    """ML-20M and later's ``movies.csv``: ``movieId,title,genres`` (quoted titles, UTF-8)."""
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataFormatError(path, None, f"cannot be read as a CSV of movies: {exc}") from None
+    if tuple(table.columns) != _CSV_MOVIES_HEADER:
+        raise DataFormatError(
+            path, 1, f"expected the header {','.join(_CSV_MOVIES_HEADER)}, found {','.join(table.columns)!r}"
+        )
+    if table.empty:
+        raise DataFormatError(path, None, "the file lists no movie")
+    ids = pd.to_numeric(table["movieId"], errors="coerce")
+    bad = ids.isna().to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataFormatError(path, row + 2, f"movie id {table['movieId'].iloc[row]!r} is not an integer")
+    lines = list(range(2, len(table) + 2))  # a quoted title may span lines: row numbers, near enough
+    titles = [t.strip() for t in table["title"].tolist()]
+    return _items_with_genres(path, ids.astype(np.int64).tolist(), titles, table["genres"].tolist(), lines)
+
+
 def _index_into(
     known_ids: np.ndarray, wanted: np.ndarray, ratings: _Ratings, what: str, listing: Path
 ) -> np.ndarray:
@@ -622,17 +793,35 @@ def _index_into(
 
 
 def _assemble(
-    name: str, ratings: _Ratings, users: _Users, items: _Items, genre_names: tuple[str, ...]
+    name: str, ratings: _Ratings, users: _Users | None, items: _Items, genre_names: tuple[str, ...]
 ) -> MovieLensData:
-    """Check ratings against the user/item tables and remap everything to contiguous ids."""
-    user_raw, item_raw, rating, timestamp = (np.ascontiguousarray(c) for c in ratings.values.T)
-    bad = np.flatnonzero((rating < 1) | (rating > 5))
-    if bad.size:
-        row = int(bad[0])
-        raise DataFormatError(
-            ratings.path, ratings.line_of(row), f"rating {int(rating[row])} is outside 1..5"
-        )
-    _index_into(users.raw_ids, user_raw, ratings, "user id", users.path)
+    """Check ratings against the user/item tables and remap everything to contiguous ids.
+
+    :param users: the users file's table, or ``None`` for a release without one (users are
+        those of the ratings, without features)
+    """
+    user_raw, item_raw, rating, timestamp = (
+        np.ascontiguousarray(c) for c in (ratings.user, ratings.item, ratings.rating, ratings.timestamp)
+    )
+    scale = RATING_SCALES[name]
+    if rating.dtype.kind in "iu":  # whole stars (ML-100K, ML-1M)
+        bad = np.flatnonzero((rating < 1) | (rating > 5))
+        if bad.size:
+            row = int(bad[0])
+            raise DataFormatError(
+                ratings.path, ratings.line_of(row), f"rating {int(rating[row])} is outside 1..5"
+            )
+    else:
+        twice = rating * 2
+        bad = np.flatnonzero(~((twice == np.round(twice)) & (rating >= scale[0]) & (rating <= scale[-1])))
+        if bad.size:
+            row = int(bad[0])
+            raise DataFormatError(
+                ratings.path, ratings.line_of(row),
+                f"rating {float(rating[row])!r} is not a half star in {scale[0]}..{scale[-1]}",
+            )
+    if users is not None:
+        _index_into(users.raw_ids, user_raw, ratings, "user id", users.path)
     _index_into(items.raw_ids, item_raw, ratings, "movie id", items.path)
 
     # Only users and items that have ratings get an index, sorted by original id.
@@ -653,30 +842,43 @@ def _assemble(
             f"line {ratings.line_of(first)}); each (user, movie) pair may appear only once",
         )
 
-    user_rows = _index_into(users.raw_ids, user_raw_ids, ratings, "user id", users.path)
     item_rows = _index_into(items.raw_ids, item_raw_ids, ratings, "movie id", items.path)
+    if users is not None:
+        user_rows = _index_into(users.raw_ids, user_raw_ids, ratings, "user id", users.path)
+        features: dict[str, Any] = {"user_features": users.features[user_rows]}
+    else:
+        features = {"user_features": np.zeros((len(user_raw_ids), 0), dtype=np.int32), **_metadata(name)}
     return MovieLensData(
         name=name,
         user=user.astype(np.int32),
         item=item.astype(np.int32),
-        rating=rating.astype(np.int8),
+        rating=rating.astype(np.int8 if rating.dtype.kind in "iu" else np.float32),
         timestamp=timestamp.astype(np.int64),
-        user_features=users.features[user_rows],
         user_raw_ids=user_raw_ids.astype(np.int64),
         item_raw_ids=item_raw_ids.astype(np.int64),
         item_titles=np.array([items.titles[r] for r in item_rows], dtype=object),
         item_years=items.years[item_rows],
         item_genres=items.genres[item_rows],
         genre_names=tuple(genre_names),
+        **features,
     )
+
+
+def _metadata(name: str) -> dict[str, Any]:
+    """The :class:`MovieLensData` fields of a release that differ from the defaults (ML-100K's)."""
+    if name in _WITH_USERS:
+        return {}
+    return {"user_feature_names": (), "user_feature_cardinalities": (), "rating_scale": RATING_SCALES[name]}
 
 
 def parse_movielens(name: str, folder: str | os.PathLike[str]) -> MovieLensData:
     """Parse the raw files in ``folder`` (no lookup, no cache, no comparison with the
     official figures: :func:`load_movielens` does those).
 
-    :param name: ``"ml-100k"`` (``u.data``, ``u.user``, ``u.item``, ``u.occupation``) or
-        ``"ml-1m"`` (``ratings.dat``, ``users.dat``, ``movies.dat``)
+    :param name: ``"ml-100k"`` (``u.data``, ``u.user``, ``u.item``, ``u.occupation``),
+        ``"ml-1m"`` (``ratings.dat``, ``users.dat``, ``movies.dat``), ``"ml-10m"``
+        (``ratings.dat``, ``movies.dat``) or ``"ml-20m"``, ``"ml-25m"``, ``"ml-32m"``
+        (``ratings.csv``, ``movies.csv``)
     :param folder: the dataset folder
     :return: the parsed, remapped dataset
     :raises MissingFileError: a required file is missing
@@ -687,16 +889,35 @@ def parse_movielens(name: str, folder: str | os.PathLike[str]) -> MovieLensData:
     missing = [f for f in source.files if not (folder / f).is_file()]
     if missing:
         raise MissingFileError(folder, missing, name)
+    ratings_path = folder / _RATINGS_FILE[name]
     if name == "ml-100k":
         occupations = _read_occupations(folder / "u.occupation")
         users = _read_users_ml100k(folder / "u.user", occupations)
         items = _read_items_ml100k(folder / "u.item")
-        ratings = _read_ratings(folder / _RATINGS_FILE[name], b"\t")
+        ratings = _read_ratings(ratings_path, b"\t")
         return _assemble(name, ratings, users, items, GENRES_ML100K)
-    users = _read_users_ml1m(folder / "users.dat")
-    items = _read_items_ml1m(folder / "movies.dat")
-    ratings = _read_ratings(folder / _RATINGS_FILE[name], b"::")
-    return _assemble(name, ratings, users, items, GENRES_ML1M)
+    if name == "ml-1m":
+        users = _read_users_ml1m(folder / "users.dat")
+        items = _read_items_ml1m(folder / "movies.dat")
+        ratings = _read_ratings(ratings_path, b"::")
+        return _assemble(name, ratings, users, items, GENRES_ML1M)
+    items, genre_names = _read_items_later(name, folder)
+    if name == "ml-10m":
+        ratings = _read_ratings(ratings_path, b"::", half_stars=True)
+    else:
+        ratings = _read_ratings_csv(ratings_path)
+    return _assemble(name, ratings, None, items, genre_names)
+
+
+def _read_items_later(name: str, folder: Path) -> tuple[_Items, tuple[str, ...]]:
+    """The movies file of ML-10M (``movies.dat``) or a later release (``movies.csv``)."""
+    return _read_items_ml10m(folder / "movies.dat") if name == "ml-10m" else _read_items_csv(folder / "movies.csv")
+
+
+def _count_movies(name: str, folder: Path) -> int:
+    """Movies listed in a later release's movies file (its official figure; read again only when
+    checked, the parsed cache keeps rated movies only)."""
+    return len(_read_items_later(name, folder)[0].raw_ids)
 
 
 # --------------------------------------------------------------------------------------------
@@ -736,11 +957,13 @@ def _read_cache(path: Path, signature: str) -> MovieLensData | None:
         npz = read_signed_npz(path, signature)
         if npz is None:
             return None
+        name = str(npz["name"])
         data = MovieLensData(
-            name=str(npz["name"]),
+            name=name,
             item_titles=npz["item_titles"].astype(object),
             genre_names=tuple(str(g) for g in npz["genre_names"]),
             **{f: npz[f] for f in _ARRAY_FIELDS},
+            **_metadata(name),
         )
         n = data.n_ratings
         if not all(len(a) == n for a in (data.item, data.rating, data.timestamp)) or not (
@@ -768,28 +991,35 @@ def _write_cache(path: Path, signature: str, data: MovieLensData) -> None:
 
 
 def _check_official(data: MovieLensData, folder: Path) -> None:
-    """:class:`DatasetMismatchError` unless ``data`` has the figures of its official release."""
+    """:class:`DatasetMismatchError` unless ``data`` has the figures of its official release
+    (those :data:`OFFICIAL_FIGURES` gives)."""
     expected = OFFICIAL_FIGURES[data.name]
+    scale = data.rating_scale
+    levels = rating_levels(scale, data.rating) if expected.rating_counts is not None else None
     found = OfficialFigures(
         n_ratings=data.n_ratings,
         n_users=data.n_users,
         n_items=data.n_items,
-        rating_counts=tuple(int(c) for c in np.bincount(data.rating, minlength=6)[1:6]),
+        rating_counts=None if levels is None else tuple(
+            int(c) for c in np.bincount(levels, minlength=len(scale) + 1)[1:]
+        ),
         first_timestamp=int(data.timestamp.min()),
         last_timestamp=int(data.timestamp.max()),
+        n_movies=None if expected.n_movies is None else _count_movies(data.name, folder),
     )
     labels = {
         "n_ratings": "ratings (rows)",
         "n_users": "users with ratings",
         "n_items": "movies with ratings",
-        "rating_counts": "ratings of 1 / 2 / 3 / 4 / 5 stars",
+        "rating_counts": f"ratings of {' / '.join(str(r) for r in scale)} stars",
         "first_timestamp": "earliest timestamp",
         "last_timestamp": "latest timestamp",
+        "n_movies": "movies listed in the movies file",
     }
     differences = {
         field: (getattr(expected, field), getattr(found, field))
         for field in labels
-        if getattr(expected, field) != getattr(found, field)
+        if getattr(expected, field) is not None and getattr(expected, field) != getattr(found, field)
     }
     if not differences:
         return
@@ -828,7 +1058,8 @@ def load_movielens(
     given; else ``$MOVIELENS_DATA``, the cache, then a download). The parsed arrays are cached in
     ``<cache>/parsed/`` and reused while the source files keep their contents (SHA-256).
 
-    :param name: ``"ml-100k"`` or ``"ml-1m"``
+    :param name: one of :data:`recsim_env.dataset.DATASETS`: ``"ml-100k"``, ``"ml-1m"``,
+        ``"ml-10m"``, ``"ml-20m"``, ``"ml-25m"`` or ``"ml-32m"``
     :param data_dir: a root holding ``<name>/``, or the dataset folder itself; default ``None``
     :param download: download the official zip when no copy is found (default ``True``)
     :param cache_dir: cache directory; default ``$RECSIM_ENV_CACHE``, else
@@ -836,7 +1067,8 @@ def load_movielens(
     :param expect_official: compare the data with the official release's figures
         (:data:`OFFICIAL_FIGURES`) and raise :class:`DatasetMismatchError` on any difference
         (default ``True``); ``False`` for a copy edited on purpose (subsampled, filtered,
-        hand-made in the same format)
+        hand-made in the same format). A downloaded copy (in the per-user cache) of a release
+        without a published checksum (ML-32M) is always compared: the figures are its check
     :return: the dataset: users and items remapped to contiguous indices sorted by original id
         (only those with ratings), ratings in file order
     :raises DatasetNotFoundError: ``data_dir`` or ``$MOVIELENS_DATA`` names a path that does
@@ -857,6 +1089,7 @@ def load_movielens(
         # A file rewritten while it was parsed must not be cached under its old hash.
         if _signature(name, folder) == signature:
             _write_cache(cache_file, signature, data)
-    if expect_official:
+    downloaded = folder.resolve() == (cache_root(cache_dir) / name).resolve()
+    if expect_official or (downloaded and dataset_source(name).md5 is None):
         _check_official(data, folder)
     return data

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from recsim_env.dataset import AGE_GROUP_LOWER_BOUNDS
+from recsim_env.dataset import AGE_GROUP_LOWER_BOUNDS, USER_FEATURES
 
 #: Side of one cell in pixels (its last pixel row and column are background).
 CELL: int = 16
@@ -50,10 +50,10 @@ OUTCOME_NONE, OUTCOME_MISS, OUTCOME_DISLIKED, OUTCOME_HIT = 0, 1, 2, 3
 _OUTCOME_COLOURS = np.array([EMPTY, MISS, DISLIKED, HIT], dtype=np.uint8)
 
 
-def slate_outcome(rating: np.ndarray, like_threshold: int) -> np.ndarray:
+def slate_outcome(rating: np.ndarray, like_threshold: float) -> np.ndarray:
     """Rendering outcome code of each slate (last axis): its best position's outcome.
 
-    :param rating: int ``(..., k)`` rating of each consumed position's item, 0 elsewhere
+    :param rating: ``(..., k)`` rating of each consumed position's item, 0 elsewhere
     :param like_threshold: smallest rating that counts as a like
     :return: int8 ``(...)``: ``OUTCOME_HIT`` if any position was liked, else
         ``OUTCOME_DISLIKED`` if any was consumed, else ``OUTCOME_MISS``
@@ -191,23 +191,34 @@ class SessionRenderer:
         data = simulator.split.data
         self.n_items = simulator.n_items
         self.like_threshold = simulator.like_threshold
-        self.reward_list = simulator.reward_list
+        self.reward_map = simulator.reward_map
         self.max_steps = simulator.max_steps
         self.user_features = simulator.user_features
         self.titles = data.item_titles
         self.item_genres = data.item_genres
         self.user_raw_ids = data.user_raw_ids
+        self.feature_names = data.user_feature_names
+        self.feature_categories = data.user_feature_categories
         self.replay = simulator.user_model == "replay"
         self._item_colours: np.ndarray | None = None  # built on the first rgb_array frame
 
     def describe_user(self, user: int) -> str:
-        """One line: user index, raw id, gender, age group and occupation."""
+        """One line: user index, raw id and user features (MovieLens: gender, age group and
+        occupation; a log: ``name value`` of each feature column)."""
+        raw_id = self.user_raw_ids[user]
+        if self.feature_names != USER_FEATURES:
+            codes = self.user_features[user].tolist()
+            shown = [
+                f"{name} {self.feature_categories[j][code] if self.feature_categories else code}"
+                for j, (name, code) in enumerate(zip(self.feature_names, codes))
+            ]
+            return f"user {user} (raw id {raw_id})" + (": " + ", ".join(shown) if shown else "")
         gender, age, occupation = (int(x) for x in self.user_features[user])
         gender_s = "FM"[gender] if gender in (0, 1) else "?"
         age_s = AGE_GROUPS[age] if 0 <= age < len(AGE_GROUPS) else "?"
         occ_s = OCCUPATIONS[occupation] if 0 <= occupation < len(OCCUPATIONS) else "?"
         return (
-            f"user {user} (raw id {int(self.user_raw_ids[user])}): gender {gender_s}, "
+            f"user {user} (raw id {raw_id}): gender {gender_s}, "
             f"age {age_s}, occupation {occupation} ({occ_s})"
         )
 
@@ -218,7 +229,7 @@ class SessionRenderer:
         history_size: int,
         steps: int,
         action: int,
-        rating: int,
+        rating: float,
         n_liked_left: int,
     ) -> str:
         """The ``"ansi"`` rendering: the user, the recent history and the last recommendation.
@@ -272,11 +283,11 @@ class SessionRenderer:
                 lines.append(f'  {pos + 1:2d}. item {item} "{self.titles[item]}" -> {outcome}')
         return "\n".join(lines) + "\n"
 
-    def _outcome(self, rating: int) -> str:
-        if rating >= self.like_threshold:
-            return f"LIKED (rating {rating}, reward {self.reward_list[rating]:g})"
+    def _outcome(self, rating: float) -> str:
+        if rating > 0 and rating >= self.like_threshold:
+            return f"LIKED (rating {rating}, reward {self.reward_map[rating]:g})"
         if rating > 0:
-            return f"watched, not liked (rating {rating}, reward {self.reward_list[rating]:g})"
+            return f"watched, not liked (rating {rating}, reward {self.reward_map[rating]:g})"
         return "not a target (reward 0)" if self.replay else "not liked (reward 0)"
 
     def frame(self, history: np.ndarray, outcomes: np.ndarray, steps: int) -> np.ndarray:

@@ -18,7 +18,8 @@ its rules are in its docstring. :class:`UserSimulator` holds what both share, an
   targets. :meth:`ReplaySimulator.prefix_observations` builds the observation of any prefix.
 * **Like and reward** (:meth:`ReplaySimulator.step`, :meth:`ReplaySimulator.step_batch`): a
   remaining target with rating ``r`` earns ``reward_map[r]`` and is consumed; it is liked when
-  ``r >= like_threshold``; anything else earns 0.
+  ``r >= like_threshold``; anything else earns 0. Ratings are those of the dataset's rating
+  scale (whole or half stars, or 1 for every interaction of an implicit log).
 * **Transition**: a like appends the item to the history and the liked set; every
   recommended item joins the ``"excluded"`` set (no repeats); nothing else changes.
 * **Episode end**: terminated when no liked target is left, truncated after ``max_steps``.
@@ -47,12 +48,13 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from recsim_env.dataset import DATASETS, USER_FEATURE_CARDINALITIES, Split
+from recsim_env.dataset import DATASETS, STAR_RATINGS, MovieLensData, Split, rating_levels
 
 #: Episode modes: replay the train split, or start from the train history and target the test part.
 MODES: tuple[str, ...] = ("train", "test")
-#: Valid MovieLens ratings.
-RATINGS: tuple[int, ...] = (1, 2, 3, 4, 5)
+#: Whole-star MovieLens ratings (ML-100K, ML-1M); other datasets have their own
+#: :attr:`~recsim_env.dataset.MovieLensData.rating_scale`.
+RATINGS: tuple[int, ...] = STAR_RATINGS
 #: How the user responds to a slate (see :class:`SlateResponse`).
 RESPONSES: tuple[str, ...] = ("independent", "cascade")
 #: Default ``examine`` of the ``"cascade"`` response: the probability of going on to the next
@@ -60,12 +62,35 @@ RESPONSES: tuple[str, ...] = ("independent", "cascade")
 DEFAULT_EXAMINE: float = 0.8
 
 
-def default_reward_map(like_threshold: int = 4) -> dict[int, float]:
-    """The default reward of a recommended target item by rating: ``rating / 5`` on a like, else 0.
+def default_reward_map(
+    like_threshold: float = 4, rating_scale: tuple[float, ...] = STAR_RATINGS, implicit: bool = False
+) -> dict[float, float]:
+    """The default reward of a recommended target item by rating: on a like ``rating / max(scale)``
+    (``rating / 5`` on MovieLens), or the rating itself for implicit feedback (1 unless the log
+    has a value column); 0 otherwise.
 
     :param like_threshold: smallest rating that counts as a like (default 4)
+    :param rating_scale: the dataset's ratings (default :data:`RATINGS`, 1..5)
+    :param implicit: implicit feedback (every interaction worth its value)
     """
-    return {r: (r / 5.0 if r >= like_threshold else 0.0) for r in RATINGS}
+    full_marks = 1.0 if implicit else float(max(rating_scale))
+    return {r: (r / full_marks if r >= like_threshold else 0.0) for r in rating_scale}
+
+
+def check_like_threshold(value: Any, rating_scale: tuple[float, ...]) -> float:
+    """``value`` as a like threshold of ``rating_scale`` (an int when whole), or a ``ValueError``.
+
+    :param value: a number from the lowest to the highest rating of the scale (bool is rejected)
+    :param rating_scale: the dataset's ratings, increasing
+    """
+    lo, hi = rating_scale[0], rating_scale[-1]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"like_threshold must be a rating in [{lo}, {hi}], got {value!r}")
+    if not lo <= value <= hi:  # NaN fails too
+        raise ValueError(
+            f"like_threshold must be a rating in [{lo}, {hi}] (the dataset's rating scale), got {value}"
+        )
+    return int(value) if float(value).is_integer() else float(value)
 
 
 def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
@@ -84,50 +109,83 @@ def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
     return int(value)
 
 
-def _rating_key(key: Any) -> int:
-    """The rating of a ``reward_map`` key: an integer, or its decimal string as JSON writes it."""
+def _scale_text(rating_scale: tuple[float, ...]) -> str:
+    if rating_scale == tuple(range(1, len(rating_scale) + 1)):
+        return f"{rating_scale[0]}..{rating_scale[-1]}"
+    return ", ".join(str(r) for r in rating_scale)
+
+
+def _rating_key(key: Any, rating_scale: tuple[float, ...]) -> int:
+    """The level (1-based position in ``rating_scale``) of a ``reward_map`` key.
+
+    On a whole-number scale a key is an integer, or its decimal string as JSON writes it
+    (``"4"``); on another scale (half stars) also a float or its string (``3.5``, ``"3.5"``).
+    """
+    whole = all(isinstance(r, int) for r in rating_scale)
+    rating: float | None = None
     # JSON object keys are strings: spec.to_json() turns {4: 1.0} into {"4": 1.0}.
-    if isinstance(key, str) and key.isascii() and key.isdigit() and str(int(key)) == key:
-        rating = int(key)
+    if isinstance(key, str) and key.isascii():
+        if key.isdigit() and str(int(key)) == key:
+            rating = int(key)
+        elif not whole and key.replace(".", "", 1).isdigit():
+            number = float(key)
+            if key in (repr(number), str(int(number))):  # "3.5", "4.0" or "4", not "03.50"
+                rating = number
     elif isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
         rating = int(key)
-    else:
+    elif not whole and isinstance(key, (float, np.floating)):
+        rating = float(key)
+    if rating is None:
+        kind = "integer ratings" if whole else "ratings"
+        example = '"4"' if whole else '"3.5"'
         raise ValueError(
-            f'reward_map keys must be integer ratings 1..5 (or their strings such as "4", '
-            f"as JSON stores them), got {key!r}"
+            f"reward_map keys must be {kind} of the scale {_scale_text(rating_scale)} (or their "
+            f"strings such as {example}, as JSON stores them), got {key!r}"
         )
-    if not 1 <= rating <= 5:
-        raise ValueError(f"reward_map keys must be ratings 1..5, got {key!r}")
-    return rating
+    if rating not in rating_scale:
+        raise ValueError(
+            f"reward_map keys must be ratings of the scale {_scale_text(rating_scale)}, got {key!r}"
+        )
+    return rating_scale.index(rating) + 1
 
 
-def reward_table(reward_map: Mapping[int | str, float] | None, like_threshold: int) -> np.ndarray:
-    """float64 ``(6,)``: the reward of a consumed target by rating; index 0 (no target) is 0.
+def reward_table(
+    reward_map: Mapping[Any, float] | None,
+    like_threshold: float,
+    rating_scale: tuple[float, ...] = STAR_RATINGS,
+    implicit: bool = False,
+) -> np.ndarray:
+    """float64 ``(len(rating_scale) + 1,)``: the reward of a consumed target by rating level
+    (:func:`recsim_env.dataset.rating_levels`); index 0 (no target) is 0.
 
-    :param reward_map: rating 1..5 (or ``"1"``..``"5"``) -> reward; ratings it leaves out earn
-        0; ``None``: :func:`default_reward_map`
+    :param reward_map: rating -> reward (keys: ratings of the scale or their JSON strings, such
+        as ``4`` / ``"4"``, or ``3.5`` / ``"3.5"`` on a half-star scale); ratings it leaves out
+        earn 0; ``None``: :func:`default_reward_map`
     :param like_threshold: smallest rating that counts as a like (for the default map)
+    :param rating_scale: the dataset's ratings (default 1..5)
+    :param implicit: implicit feedback (for the default map)
     """
     if reward_map is None:
-        reward_map = default_reward_map(like_threshold)
+        reward_map = default_reward_map(like_threshold, rating_scale, implicit)
     if not isinstance(reward_map, Mapping):
         raise ValueError(f"reward_map must be a mapping rating -> reward, got {reward_map!r}")
-    table = np.zeros(len(RATINGS) + 1, dtype=np.float64)
+    table = np.zeros(len(rating_scale) + 1, dtype=np.float64)
     seen: dict[int, Any] = {}
     for key, reward in reward_map.items():
-        rating = _rating_key(key)
-        if rating in seen:
+        level = _rating_key(key, rating_scale)
+        rating = rating_scale[level - 1]
+        if level in seen:
             raise ValueError(
-                f"reward_map gives rating {rating} twice (keys {seen[rating]!r} and {key!r})"
+                f"reward_map gives rating {rating} twice (keys {seen[level]!r} and {key!r})"
             )
-        seen[rating] = key
+        seen[level] = key
         try:
             value = float(reward)
         except (TypeError, ValueError):
             raise ValueError(f"reward_map[{rating}] must be a number, got {reward!r}") from None
         if not math.isfinite(value):
             raise ValueError(f"reward_map[{rating}] must be finite, got {reward!r}")
-        table[int(rating)] = value
+        table[level] = value
     return table
 
 
@@ -163,6 +221,8 @@ class EpisodeState:
 
     :param n_items: number of items
     :param history_len: length of the ``"history"`` observation
+    :param model: also allocate the learned user model's per-item state scores
+    :param n_user_features: length of the ``"user"`` observation (default 3, MovieLens)
     """
 
     __slots__ = (
@@ -171,7 +231,9 @@ class EpisodeState:
         "score_like", "misses", "like_probability",
     )  # fmt: skip
 
-    def __init__(self, n_items: int, history_len: int, model: bool = False) -> None:
+    def __init__(
+        self, n_items: int, history_len: int, model: bool = False, n_user_features: int = 3
+    ) -> None:
         n_bytes = (n_items + 7) // 8
         self.user = -1  # -1: not reset yet
         self.prefix = 0
@@ -180,8 +242,8 @@ class EpisodeState:
         # observation, and action_masks() is its complement (one array, so they always agree).
         self.excluded = np.zeros(n_bytes, dtype=np.uint8)
         self.liked = np.zeros(n_bytes, dtype=np.uint8)
-        self.targets = np.zeros(n_items, dtype=np.int8)  # rating of each remaining target, else 0
-        self.user_obs = np.zeros(3, dtype=np.int32)
+        self.targets = np.zeros(n_items, dtype=np.int8)  # rating level of each remaining target, else 0
+        self.user_obs = np.zeros(n_user_features, dtype=np.int32)
         self.history_size = 0
         self.steps = 0
         self.n_targets_left = 0
@@ -203,21 +265,26 @@ class BatchState:
     :param n_items: number of items
     :param history_len: length of the ``"history"`` observation
     :param model: also allocate the learned user model's per-item state scores
+    :param n_user_features: length of the ``"user"`` observation (default 3, MovieLens)
+    :param rating_dtype: dtype of the ratings the simulator reports (``last_rating``)
     """
 
-    def __init__(self, num_envs: int, n_items: int, history_len: int, model: bool = False) -> None:
+    def __init__(
+        self, num_envs: int, n_items: int, history_len: int, model: bool = False, n_user_features: int = 3,
+        rating_dtype: Any = np.int64,
+    ) -> None:
         n, m = num_envs, n_items
         n_bytes = (n_items + 7) // 8
         self.rows = np.arange(n)
         self.row_offset = self.rows * m  # flat index of (row, item 0)
         self.byte_offset = self.rows * n_bytes
-        self.targets = np.zeros((n, m), dtype=np.int8)  # rating of each remaining target, else 0
+        self.targets = np.zeros((n, m), dtype=np.int8)  # rating level of each remaining target, else 0
         # Packed bits of the items in the history or recommended this episode: the "excluded"
         # observation; action_masks() is its complement.
         self.excluded = np.zeros((n, n_bytes), dtype=np.uint8)
         self.history = np.zeros((n, history_len), dtype=np.int32)
         self.liked = np.zeros((n, n_bytes), dtype=np.uint8)
-        self.user_obs = np.zeros((n, 3), dtype=np.int32)
+        self.user_obs = np.zeros((n, n_user_features), dtype=np.int32)
         self.user = np.full(n, -1, dtype=np.int64)
         self.prefix = np.zeros(n, dtype=np.int64)
         self.history_size = np.zeros(n, dtype=np.int64)
@@ -225,7 +292,7 @@ class BatchState:
         self.n_targets_left = np.zeros(n, dtype=np.int64)
         self.n_liked_left = np.zeros(n, dtype=np.int64)
         self.last_flat = self.row_offset.copy()  # flat (row, item) index of the last actions
-        self.last_rating = np.zeros(n, dtype=np.int64)
+        self.last_rating = np.zeros(n, dtype=rating_dtype)
         # Flat views, so a step indexes (row, item) pairs with one integer array.
         self.targets_flat = self.targets.reshape(-1)
         self.excluded_flat = self.excluded.reshape(-1)
@@ -373,16 +440,21 @@ class UserSimulator:
 
     :param mode: ``"train"`` (start from a prefix of a train sequence) or ``"test"`` (start from
         the whole train history)
-    :param split_data: the split (:func:`recsim_env.split_ratings`); ``None`` loads
-        ``dataset`` with :func:`load_split`
-    :param dataset: dataset name, used only when ``split_data`` is ``None``
-    :param data_dir: data root, used only when ``split_data`` is ``None``
-    :param download: allow a download, used only when ``split_data`` is ``None``
+    :param split_data: the split (:func:`recsim_env.split_ratings`); ``None`` splits ``data``,
+        or loads ``dataset`` with :func:`load_split`
+    :param data: a loaded dataset (:func:`recsim_env.load_interactions`,
+        :func:`recsim_env.load_movielens`), split with ``split``, ``train_ratio`` and
+        ``split_seed``; only when ``split_data`` is ``None`` (giving both is an error)
+    :param dataset: MovieLens dataset name, used only when ``split_data`` and ``data`` are ``None``
+    :param data_dir: data root, used only when ``dataset`` is loaded
+    :param download: allow a download, used only when ``dataset`` is loaded
     :param split: split method, used only when ``split_data`` is ``None``
     :param train_ratio: train fraction, used only when ``split_data`` is ``None``
     :param split_seed: seed of the random split, used only when ``split_data`` is ``None``
     :param history_len: length of the ``"history"`` observation (default 20)
-    :param like_threshold: smallest rating (1..5) that counts as a like (default 4)
+    :param like_threshold: smallest rating that counts as a like, within the dataset's rating
+        scale (default ``None``: the dataset's own, 4 on MovieLens; every interaction of an
+        implicit log)
     :param reward_map: rating -> reward of a liked (or, in replay, consumed) item (default
         :func:`default_reward_map`)
     :param max_steps: recommendations per episode before truncation (default 50)
@@ -396,6 +468,7 @@ class UserSimulator:
         *,
         mode: str = "train",
         split_data: Split | None = None,
+        data: MovieLensData | None = None,
         dataset: str = "ml-100k",
         data_dir: str | os.PathLike | None = None,
         download: bool = True,
@@ -403,8 +476,8 @@ class UserSimulator:
         train_ratio: float = 0.8,
         split_seed: int = 0,
         history_len: int = 20,
-        like_threshold: int = 4,
-        reward_map: Mapping[int | str, float] | None = None,
+        like_threshold: float | None = None,
+        reward_map: Mapping[Any, float] | None = None,
         max_steps: int = 50,
     ) -> None:
         if dataset not in DATASETS:
@@ -413,16 +486,25 @@ class UserSimulator:
             raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
         self.mode = mode
         self.history_len = check_int("history_len", history_len, 1)
-        self.like_threshold = check_int("like_threshold", like_threshold, 1, 5)
         self.max_steps = check_int("max_steps", max_steps, 1)
-        self.reward_table = reward_table(reward_map, self.like_threshold)
-        self.reward_list: list[float] = self.reward_table.tolist()
-        self.reward_map: dict[int, float] = {r: self.reward_list[r] for r in RATINGS}
-        #: bool ``(6,)``: whether an item rated 0..5 is a like (index 0: no rating).
-        self.like_table = np.arange(len(self.reward_table)) >= self.like_threshold
 
         if split_data is None:
-            split_data = load_split(dataset, data_dir, download, split, train_ratio, split_seed)
+            if data is None:
+                split_data = load_split(dataset, data_dir, download, split, train_ratio, split_seed)
+            elif isinstance(data, MovieLensData):
+                from recsim_env.splits import split_ratings
+
+                split_data = split_ratings(data, split, train_ratio, split_seed)
+            else:
+                raise ValueError(
+                    f"data must be a recsim_env.MovieLensData (from load_interactions or "
+                    f"load_movielens), got {type(data).__name__}"
+                )
+        elif data is not None:
+            raise ValueError(
+                "give split_data (a Split) or data (a dataset to split), not both: split_data is "
+                "already a split of its split_data.data"
+            )
         elif not isinstance(split_data, Split):
             raise ValueError(
                 f"split_data must be a recsim_env.Split (from split_ratings), "
@@ -430,23 +512,48 @@ class UserSimulator:
             )
         self.split = split_data
         data = split_data.data
+        #: The dataset's ratings, increasing; a target's rating is stored as its level, its
+        #: 1-based position here (0: not a target).
+        self.rating_scale: tuple[float, ...] = data.rating_scale
+        self.like_threshold = check_like_threshold(
+            data.like_threshold if like_threshold is None else like_threshold, self.rating_scale
+        )
+        self.reward_table = reward_table(reward_map, self.like_threshold, self.rating_scale, data.implicit)
+        self.reward_list: list[float] = self.reward_table.tolist()
+        self.reward_map: dict[float, float] = {
+            r: self.reward_list[level] for level, r in enumerate(self.rating_scale, 1)
+        }
+        #: The rating of each level (index 0: no rating, 0), the ``"rating"`` the env reports:
+        #: int64 on a whole-number scale, else float64.
+        whole = all(isinstance(r, int) for r in self.rating_scale)
+        self.rating_value_table = np.array((0, *self.rating_scale), dtype=np.int64 if whole else np.float64)
+        self.rating_values: list[float] = self.rating_value_table.tolist()
+        #: bool ``(len(rating_scale) + 1,)``: whether a rating level is a like (index 0: no rating).
+        self.like_table = self.rating_value_table >= self.like_threshold
+        self.like_table[0] = False
+        #: The smallest level that is a like.
+        self.like_level = int(np.argmax(self.like_table))
         self.n_users = split_data.n_users
         self.n_items = split_data.n_items
         if self.n_items < 1:
             raise ValueError("the dataset has no items")
         self.n_bytes = (self.n_items + 7) // 8
         self.user_features = np.ascontiguousarray(data.user_features, dtype=np.int32)
+        self.user_feature_cardinalities: tuple[int, ...] = data.user_feature_cardinalities
+        #: Whether observations have a ``"user"`` field: a dataset without user features has none
+        #: (a zero-size field would trip SB3, which reshapes every field to ``(-1, *shape)``).
+        self.has_user_features = bool(self.user_feature_cardinalities)
 
         train_indptr = np.asarray(split_data.train_indptr, dtype=np.int64)
         train_items = np.asarray(split_data.train_items, dtype=np.intp)
-        train_ratings = np.asarray(split_data.train_ratings, dtype=np.int8)
+        train_ratings = self._levels(split_data.train_ratings, "train")
         self._check_split(
             train_indptr, train_items, train_ratings,
             np.asarray(split_data.test_indptr, dtype=np.int64),
             np.asarray(split_data.test_items, dtype=np.intp),
-            np.asarray(split_data.test_ratings, dtype=np.int8),
+            self._levels(split_data.test_ratings, "test"),
         )  # fmt: skip
-        train_liked = train_ratings >= self.like_threshold
+        train_liked = train_ratings >= self.like_level
         n_train = np.diff(train_indptr)
         self.train_indptr = train_indptr
 
@@ -486,6 +593,15 @@ class UserSimulator:
             raise ValueError(f"no user can start an episode in {self.mode} mode: it needs {why}")
         self.eligible_reason = why
 
+    def _levels(self, ratings: np.ndarray, part: str) -> np.ndarray:
+        """int8 levels of a split part's ratings; a ``ValueError`` for a rating off the scale."""
+        try:
+            return rating_levels(self.rating_scale, ratings, f"split.{part}_ratings")
+        except ValueError as exc:
+            raise ValueError(
+                f"{exc}; every rating must be one of split.data.rating_scale"
+            ) from None
+
     def _check_split(
         self,
         train_indptr: np.ndarray,
@@ -505,9 +621,8 @@ class UserSimulator:
                 raise ValueError(
                     f"split.{part}_items holds item indices outside [0, {self.n_items})"
                 )
-            bad_rating = ratings.size and (ratings.min() < 1 or ratings.max() > 5)
-            if ratings.shape != items.shape or bad_rating:
-                raise ValueError(f"split.{part}_ratings must be ratings 1..5, one per item")
+            if ratings.shape != items.shape:
+                raise ValueError(f"split.{part}_ratings must hold one rating per item")
         # One rating per (user, item): a duplicate would make an item both history and target.
         users = np.concatenate(
             (np.repeat(np.arange(self.n_users), np.diff(train_indptr)),
@@ -567,11 +682,14 @@ class UserSimulator:
 
     def new_state(self) -> EpisodeState:
         """A preallocated :class:`EpisodeState` for this simulator."""
-        return EpisodeState(self.n_items, self.history_len)
+        return EpisodeState(self.n_items, self.history_len, n_user_features=self.user_features.shape[1])
 
     def new_batch(self, num_envs: int) -> BatchState:
         """A preallocated :class:`BatchState` of ``num_envs`` rows for this simulator."""
-        return BatchState(num_envs, self.n_items, self.history_len)
+        return BatchState(
+            num_envs, self.n_items, self.history_len, n_user_features=self.user_features.shape[1],
+            rating_dtype=self.rating_value_table.dtype,
+        )
 
     def _write_history(self, state: EpisodeState, user: int, prefix: int, scratch: np.ndarray) -> None:
         """The parts of a start state every simulator shares: history, liked, excluded, counters."""
@@ -731,8 +849,9 @@ class UserSimulator:
         mask[rows[sel], self.hist_items[flat[sel]]] = True
         liked = np.packbits(mask, axis=1, bitorder="little").reshape(n, self.n_bytes)
         mask[rows, self.hist_items[flat]] = True  # nothing recommended yet: excluded = history
+        user = {"user": self.user_features[users]} if self.has_user_features else {}
         return {
-            "user": self.user_features[users],
+            **user,
             "history": history,
             "liked": liked,
             "excluded": np.packbits(mask, axis=1, bitorder="little").reshape(n, self.n_bytes),
@@ -784,11 +903,16 @@ class UserSimulator:
     batch_reset_rows: int | None = None
 
     def observation_space(self) -> spaces.Dict:
-        """The Dict observation space (see the ``MovieLensRecEnv`` docstring)."""
-        high_user = np.array([c - 1 for c in USER_FEATURE_CARDINALITIES], dtype=np.int32)
+        """The Dict observation space (see the ``MovieLensRecEnv`` docstring); without user
+        features it has no ``"user"`` field."""
+        high_user = np.array([c - 1 for c in self.user_feature_cardinalities], dtype=np.int32)
+        user = (
+            {"user": spaces.Box(low=0, high=high_user, shape=(len(high_user),), dtype=np.int32)}
+            if self.has_user_features else {}
+        )  # fmt: skip
         return spaces.Dict(
             {
-                "user": spaces.Box(low=0, high=high_user, shape=(len(high_user),), dtype=np.int32),
+                **user,
                 "history": spaces.Box(
                     low=0, high=self.n_items, shape=(self.history_len,), dtype=np.int32
                 ),
@@ -815,6 +939,7 @@ class ReplaySimulator(UserSimulator):
         super().__init__(**kwargs)
         split = self.split
         thr = self.like_threshold
+        level = self.like_level
         train_indptr = self.train_indptr
         n_train = self.n_train
         train_items, train_ratings, train_liked = self.hist_items, self.hist_ratings, self.hist_liked
@@ -832,8 +957,8 @@ class ReplaySimulator(UserSimulator):
             why = "a train sequence of >= 2 items with a liked item after the first"
         else:
             test_indptr = np.asarray(split.test_indptr, dtype=np.int64)
-            test_ratings = np.asarray(split.test_ratings, dtype=np.int8)
-            test_liked = test_ratings >= thr
+            test_ratings = self._levels(split.test_ratings, "test")
+            test_liked = test_ratings >= level
             test_user_of = np.repeat(np.arange(self.n_users), np.diff(test_indptr))
             n_liked_test = np.bincount(test_user_of, weights=test_liked, minlength=self.n_users)
             max_prefix, eligible = n_train, n_liked_test >= 1
@@ -888,7 +1013,8 @@ class ReplaySimulator(UserSimulator):
 
         :param rng: unused (replay draws nothing)
         :return: ``(reward, terminated, truncated, rating, liked)``: ``rating`` is the rating
-            of the item if it was a remaining target, else 0
+            of the item if it was a remaining target, else 0 (an int on a whole-number rating
+            scale, else a float)
         """
         rating = int(state.targets[action])
         state.excluded[action >> 3] |= 1 << (action & 7)
@@ -898,7 +1024,7 @@ class ReplaySimulator(UserSimulator):
             state.targets[action] = 0
             state.n_targets_left -= 1
             reward = self.reward_list[rating]
-            if rating >= self.like_threshold:
+            if rating >= self.like_level:
                 liked = True
                 history = state.history
                 history[:-1] = history[1:]
@@ -906,12 +1032,13 @@ class ReplaySimulator(UserSimulator):
                 state.liked[action >> 3] |= 1 << (action & 7)
                 state.history_size += 1
                 state.n_liked_left -= 1
+        value = self.rating_values[rating]
         state.steps += 1
         state.last_action = action
-        state.last_rating = rating
+        state.last_rating = value
         terminated = state.n_liked_left == 0
         truncated = not terminated and state.steps >= self.max_steps
-        return reward, terminated, truncated, rating, liked
+        return reward, terminated, truncated, value, liked
 
     def step_batch(
         self,
@@ -924,7 +1051,7 @@ class ReplaySimulator(UserSimulator):
         draws nothing, and an inactive row is overwritten by its reset)."""
         a = actions
         flat = batch.row_offset + a
-        rating = batch.targets_flat[flat].astype(np.int64)  # 0 = not a remaining target
+        rating = batch.targets_flat[flat].astype(np.int64)  # level; 0 = not a remaining target
         reward = self.reward_table[rating]
         liked = self.like_table[rating]
         batch.targets_flat[flat] = 0
@@ -940,12 +1067,13 @@ class ReplaySimulator(UserSimulator):
             history[rows, -1] = item + 1
             batch.liked_flat[batch.byte_offset[rows] + (item >> 3)] |= _BITS[item & 7]
             batch.history_size[rows] += 1
+        value = self.rating_value_table[rating]
         batch.steps += 1
         batch.last_flat = flat
-        batch.last_rating = rating
+        batch.last_rating = value
         terminated = batch.n_liked_left == 0
         truncated = (batch.steps >= self.max_steps) & ~terminated
-        return reward, terminated, truncated, rating, liked
+        return reward, terminated, truncated, value, liked
 
     def info(self, state: EpisodeState, rating: int, liked: bool) -> dict[str, Any]:
         if self.mode == "test":  # only what the observation shows too: the targets are the answer
@@ -988,14 +1116,15 @@ class ReplaySimulator(UserSimulator):
         :param depth: positions the user is willing to examine (:meth:`SlateResponse.depth`)
         :param stop_at_like: stop after the first like (the cascade response)
         :return: ``(reward, terminated, truncated, rating, invalid, n_examined)``: ``rating``
-            int64 ``(k,)`` is the rating of each consumed position's item, 0 elsewhere;
+            ``(k,)`` is the rating of each consumed position's item, 0 elsewhere (int64 on a
+            whole-number rating scale, else float64);
             ``invalid`` bool ``(k,)`` marks positions repeating an earlier item or holding an
             item excluded before this slate; ``n_examined`` the positions examined
         """
         # Python lists for the k-long scan: at k ~ 10 a numpy call costs more than k list steps.
         k = slate.size
         items = slate.tolist()
-        targets, excluded, thr = state.targets, state.excluded, self.like_threshold
+        targets, excluded, thr = state.targets, state.excluded, self.like_level
         shown = targets[slate].tolist()  # 0 = not a remaining target
         excluded_bytes = excluded.tobytes()
         invalid = [False] * k
@@ -1046,8 +1175,8 @@ class ReplaySimulator(UserSimulator):
         terminated = state.n_liked_left == 0
         truncated = not terminated and state.steps >= self.max_steps
         return (
-            reward, terminated, truncated, np.array(consumed, dtype=np.int64), np.array(invalid),
-            n_examined,
+            reward, terminated, truncated, self.rating_value_table[np.array(consumed, dtype=np.int64)],
+            np.array(invalid), n_examined,
         )  # fmt: skip
 
     def step_slate_batch(
@@ -1059,12 +1188,12 @@ class ReplaySimulator(UserSimulator):
         :param depth: int64 ``(num_envs,)`` positions each user is willing to examine
         :param stop_at_like: stop after the first like (the cascade response)
         :return: ``(reward float64, terminated, truncated, rating, invalid, n_examined)``; the
-            first three and ``n_examined`` ``(num_envs,)``, ``rating`` int64 and ``invalid``
-            bool ``(num_envs, k)``
+            first three and ``n_examined`` ``(num_envs,)``, ``rating`` (as :meth:`step_slate`)
+            and ``invalid`` bool ``(num_envs, k)``
         """
         n, k = slates.shape
         flat = batch.row_offset[:, None] + slates
-        rating = batch.targets_flat[flat].astype(np.int64)  # 0 = not a remaining target
+        rating = batch.targets_flat[flat].astype(np.int64)  # level; 0 = not a remaining target
         byte = batch.byte_offset[:, None] + (slates >> 3)
         bit = _BITS[slates & 7]
         pos = np.arange(k)
@@ -1108,7 +1237,7 @@ class ReplaySimulator(UserSimulator):
         batch.steps += 1
         terminated = batch.n_liked_left == 0
         truncated = (batch.steps >= self.max_steps) & ~terminated
-        return reward, terminated, truncated, consumed, invalid, n_examined
+        return reward, terminated, truncated, self.rating_value_table[consumed], invalid, n_examined
 
     # ----------------------------------------------------------------- observations
 
@@ -1127,8 +1256,10 @@ class ModelSimulator(UserSimulator):
       otherwise let a policy repeat its best guess until it is liked. No item keeps a logged
       rating: the outcome of a logged item is drawn like any other, so the episode depends on
       the train part only.
-    * **Rating and reward**: a like is rated 5 with the model's 5-star probability, else 4
-      (``like_threshold`` when that is 5); reward ``reward_map[rating]``. A miss has no rating
+    * **Rating and reward**: a like gets the top rating of the dataset's scale (5 on MovieLens)
+      with the model's top-rating probability, else the rating just below it (4), or the top
+      one when that rating is no like (:func:`recsim_env.user_model.like_ratings`); reward
+      ``reward_map[rating]``. A miss has no rating
       (``info["rating"] = 0``) and reward 0, whatever ``reward_map`` gives ratings below
       ``like_threshold`` (those apply to replay only).
     * **Transition**: as replay. A like appends the item to the history and the liked set (and
@@ -1155,7 +1286,7 @@ class ModelSimulator(UserSimulator):
         user_model_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        from recsim_env.user_model import UserModelSettings, load_like_model
+        from recsim_env.user_model import UserModelSettings, like_ratings, load_like_model
 
         settings = UserModelSettings.from_kwargs(user_model, user_model_kwargs)
         if user_model == "replay":
@@ -1165,16 +1296,21 @@ class ModelSimulator(UserSimulator):
         self.settings = settings
         self.leave_rate = settings.leave_rate
         self.model = load_like_model(self.split, self.like_threshold, settings.l2)
-        # A like is a 5 or, below it, the smallest rating >= 4 that is a like.
-        self.low_like_rating = max(self.like_threshold, 4)
+        # A like gets the top rating or the one below it (when that is a like): 5 or 4 on MovieLens.
+        low, _top = like_ratings(self.rating_scale, self.like_threshold)
+        self.top_level = len(self.rating_scale)
+        self.low_like_level = self.rating_scale.index(low) + 1
         n_train = self.n_train
         self._set_starts(n_train.copy(), n_train >= 1, "at least one train rating")
 
     def new_state(self) -> EpisodeState:
-        return EpisodeState(self.n_items, self.history_len, model=True)
+        return EpisodeState(self.n_items, self.history_len, model=True, n_user_features=self.user_features.shape[1])
 
     def new_batch(self, num_envs: int) -> BatchState:
-        return BatchState(num_envs, self.n_items, self.history_len, model=True)
+        return BatchState(
+            num_envs, self.n_items, self.history_len, model=True, n_user_features=self.user_features.shape[1],
+            rating_dtype=self.rating_value_table.dtype,
+        )
 
     def reset(self, state: EpisodeState, user: int, prefix: int, scratch: np.ndarray) -> None:
         """Write the start state and the state scores ``s``, ``s_L`` of its items."""
@@ -1197,7 +1333,7 @@ class ModelSimulator(UserSimulator):
         p = np.where(excluded, 0.0, p)
         liked = draws[:, 0] < p
         five = draws[:, 1] < self.model.five_probability(users, items)
-        rating = np.where(liked, np.where(five, 5, self.low_like_rating), 0)
+        rating = np.where(liked, np.where(five, self.top_level, self.low_like_level), 0)
         misses = np.where(liked, 0, misses + 1)
         leave = ~liked & (draws[:, 2] < np.minimum(1.0, self.leave_rate * misses))
         return p, liked, rating, misses, leave
@@ -1216,7 +1352,8 @@ class ModelSimulator(UserSimulator):
             np.array([state.user]), items, state.score[items], state.score_like[items],
             np.array([state.history_size]), np.array([excluded]), np.array([state.misses]), draws,
         )  # fmt: skip
-        liked, rating = bool(liked_a[0]), int(rating_a[0])
+        liked, level = bool(liked_a[0]), int(rating_a[0])
+        rating = self.rating_values[level]
         state.excluded[action >> 3] |= 1 << (action & 7)
         if liked:
             history = state.history
@@ -1233,7 +1370,7 @@ class ModelSimulator(UserSimulator):
         state.last_rating = rating
         terminated = bool(leave_a[0])
         truncated = not terminated and state.steps >= self.max_steps
-        return self.reward_list[rating], terminated, truncated, rating, liked
+        return self.reward_list[level], terminated, truncated, rating, liked
 
     def step_batch(
         self,
@@ -1246,7 +1383,7 @@ class ModelSimulator(UserSimulator):
         reward = np.zeros(n)
         terminated = np.zeros(n, dtype=bool)
         truncated = np.zeros(n, dtype=bool)
-        rating = np.zeros(n, dtype=np.int64)
+        rating = np.zeros(n, dtype=self.rating_value_table.dtype)
         liked = np.zeros(n, dtype=bool)
         rows = active.nonzero()[0]
         if rows.size == 0:
@@ -1274,8 +1411,7 @@ class ModelSimulator(UserSimulator):
         batch.like_probability[rows] = p
         batch.steps[rows] += 1
         batch.last_flat[rows] = batch.row_offset[rows] + a
-        batch.last_rating[rows] = rating_r
-        rating[rows] = rating_r
+        batch.last_rating[rows] = rating[rows] = self.rating_value_table[rating_r]
         liked[rows] = liked_r
         reward[rows] = self.reward_table[rating_r]
         terminated[rows] = leave_r

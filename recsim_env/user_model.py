@@ -21,10 +21,11 @@ The model (``user_model="ease"``; chosen on the validation slice, figures in the
   replay simulator rewards, now defined for every item. ``s`` and ``s_L`` are clipped to the
   range seen in that fit (no extrapolation). The EASE matrices are then refitted on the whole
   train part with the same settings.
-* The rating of a like: 5 with probability ``sigmoid(logit(g) + d_u + d_i)``, else 4 (for
-  ``like_threshold=4``; in general ``5`` or ``like_threshold``), where ``g`` is the share of 5s
-  among the train likes and ``d_u``, ``d_i`` are the user's and the item's shrunk log-odds
-  deviations from it (``SHRINK`` pseudo-likes at rate ``g``).
+* The rating of a like: the top rating of the scale (5 on MovieLens) with probability
+  ``sigmoid(logit(g) + d_u + d_i)``, else the rating just below it (4; :func:`like_ratings`),
+  where ``g`` is the share of top ratings among the train likes rated one of the two and
+  ``d_u``, ``d_i`` are the user's and the item's shrunk log-odds deviations from it
+  (``SHRINK`` pseudo-likes at rate ``g``).
 
 Nothing here reads the test part of the split: the cache key hashes the train arrays only.
 """
@@ -131,7 +132,7 @@ class LikeModel:
     :param b_like: float32 ``(n_items, n_items)`` EASE weights on the liked train ratings
     :param link: float64 ``(4,)`` weights of ``[1, log(s+ + EPS), log(s_L+ + EPS), log(1 + |C|)]``
     :param clip: float64 ``(4,)`` ``[s_min, s_max, s_L_min, s_L_max]`` of the link's fit
-    :param five_logit: ``logit(g)``, the 5-star share of the train likes in log-odds
+    :param five_logit: ``logit(g)``, the top-rating (5-star) share of the train likes in log-odds
     :param user_five: float64 ``(n_users,)`` user log-odds deviations ``d_u``
     :param item_five: float64 ``(n_items,)`` item log-odds deviations ``d_i``
     :param l2: the EASE regularisation used
@@ -146,7 +147,7 @@ class LikeModel:
     user_five: np.ndarray
     item_five: np.ndarray
     l2: float
-    like_threshold: int
+    like_threshold: float
 
     @property
     def n_items(self) -> int:
@@ -191,7 +192,7 @@ class LikeModel:
         return p
 
     def five_probability(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """float64: probability that a like of ``items[k]`` by ``users[k]`` is rated 5."""
+        """float64: probability that a like of ``items[k]`` by ``users[k]`` gets the top rating (5)."""
         z = self.five_logit + self.user_five[users] + self.item_five[items]
         return 1.0 / (1.0 + np.exp(-z))
 
@@ -201,7 +202,27 @@ class LikeModel:
 # --------------------------------------------------------------------------------------------
 
 
-def _train_matrix(split: Split, like_threshold: int) -> tuple[np.ndarray, np.ndarray]:
+def like_ratings(rating_scale: tuple[float, ...], like_threshold: float) -> tuple[float, float]:
+    """The two ratings a simulated like gets: ``(lower, top)``.
+
+    ``top`` is the highest rating of the scale, ``lower`` the one just below it when that is a
+    like (``>= like_threshold``), else ``top`` too: ``(4, 5)`` on MovieLens' 1..5 with the
+    default threshold 4, ``(5, 5)`` with threshold 5, ``(4.5, 5.0)`` on half stars.
+
+    :param rating_scale: the dataset's ratings, increasing
+    :param like_threshold: smallest rating that counts as a like
+    """
+    top = rating_scale[-1]
+    below = rating_scale[-2] if len(rating_scale) > 1 else top
+    return (below if below >= like_threshold else top), top
+
+
+def _number(value: float) -> float:
+    """``value`` as JSON writes it in a cache key: an int when whole (as before half stars)."""
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def _train_matrix(split: Split, like_threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """float32 ``(n_users, n_items)`` matrices of every train rating and of the liked ones."""
     indptr = np.asarray(split.train_indptr, dtype=np.int64)
     rows = np.repeat(np.arange(split.n_users), np.diff(indptr))
@@ -264,7 +285,7 @@ def fit_logistic(
 
 
 def _link_rows(
-    split: Split, like_threshold: int, l2: float
+    split: Split, like_threshold: float, l2: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features, labels and weights of the link's fit on the validation slice of ``split``."""
     from recsim_env.splits import holdout_last
@@ -295,12 +316,13 @@ def _link_rows(
     return feats, y.astype(np.float64), weights
 
 
-def _five_model(split: Split, like_threshold: int) -> tuple[float, np.ndarray, np.ndarray]:
+def _five_model(split: Split, like_threshold: float) -> tuple[float, np.ndarray, np.ndarray]:
     ratings = np.asarray(split.train_ratings)
-    liked = ratings >= max(like_threshold, 4)  # a simulated like is rated 5 or below it 4
+    lower, top = like_ratings(split.data.rating_scale, like_threshold)
+    liked = ratings >= lower  # a simulated like is rated top or, below it, lower
     users = np.repeat(np.arange(split.n_users), np.diff(split.train_indptr))[liked]
     items = np.asarray(split.train_items, dtype=np.int64)[liked]
-    five = (ratings[liked] == 5).astype(np.float64)
+    five = (ratings[liked] == top).astype(np.float64)
     g = float(np.clip(five.mean() if five.size else 0.5, 1e-3, 1 - 1e-3))
 
     def deviation(keys: np.ndarray, n: int) -> np.ndarray:
@@ -313,11 +335,11 @@ def _five_model(split: Split, like_threshold: int) -> tuple[float, np.ndarray, n
             deviation(items, split.n_items))  # fmt: skip
 
 
-def fit_like_model(split: Split, like_threshold: int = 4, l2: float | None = None) -> LikeModel:
+def fit_like_model(split: Split, like_threshold: float = 4, l2: float | None = None) -> LikeModel:
     """Fit the like model on the train part of ``split`` (module docstring); deterministic.
 
     :param split: the split; only its train part is read
-    :param like_threshold: smallest rating (1..5) that counts as a like (default 4)
+    :param like_threshold: smallest rating (of the dataset's scale) that counts as a like (default 4)
     :param l2: EASE regularisation; ``None``: :data:`DEFAULT_L2` of ``split.data.name``
     :return: the fitted model
     """
@@ -338,7 +360,7 @@ def fit_like_model(split: Split, like_threshold: int = 4, l2: float | None = Non
     return LikeModel(
         b_all=ease_weights(x, l2), b_like=ease_weights(x_like, l2), link=link, clip=clip,
         five_logit=five_logit, user_five=user_five, item_five=item_five, l2=float(l2),
-        like_threshold=int(like_threshold),
+        like_threshold=_number(like_threshold),
     )  # fmt: skip
 
 
@@ -349,7 +371,7 @@ def fit_like_model(split: Split, like_threshold: int = 4, l2: float | None = Non
 _ARRAYS = ("b_all", "b_like", "link", "clip", "user_five", "item_five")
 
 
-def train_signature(split: Split, like_threshold: int, l2: float | None) -> str:
+def train_signature(split: Split, like_threshold: float, l2: float | None) -> str:
     """Cache key of a fit: the model's settings and a hash of the split's **train** arrays.
 
     The test part is not hashed: it cannot change the fit, so it must not change the key.
@@ -363,7 +385,7 @@ def train_signature(split: Split, like_threshold: int, l2: float | None) -> str:
         l2 = DEFAULT_L2.get(split.data.name, FALLBACK_L2)
     return json.dumps(
         {"version": MODEL_FORMAT_VERSION, "model": "ease", "dataset": split.data.name,
-         "n_users": split.n_users, "n_items": split.n_items, "like_threshold": int(like_threshold),
+         "n_users": split.n_users, "n_items": split.n_items, "like_threshold": _number(like_threshold),
          "l2": float(l2), "validation_fraction": VALIDATION_FRACTION, "shrink": SHRINK,
          "max_link_rows": MAX_LINK_ROWS, "eps": EPS, "train_sha256": digest.hexdigest()},
         sort_keys=True,
@@ -393,7 +415,7 @@ def _write(path: Path, signature: str, model: LikeModel) -> None:
 
 def load_like_model(
     split: Split,
-    like_threshold: int = 4,
+    like_threshold: float = 4,
     l2: float | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> LikeModel:

@@ -13,7 +13,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from recsim_env.dataset import Split
+from recsim_env.dataset import MovieLensData, Split
 from recsim_env.env import check_reset_options
 from recsim_env.rendering import (
     OUTCOME_DISLIKED,
@@ -107,8 +107,8 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         train_ratio: float = 0.8,
         split_seed: int = 0,
         history_len: int = 20,
-        like_threshold: int = 4,
-        reward_map: Mapping[int | str, float] | None = None,
+        like_threshold: float | None = None,
+        reward_map: Mapping[Any, float] | None = None,
         max_steps: int = 50,
         render_mode: str | None = None,
         split_data: Split | None = None,
@@ -117,6 +117,7 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         examine: float | None = None,
         user_model: str = "replay",
         user_model_kwargs: Mapping[str, Any] | None = None,
+        data: MovieLensData | None = None,
     ) -> None:
         integer = isinstance(num_envs, (int, np.integer)) and not isinstance(num_envs, bool)
         if not integer or num_envs < 1:
@@ -130,7 +131,7 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
             user_model=user_model, user_model_kwargs=user_model_kwargs, dataset=dataset, mode=mode, data_dir=data_dir, download=download, split=split,
             train_ratio=train_ratio, split_seed=split_seed, history_len=history_len,
             like_threshold=like_threshold, reward_map=reward_map, max_steps=max_steps,
-            split_data=split_data,
+            split_data=split_data, data=data,
         )  # fmt: skip
         self.num_envs = n = int(num_envs)
         self.render_mode = render_mode
@@ -141,8 +142,8 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         self.max_prefixes.setflags(write=False)
         self.n_items: int = sim.n_items
         self.history_len: int = sim.history_len
-        self.like_threshold: int = sim.like_threshold
-        self.reward_map: dict[int, float] = sim.reward_map
+        self.like_threshold: float = sim.like_threshold
+        self.reward_map: dict[float, float] = sim.reward_map
         self.max_steps: int = sim.max_steps
         self._slate, self.single_action_space = slate_settings(sim, slate_size, response, examine)
         self.slate_size: int = self._slate.slate_size
@@ -171,7 +172,7 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
         )
         # The last slate of each sub-env and its consumed ratings, for the text rendering.
         self._last_slates = np.zeros((n, self.slate_size), dtype=np.int64)
-        self._last_ratings = np.zeros((n, self.slate_size), dtype=np.int64)
+        self._last_ratings = np.zeros((n, self.slate_size), dtype=sim.rating_value_table.dtype)
 
     # ----------------------------------------------------------------- gymnasium API
     def reset(
@@ -330,7 +331,7 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
                 int(state.user[i]), state.history[i],
                 int(state.history_size[i]), int(state.steps[i]),
                 int(state.last_flat[i] - state.row_offset[i]) if state.steps[i] else -1,
-                int(state.last_rating[i]), int(state.n_liked_left[i]),
+                state.last_rating[i].item(), int(state.n_liked_left[i]),
             )  # fmt: skip
             for i in range(self.num_envs)
         )
@@ -511,8 +512,9 @@ class MovieLensRecVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndar
 
     def _obs(self) -> dict[str, np.ndarray]:
         state = self._state
+        user = {"user": state.user_obs.copy()} if self.simulator.has_user_features else {}
         return {
-            "user": state.user_obs.copy(),
+            **user,
             "history": state.history.copy(),
             "liked": state.liked.copy(),
             "excluded": state.excluded.copy(),

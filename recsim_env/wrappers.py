@@ -36,7 +36,8 @@ __all__ = ["HISTORY_ENCODINGS", "MultiHotObservation", "MultiHotVectorObservatio
 
 #: Values of the ``history`` argument: 0/1 indicators, or recency weights in ``(0, 1]``.
 HISTORY_ENCODINGS: tuple[str, ...] = ("multi_hot", "recency")
-#: The observation fields of ``MovieLensRec-v0`` that the wrappers encode.
+#: The observation fields of ``MovieLensRec-v0`` that the wrappers encode (``"user"`` only when
+#: the dataset has user features).
 _FIELDS: tuple[str, ...] = ("excluded", "history", "liked", "user")
 
 
@@ -51,7 +52,7 @@ class _MultiHotEncoder:
     def __init__(
         self, source: spaces.Space, history: str, recency_decay: float, flatten: bool
     ) -> None:
-        if not isinstance(source, spaces.Dict) or set(source.spaces) != set(_FIELDS):
+        if not isinstance(source, spaces.Dict) or set(source.spaces) not in (set(_FIELDS), set(_FIELDS) - {"user"}):
             raise ValueError(
                 f"expected the Dict observation space of MovieLensRec-v0 with keys "
                 f"{list(_FIELDS)}, got {source!r}"
@@ -61,7 +62,8 @@ class _MultiHotEncoder:
         decay = float(recency_decay)
         if not 0.0 < decay <= 1.0:
             raise ValueError(f"recency_decay must be in (0, 1], got {recency_decay!r}")
-        hist, user = source["history"], source["user"]
+        hist = source["history"]
+        user = source.spaces.get("user", spaces.Box(0, np.zeros(0, np.int32), (0,), np.int32))
         self.n_items = n_items = int(np.max(hist.high))
         self.history_len = int(hist.shape[0])
         n_bytes = (n_items + 7) // 8
@@ -74,7 +76,8 @@ class _MultiHotEncoder:
         if np.any(user.low != 0):
             raise ValueError(f"user feature codes must start at 0, got low={user.low}")
         self.cardinalities = (np.asarray(user.high, dtype=np.int64) + 1).reshape(-1)
-        self.offsets = np.concatenate([[0], np.cumsum(self.cardinalities)[:-1]])
+        # int64 even with no user feature (an empty cumsum is float)
+        self.offsets = np.concatenate([[0], np.cumsum(self.cardinalities)[:-1]]).astype(np.int64)
         self.n_user = int(self.cardinalities.sum())
         self.history = history
         self.recency_decay = decay
@@ -84,9 +87,11 @@ class _MultiHotEncoder:
         self.weights = (decay**ages).astype(np.float32)
 
         hist_dtype = np.uint8 if history == "multi_hot" else np.float32
+        self.has_user = "user" in source.spaces  # no field for a dataset without user features (then none here)
+        user_space = {"user": spaces.Box(0, 1, (self.n_user,), np.uint8)} if self.has_user else {}
         self.dict_space = spaces.Dict(
             {
-                "user": spaces.Box(0, 1, (self.n_user,), np.uint8),
+                **user_space,
                 "history": spaces.Box(0, 1, (n_items,), hist_dtype),
                 "liked": spaces.Box(0, 1, (n_items,), np.uint8),
                 "excluded": spaces.Box(0, 1, (n_items,), np.uint8),
@@ -113,21 +118,21 @@ class _MultiHotEncoder:
             history = np.zeros((tokens.shape[0], self.n_items), np.float32)
             np.maximum.at(history, (rows, items), self.weights[slots])
 
-        codes = np.asarray(obs["user"]).reshape(-1, self.cardinalities.size)
-        if np.any(codes < 0) or np.any(codes >= self.cardinalities):
-            raise ValueError(
-                f"user feature codes must lie in [0, {(self.cardinalities - 1).tolist()}], "
-                f"got {codes.tolist()}"
-            )
-        user = np.zeros((codes.shape[0], self.n_user), np.uint8)
-        user[np.arange(codes.shape[0])[:, None], codes + self.offsets] = 1
-
         out = {
             "excluded": self._unpack(obs["excluded"]),
             "history": history.reshape(*batch, self.n_items),
             "liked": self._unpack(obs["liked"]),
-            "user": user.reshape(*batch, self.n_user),
         }
+        if self.has_user:
+            codes = np.asarray(obs["user"]).reshape(-1, self.cardinalities.size)
+            if np.any(codes < 0) or np.any(codes >= self.cardinalities):
+                raise ValueError(
+                    f"user feature codes must lie in [0, {(self.cardinalities - 1).tolist()}], "
+                    f"got {codes.tolist()}"
+                )
+            user = np.zeros((codes.shape[0], self.n_user), np.uint8)
+            user[np.arange(codes.shape[0])[:, None], codes + self.offsets] = 1
+            out["user"] = user.reshape(*batch, self.n_user)
         if not self.flatten:
             return out
         return np.concatenate([out[k] for k in self.keys], axis=-1, dtype=self.space.dtype)

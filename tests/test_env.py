@@ -453,7 +453,7 @@ def test_numpy_integer_actions(tiny: Split) -> None:
         ({"like_threshold": 0}, "like_threshold"),
         ({"like_threshold": 6}, "like_threshold"),
         ({"max_steps": 0}, "max_steps"),
-        ({"dataset": "ml-10m"}, "unknown dataset"),
+        ({"dataset": "ml-7m"}, "unknown dataset"),
         ({"render_mode": "rgb"}, "render_mode"),
         ({"split_data": "ml-100k"}, "split_data"),
     ],

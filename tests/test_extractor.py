@@ -391,3 +391,36 @@ def test_embedding_init_std_scales_the_item_and_user_tables():
     assert default.item_embedding.weight[1:].std().item() == pytest.approx(1.0, rel=0.1)  # PyTorch's N(0, 1)
     with pytest.raises(ValueError, match="embedding_init_std must be > 0"):
         LongShortExtractor(make_space(), embedding_init_std=0.0)
+
+
+def test_no_user_features_long_term_uses_the_liked_items_alone():
+    """A dataset without user features (no "user" field): the long-term part is DeepFM over the
+    liked-item field alone, its one-pass prefix states equal forward() of each prefix, and
+    gradients flow."""
+    th.manual_seed(0)
+    space = spaces.Dict({k: v for k, v in make_space().spaces.items() if k != "user"})
+    ex = LongShortExtractor(space, embed_dim=4, causal=True, share_item_embeddings=False).eval()
+    assert len(ex.user_embeddings) == 0 and ex.deepfm.dnn[0].in_features == 4  # one field of d=4
+    obs, mask = make_obs(np.random.default_rng(3), batch=4)
+    del obs["user"]
+    with th.no_grad():  # DNN off: one field has no pairwise term, so y = w0 + mean of liked w_item
+        for p in ex.deepfm.dnn.parameters():
+            p.zero_()
+        ex.item_first_order.weight.copy_(th.randn(N_ITEMS + 1, 1))
+    long = ex.long_term(obs)
+    w = ex.item_first_order.weight[1:, 0].detach().numpy()
+    for b in range(4):
+        expected = w[mask[b]].mean() if mask[b].any() else 0.0
+        np.testing.assert_allclose(long[b].detach().numpy(), expected, rtol=1e-5, atol=1e-6)
+
+    windows = {"history": th.tensor([[0, 0, 4, 9, 2, 30], [7, 1, 3, 5, 11, 13]]),
+               "history_liked": th.tensor([[0, 0, 1, 0, 1, 1], [1, 1, 0, 0, 1, 0]]),
+               "liked_before": th.zeros((2, (N_ITEMS + 7) // 8))}
+    states = ex.sequence_features(windows)
+    liked_last = np.stack([np.isin(np.arange(N_ITEMS) + 1, tokens) for tokens in ([4, 2, 30], [7, 1, 11])])
+    last = {"history": windows["history"].float(),
+            "liked": th.as_tensor(np.packbits(liked_last, axis=1, bitorder="little"), dtype=th.float32)}
+    th.testing.assert_close(states[:, -1], ex(last), rtol=1e-5, atol=1e-6)
+    ex.train()
+    (ex(obs) ** 2).sum().backward()
+    assert th.count_nonzero(ex.item_first_order.weight.grad) > 0

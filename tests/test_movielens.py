@@ -173,7 +173,7 @@ def test_data_dir_is_never_modified(ml100k_dir: Path, tmp_path: Path) -> None:
 
 def test_unknown_dataset_name() -> None:
     with pytest.raises(ValueError, match="ml-100k"):
-        load_movielens("ml-20m", download=False)
+        load_movielens("ml-7m", download=False)
 
 
 def _no_download(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -76,7 +76,7 @@ def test_presets_are_valid_and_paper_preset_has_the_papers_settings():
     ("overrides", "message"),
     [
         ({"algo": "sac"}, "algo='sac' is unknown"),
-        ({"dataset": "ml-20m"}, "dataset='ml-20m' is unknown"),
+        ({"dataset": "ml-7m"}, "dataset='ml-7m' is unknown"),
         ({"learning_rate": 0.0}, "learning_rate must be > 0"),
         ({"batch_size": 0}, "batch_size must be a positive integer"),
         ({"embed_dim": -4}, "embed_dim must be a positive integer"),
