@@ -33,7 +33,7 @@ def test_search_options_are_checked_before_anything_runs() -> None:
     with pytest.raises(ValueError, match=r"fixed sets \['total_timesteps'\], which the search options set"):
         SearchOptions(fixed={"total_timesteps": 5_000}).validate()
     fixed = SearchOptions(fixed={"pretrain_steps": 0, "dropout": 0.1})
-    assert "pretrain_steps" not in fixed.space() and set(fixed.space()) == set(SEARCH_SPACE) - {"pretrain_steps"}
+    assert "pretrain_steps" not in fixed.space() and set(fixed.space()) == set(SEARCH_SPACE) - {"pretrain_steps", "dropout"}
     config = trial_config(fixed, {"learning_rate": 1e-3})
     assert (config.pretrain_steps, config.dropout, config.learning_rate) == (0, 0.1, 1e-3)
 
