@@ -24,9 +24,9 @@ space, every trial's parameters, validation value (``last_ndcg@10``), status and
 the chosen configuration. Then the chosen configuration is trained on the whole train part
 with each of ``--seeds`` (default 0 1 2) and evaluated on the test split; each (model, seed)
 run is written at once to ``<out>/equal_budget_runs/<dataset>/<model>-seed<seed>-<key>.json``
-(:class:`experiments.table1.RunStore`) with its metrics and, under ``"per_user"``, the users
-(ascending indices, those with test items) and their precision@10 and NDCG@10 (exact floats,
-their means are the metrics), for a paired significance test.
+in Table 1's run-file format (:class:`experiments.table1.RunStore`): its metrics and the per-user
+precision@10 and NDCG@10 of every test user (:func:`experiments.table1.run_per_user` reads them),
+for a paired significance test (:mod:`recsim_env.significance`).
 
 Resumable: a model whose record exists with the same settings is not searched again (other
 settings: an error that names the file); an interrupted Tune experiment (``--storage``) is
@@ -63,8 +63,6 @@ DEFAULT_MODELS: tuple[str, ...] = ("itemcf", "usercf", "ease", "sasrec", "stamp"
 DEFAULT_TRIALS: dict[str, int] = {"ml-100k": 16, "ml-1m": 6}
 #: The validation metric of every trial (maximised).
 METRIC = "ndcg@10"
-#: Per-user metrics a run file keeps.
-PER_USER_METRICS: tuple[str, ...] = ("precision@10", "ndcg@10")
 #: Bumped when a record or run would change for the same settings.
 STUDY_VERSION = 1
 #: ``--quick``: smoke-test budgets (not a result), fixed per kind of model.
@@ -413,29 +411,26 @@ def run_key(record: dict[str, Any], seed: int) -> dict[str, Any]:
     })  # fmt: skip
 
 
-def final_run(record: dict[str, Any], seed: int, opts: dict[str, Any]) -> dict[str, Any]:
+def final_run(record: dict[str, Any], seed: int, opts: dict[str, Any]):
     """Train a record's chosen configuration on the whole train part with ``seed`` and
     evaluate it on the test split.
 
     :param record: the model's search record
     :param seed: model seed (and split seed of a random split)
     :param opts: :class:`StudyOptions` as a dict
-    :return: ``{"run": Run as a dict, "per_user": {"user", "precision@10", "ndcg@10"} lists}``;
-        a run that raised has ``run["error"]`` set and no per-user values
+    :return: the :class:`experiments.table1.Run`, with its ``per_user`` values
+        (:func:`experiments.table1.per_user_record`); ``error`` set if it raised
     """
-    from experiments.table1 import Run
+    from experiments.table1 import Run, per_user_record
     from recsim_env.evaluation import evaluate_ranking
 
     options = StudyOptions(**opts)
     model, chosen = record["model"], record["chosen"]
     run = Run(model=model, seed=seed, tuned=dict(chosen["params"]), tune_seconds=float(record["seconds"]))
-    per_user: dict[str, list] = {}
     try:
         t0 = time.perf_counter()
         if model == LSRWRL:
             from agents.config import make_config
-            from agents.make import load_split, make_env
-            from agents.scoring import make_score_fn
             from agents.training import train
 
             config = make_config(
@@ -444,18 +439,14 @@ def final_run(record: dict[str, Any], seed: int, opts: dict[str, Any]) -> dict[s
                 expect_official=options.expect_official, runs_dir=options.runs_dir, torch_threads=options.cpus_per_trial,
                 name=f"equal-budget-{options.dataset}-{model}-seed{seed}", **chosen["fixed"], **chosen["params"],
             )  # fmt: skip
-            result = train(config, progress=False)
+            result = train(config, progress=False)  # its test evaluation, per user too
             run.fit_seconds = time.perf_counter() - t0
             training = {k: v for k, v in (result.training or {}).items() if isinstance(v, (int, float, str, bool))}
             run.params = {**config.to_dict(), **training, "run_dir": str(result.run_dir)}
-            split = load_split(config)
-            env = make_env(config, split, "test")
-            t0 = time.perf_counter()
-            metrics = evaluate_ranking(make_score_fn(result.model, env), split, return_per_user=True)
-            env.close()
-            differ = [k for k in PER_USER_METRICS if metrics[k] != result.metrics[k]]
-            if differ:  # the per-user values must be those of train()'s own test evaluation
-                raise RuntimeError(f"per-user evaluation differs from train()'s test metrics in {differ}")
+            run.eval_seconds = float(training.get("evaluation_seconds", 0.0))
+            run.metrics = {k: result.metrics[k] for k in ("precision@10", "recall@10", "ndcg@10", "hit_rate@10",
+                                                          "n_users")}  # fmt: skip
+            run.per_user = per_user_record(result.per_user)
         else:
             from agents.baselines import make_recommender
             from experiments.sweep import _worker_dataset
@@ -469,15 +460,13 @@ def final_run(record: dict[str, Any], seed: int, opts: dict[str, Any]) -> dict[s
             fitted.fit(split)
             run.fit_seconds = time.perf_counter() - t0
             t0 = time.perf_counter()
-            metrics = evaluate_ranking(fitted.score, split, return_per_user=True)
-        run.eval_seconds = time.perf_counter() - t0
-        users = metrics.pop("per_user")
-        run.metrics = metrics
-        per_user = {"user": users["user"].tolist(), **{m: users[m].tolist() for m in PER_USER_METRICS}}
+            run.metrics = evaluate_ranking(fitted.score, split, return_per_user=True)
+            run.per_user = per_user_record(run.metrics.pop("per_user"))
+            run.eval_seconds = time.perf_counter() - t0
     except Exception as exc:  # reported; the other runs go on
         run.error = f"{type(exc).__name__}: {exc}".strip().replace("\n", " ")
         traceback.print_exc(file=sys.stderr)
-    return {"run": asdict(run), "per_user": per_user}
+    return run
 
 
 def run_store(out: str | os.PathLike, dataset: str):
@@ -487,64 +476,47 @@ def run_store(out: str | os.PathLike, dataset: str):
     return RunStore(out, dataset, runs_folder="equal_budget_runs")
 
 
-def save_final_run(out: str | os.PathLike, dataset: str, key: dict[str, Any], payload: dict[str, Any]) -> Path:
-    """Write one final run file atomically: ``{"key", "run", "per_user"}`` (the per-user lists
-    on one line each, their floats exact)."""
-    from recsim_env.files import atomic_write_text
-
-    path = run_store(out, dataset).run_path(payload["run"]["model"], payload["run"]["seed"], key)
-    head = json.dumps({"key": key, "run": payload["run"]}, indent=2, sort_keys=True, default=str)
-    lists = ",\n".join(f"    {json.dumps(name)}: {json.dumps(values)}" for name, values in payload["per_user"].items())
-    return atomic_write_text(path, head[:-2] + ',\n  "per_user": {\n' + lists + "\n  }\n}\n")
-
-
-def load_final_run(path: str | os.PathLike) -> dict[str, Any]:
-    """A final run file as written by :func:`save_final_run`."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
 def final_runs(
     opts: StudyOptions,
     records: dict[str, dict[str, Any]],
     out: str | os.PathLike,
     log: Callable[[str], None] = print,
-) -> dict[tuple[str, int], dict[str, Any]]:
+) -> dict[tuple[str, int], Any]:
     """Every (model, seed) final run not on disk yet, as Ray tasks of ``cpus_per_trial`` CPUs
     on the current Ray session; each is written as soon as it finishes.
 
     :param records: model -> its search record
-    :return: ``(model, seed)`` -> the run file's content (read back for runs done earlier); a
-        failed run is returned with its error and leaves no file
+    :return: ``(model, seed)`` -> its :class:`experiments.table1.Run` (read back for runs done
+        earlier); a failed run is returned with its error and leaves no file
     """
     import ray
 
     store = run_store(out, opts.dataset)
-    done: dict[tuple[str, int], dict[str, Any]] = {}
+    done: dict[tuple[str, int], Any] = {}
     pending = {}
     task = ray.remote(num_cpus=opts.cpus_per_trial)(final_run)
     for model, record in records.items():
         for seed in opts.seeds:
             key = run_key(record, seed)
-            path = store.run_path(model, seed, key)
-            if store.load_run(model, seed, key) is not None:
-                done[(model, seed)] = load_final_run(path)
-                log(f"{model} seed {seed}: done earlier ({path})")
+            stored = store.load_run(model, seed, key)
+            if stored is not None:
+                done[(model, seed)] = stored
+                log(f"{model} seed {seed}: done earlier ({store.run_path(model, seed, key)})")
                 continue
             pending[task.remote(record, seed, asdict(opts))] = (model, seed, key)
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         model, seed, key = pending.pop(ready[0])
-        payload = ray.get(ready[0])
-        run = payload["run"]
-        if run["error"] is None:
-            run["key"] = store.run_path(model, seed, key).stem.rsplit("-", 1)[-1]  # as Table 1's runs
-            path = save_final_run(out, opts.dataset, key, payload)
-            m = run["metrics"]
+        run = ray.get(ready[0])
+        if run.error is None:
+            run.key = store.run_path(model, seed, key).stem.rsplit("-", 1)[-1]  # the hash, as Table 1's runs
+            path = store.save_run(run, key)
+            m = run.metrics
             log(f"{model} seed {seed}: test P@10 {m['precision@10']:.4f} NDCG@10 {m['ndcg@10']:.4f} "
-                f"(fit {run['fit_seconds']:.0f} s) -> {path}")
+                f"(fit {run.fit_seconds:.0f} s) -> {path}")
         else:
-            log(f"{model} seed {seed}: FAILED: {run['error']}")
-        done[(model, seed)] = {"key": key, **payload}
+            log(f"{model} seed {seed}: FAILED: {run.error}")
+        done[(model, seed)] = run
     return done
 
 
@@ -556,7 +528,7 @@ class StudyResult:
     """What :func:`run_study` returns.
 
     :param records: model -> its search record
-    :param runs: ``(model, seed)`` -> its final run (``{"key", "run", "per_user"}``)
+    :param runs: ``(model, seed)`` -> its final :class:`experiments.table1.Run`
     :param failed: model -> error of a search that failed (its model has no final runs)
     :param searched: models searched in this call (the others' records were read)
     """
@@ -583,7 +555,7 @@ def run_study(
     log: Callable[[str], None] = print,
 ) -> StudyResult:
     """Search every model (or read its record), then train and test each chosen configuration
-    on every seed, on the current Ray session (:func:`experiments.sweep.ray_session`).
+    on every seed, on the current Ray session (:func:`experiments.ray_cluster.ray_session`).
 
     :param opts: study settings (validated first)
     :param out: results folder (``tuning/`` and ``equal_budget_runs/`` go under it)
@@ -591,6 +563,8 @@ def run_study(
     :param data: the dataset (default: :func:`load_study_dataset`)
     :param log: progress printer
     :return: :class:`StudyResult`
+    :raises experiments.ray_cluster.NodeDataError: a Ray node cannot find the dataset (before any
+        trial)
     """
     opts.validate()
     data_dir = str(Path(opts.data_dir).expanduser().resolve()) if opts.data_dir else None
@@ -601,6 +575,9 @@ def run_study(
     for model in opts.models:  # before anything runs: no stale record, every fixed value valid
         if stored_record(opts, model, data, out) is None:
             _trial_setup(opts, model, model_settings(opts, model, data))
+    from experiments.ray_cluster import check_data_on_nodes
+
+    check_data_on_nodes([opts.dataset], opts.data_dir, download=opts.download, log=log)
     result = StudyResult(records={}, runs={}, failed={}, searched=[])
     for model in opts.models:
         try:
@@ -637,7 +614,7 @@ def _parse_fix(items: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    from experiments.sweep import add_ray_arguments
+    from experiments.ray_cluster import add_ray_arguments
 
     d = StudyOptions()
     parser = argparse.ArgumentParser(
@@ -700,16 +677,19 @@ def options_from_args(args: argparse.Namespace) -> StudyOptions:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns 1 if a model's search or a test run failed."""
-    from experiments.sweep import require_ray, session_from_args
+    from experiments.ray_cluster import NodeDataError, require_ray, session_from_args
 
     args = parse_args(argv)
     opts = options_from_args(args)
     require_ray()
     start = time.perf_counter()
-    with session_from_args(args):
-        result = run_study(opts, args.out, storage=args.storage)
+    try:
+        with session_from_args(args):
+            result = run_study(opts, args.out, storage=args.storage)
+    except (ConnectionError, NodeDataError) as err:
+        raise SystemExit(f"{type(err).__name__}: {err}") from None
     failed = dict(result.failed)
-    failed.update({f"{m} seed {s}": r["run"]["error"] for (m, s), r in result.runs.items() if r["run"]["error"]})
+    failed.update({f"{m} seed {s}": run.error for (m, s), run in result.runs.items() if run.error})
     print(f"{len(result.records)}/{len(opts.models)} models searched or read, {len(result.runs)} test runs, "
           f"{time.perf_counter() - start:.0f} s; records in {record_path(args.out, opts.dataset, '*').parent}")
     for name, error in failed.items():

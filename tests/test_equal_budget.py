@@ -13,17 +13,16 @@ import pytest
 
 from experiments import equal_budget
 from experiments.equal_budget import (
-    PER_USER_METRICS,
     StudyOptions,
     final_run,
-    load_final_run,
     model_settings,
     record_path,
     run_key,
-    save_final_run,
+    run_store,
     stored_record,
     tune_model,
 )
+from experiments.table1 import PER_USER_METRICS, run_per_user
 from recsim_env.movielens import load_movielens
 from test_table1 import write_tiny_ml1m
 
@@ -71,28 +70,34 @@ def test_every_model_gets_the_same_trials_and_the_same_asha_rule(tiny) -> None:
     assert model_settings(fixed, "sasrec", data)["budget"] == 400
 
 
+def assert_per_user_means_are_the_metrics(run) -> None:
+    """Precision@10 is stored exactly, NDCG@10 as float32 (Table 1's run-file format)."""
+    per_user = run_per_user(run)
+    assert np.mean(per_user["precision@10"]) == pytest.approx(run.metrics["precision@10"], abs=1e-12)
+    assert np.mean(per_user["ndcg@10"]) == pytest.approx(run.metrics["ndcg@10"], abs=1e-7)
+    assert len(per_user["user"]) == run.metrics["n_users"]
+
+
 def test_test_runs_keep_per_user_values_whose_means_are_the_metrics(tiny, tmp_path: Path) -> None:
     opts, data = tiny
     from recsim_env.splits import split_ratings
 
     split = split_ratings(data, "temporal", 0.8)
     with_test = np.flatnonzero(np.diff(split.test_indptr) > 0)
+    store = run_store(tmp_path / "out", "ml-1m")
     for model, params in (("itemcf", {"k": 10, "shrinkage": 5.0}), ("sasrec", {"lr": 1e-2, "max_len": 20})):
         record = {"model": model, "seconds": 1.0, "settings": model_settings(opts, model, data),
                   "chosen": {"params": params, "fixed": opts.model_fixed(model)}}  # fmt: skip
-        payload = final_run(record, 0, asdict(opts))
-        assert payload["run"]["error"] is None, payload["run"]["error"]
-        path = save_final_run(tmp_path / "out", "ml-1m", run_key(record, 0), payload)
+        run = final_run(record, 0, asdict(opts))
+        assert run.error is None, run.error
+        path = store.save_run(run, run_key(record, 0))
         assert path.parent == tmp_path / "out" / "equal_budget_runs" / "ml-1m" and path.name.startswith(f"{model}-seed0-")
-        stored = load_final_run(path)
-        assert stored["key"] == run_key(record, 0) and stored["run"]["tuned"] == params
-        per_user = stored["per_user"]
-        np.testing.assert_array_equal(per_user["user"], with_test)  # every user with test items, ascending
-        for metric in PER_USER_METRICS:
-            assert len(per_user[metric]) == len(with_test)
-            assert np.mean(per_user[metric]) == stored["run"]["metrics"][metric]  # exact floats, exact means
+        stored = store.load_run(model, 0, run_key(record, 0))
+        assert stored.tuned == params and set(stored.per_user) == {"user", *PER_USER_METRICS}
+        np.testing.assert_array_equal(stored.per_user["user"], with_test)  # every user with test items, ascending
+        assert_per_user_means_are_the_metrics(stored)
         if model == "sasrec":  # the seed, the quick budget and the chosen values reach the model
-            assert {k: stored["run"]["params"][k] for k in ("seed", "train_steps", "lr")} == \
+            assert {k: stored.params[k] for k in ("seed", "train_steps", "lr")} == \
                 {"seed": 0, "train_steps": 12, "lr": 1e-2}
     assert run_key(record, 0) != run_key(record, 1)
 
@@ -124,7 +129,7 @@ def test_the_study_on_local_ray_writes_records_and_runs_and_resumes(tiny, tmp_pa
     pytest.importorskip("ray")
     pytest.importorskip("optuna")
     from experiments.equal_budget import run_study
-    from experiments.sweep import _ray_processes, ray_session
+    from experiments.ray_cluster import _ray_processes, ray_session
 
     opts, data = tiny
     opts = StudyOptions(**{**asdict(opts), "models": ["itemcf", "stamp", "lsrwrl"]})
@@ -147,10 +152,9 @@ def test_the_study_on_local_ray_writes_records_and_runs_and_resumes(tiny, tmp_pa
         chosen = record["chosen"]
         best = max((t for t in record["trials"] if t["status"] == "completed"), key=lambda t: t["last_ndcg@10"])
         assert chosen["params"] == best["params"] and chosen["value"] == best["last_ndcg@10"]
-    assert json.loads(record_path(out, "ml-1m", "stamp").read_text())["trials"][0]["last_step"] == 12  # --quick
+    stamp = json.loads(record_path(out, "ml-1m", "stamp").read_text())["trials"]
+    assert max(t["last_step"] for t in stamp) == 12  # --quick's train_steps (ASHA may stop the other earlier)
     assert len(files) == 6 and {p: p.stat().st_mtime_ns for p in files} == files  # 3 models x 2 seeds, not redone
     for (model, seed), run in again.runs.items():
-        metrics, per_user = run["run"]["metrics"], run["per_user"]
-        assert run["run"]["error"] is None and run["run"]["tuned"] == again.records[model]["chosen"]["params"]
-        for metric in PER_USER_METRICS:
-            assert np.mean(per_user[metric]) == metrics[metric]
+        assert run.error is None and run.tuned == again.records[model]["chosen"]["params"]
+        assert_per_user_means_are_the_metrics(run)
