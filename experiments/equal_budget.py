@@ -28,6 +28,9 @@ in Table 1's run-file format (:class:`experiments.table1.RunStore`): its metrics
 precision@10 and NDCG@10 of every test user (:func:`experiments.table1.run_per_user` reads them),
 for a paired significance test (:mod:`recsim_env.significance`).
 
+Every torch model (the neural baselines and LSRWRL) runs on LSRWRL's kernel path (``avx2`` by
+default, :mod:`agents.kernel_path`), as in Table 1, so a seed gives one result on any x86-64.
+
 Resumable: a model whose record exists with the same settings is not searched again (other
 settings: an error that names the file); an interrupted Tune experiment (``--storage``) is
 restored; a finished run file is not recomputed.
@@ -184,6 +187,14 @@ class StudyOptions:
             quick = dict(QUICK_LSRWRL) if model == LSRWRL else dict(QUICK_NEURAL) if _is_neural(model) else {}
         return {**quick, **self.fixed.get(model, {})}
 
+    @property
+    def kernel_path(self) -> str:
+        """PyTorch's kernel path of every torch model of the study: LSRWRL's (as in Table 1;
+        :mod:`agents.kernel_path`), so that a seed gives one result on any x86-64."""
+        from agents.config import make_config
+
+        return make_config(self.lsrwrl_preset, dataset=self.dataset, **self.fixed.get(LSRWRL, {})).kernel_path
+
     def model_space(self, model: str) -> Space:
         """The searched part of a model's space (without its fixed parameters)."""
         fixed = self.model_fixed(model)
@@ -237,6 +248,8 @@ def model_settings(opts: StudyOptions, model: str, data: MovieLensData) -> dict[
     }  # fmt: skip
     if model == LSRWRL:
         settings["preset"] = opts.lsrwrl_preset
+    if model == LSRWRL or _is_neural(model):
+        settings["kernel_path"] = opts.kernel_path
     return _normalised(settings)
 
 
@@ -295,6 +308,10 @@ def baseline_trial(config: dict[str, Any]) -> None:
     from agents.baselines.tuning import fit_and_validate
 
     study = config["study"]
+    if "kernel_path" in study:  # before this worker's first torch operation
+        from agents.kernel_path import pin_kernel_path
+
+        pin_kernel_path(study["kernel_path"])
     sample = {k: config[k] for k in study["searched"] if k in config}
     params = {**_fixed_params(study["model"], study["seed"], study["cpus_per_trial"], study["fixed"]), **sample}
 
@@ -407,7 +424,7 @@ def run_key(record: dict[str, Any], seed: int) -> dict[str, Any]:
         "version": STUDY_VERSION, "dataset": settings["dataset"], "n_ratings": settings["n_ratings"],
         "model": record["model"], "seed": seed, "split": settings["split"], "train_ratio": settings["train_ratio"],
         "params": record["chosen"]["params"], "fixed": record["chosen"]["fixed"], "search": _digest(settings),
-        "preset": settings.get("preset"),
+        "preset": settings.get("preset"), "kernel_path": settings.get("kernel_path"),
     })  # fmt: skip
 
 
@@ -428,6 +445,10 @@ def final_run(record: dict[str, Any], seed: int, opts: dict[str, Any]):
     model, chosen = record["model"], record["chosen"]
     run = Run(model=model, seed=seed, tuned=dict(chosen["params"]), tune_seconds=float(record["seconds"]))
     try:
+        if "kernel_path" in record["settings"]:  # before this worker's first torch operation
+            from agents.kernel_path import pin_kernel_path
+
+            pin_kernel_path(record["settings"]["kernel_path"])
         t0 = time.perf_counter()
         if model == LSRWRL:
             from agents.config import make_config
@@ -682,6 +703,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     opts = options_from_args(args)
     require_ray()
+    # Set before PyTorch runs anything here, so that a local Ray's workers inherit it too; each
+    # trial and test run pins it again in its own process (agents.kernel_path).
+    from agents.kernel_path import pin_kernel_path
+
+    pin_kernel_path(opts.kernel_path)
     start = time.perf_counter()
     try:
         with session_from_args(args):

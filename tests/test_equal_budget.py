@@ -62,6 +62,11 @@ def test_every_model_gets_the_same_trials_and_the_same_asha_rule(tiny) -> None:
     assert settings["sasrec"]["budget"] == 8_000 and settings["sasrec"]["report_every"] == 1_000  # 8 reports
     assert settings["lsrwrl"]["budget"] == 600_000 and settings["lsrwrl"]["report_every"] == 75_000
     assert settings["ease"]["budget"] == 1 and settings["ease"]["report_every"] is None  # one fit, one report
+    # the torch models on LSRWRL's kernel path, as in Table 1
+    assert settings["sasrec"]["kernel_path"] == settings["lsrwrl"]["kernel_path"] == "avx2"
+    assert "kernel_path" not in settings["ease"]
+    native = StudyOptions(**{**asdict(opts), "fixed": {"lsrwrl": {"kernel_path": "native"}}})
+    assert model_settings(native, "stamp", data)["kernel_path"] == "native"
     for s in settings.values():  # ASHA's first rung at a quarter of each model's largest budget
         assert s["asha"]["grace_period"] == max(1, -(-s["budget"] // 4)) and s["asha"]["reduction_factor"] == 3
     fixed = StudyOptions(**{**asdict(opts), "fixed": {"sasrec": {"max_len": 50, "train_steps": 400}}})
