@@ -9,7 +9,7 @@ export MOVIELENS_DATA
 DATASET ?= ml-100k
 ARGS ?=
 
-.PHONY: install test docs train evaluate table ablation algorithms sweep search validity bench bench-data bench-env bench-agent bench-replay clean
+.PHONY: install test docs train evaluate table ablation algorithms sweep search equal-budget validity bench bench-data bench-env bench-agent bench-replay clean
 
 install: $(VENV)/.installed
 
@@ -48,6 +48,12 @@ sweep: install
 
 search: install
 	$(PY) -m experiments.search $(ARGS)
+
+# Every model of Table 1 with the same number of validation trials (Optuna TPE via Ray Tune, ASHA
+# alike), then each chosen configuration on the test split with 3 seeds and per-user metrics:
+# results/tuning/$(DATASET)/<model>.json and results/equal_budget_runs/$(DATASET)/ (resumable).
+equal-budget: install
+	$(PY) -m experiments.equal_budget --dataset $(DATASET) $(ARGS)
 
 # How well each simulator (replay, learned user model) reproduces held-out behaviour; reads the
 # simulated-return columns of results/table1_<dataset>.csv (make table) for the policy rankings.

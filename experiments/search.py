@@ -6,7 +6,8 @@ evaluated on its held-out part, never on the test split. Every ``eval_freq`` env
 the trial reports validation precision@10 to Tune (``train(..., on_evaluation=...)``); an ASHA
 scheduler stops the trials that trail the others at each rung, and Optuna's TPE (through Tune's
 ``OptunaSearch``; ``--searcher random`` for Tune's own random search) picks the next
-configurations from :data:`SEARCH_SPACE`. Budgets are environment steps, never seconds.
+configurations from :data:`SEARCH_SPACE` (LSRWRL's space,
+:data:`agents.search_space.LSRWRL_SEARCH_SPACE`). Budgets are environment steps, never seconds.
 
 The chosen configuration (the best validation precision@10 among the trials that trained the
 full budget) is written as a preset file ``agents/presets/<name>.json`` that
@@ -21,6 +22,9 @@ Usage::
 
 Interrupted: run the same command again; the Tune experiment (``--storage``) is restored, and
 finished trials are kept.
+
+:func:`tune_experiment` (one Tune experiment of TPE samples under ASHA, restored when it
+exists), :func:`trial_record` and :func:`choose` are shared with :mod:`experiments.equal_budget`.
 """
 
 from __future__ import annotations
@@ -31,12 +35,13 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agents.config import PRESET_DIR, PRESETS
+from agents.search_space import LSRWRL_SEARCH_SPACE, Space, tune_domains
 from experiments.ray_cluster import (
     NodeDataError,
     add_ray_arguments,
@@ -45,38 +50,17 @@ from experiments.ray_cluster import (
     session_from_args,
 )
 
-#: The search space: TrainConfig field -> ``("loguniform" | "uniform", low, high)`` or
-#: ``("choice", [values])``. Everything else is the base preset's value.
-SEARCH_SPACE: dict[str, tuple[Any, ...]] = {
-    "learning_rate": ("loguniform", 2e-4, 3e-3),  # Adam step size
-    "embed_dim": ("choice", [16, 32, 64]),  # item/user embedding and interest-vector size
-    "n_layers": ("choice", [1, 2]),  # stacked self-attention layers (short-term interest)
-    "next_item_weight": ("loguniform", 0.03, 1.0),  # auxiliary next-item loss weight
-    "target_update_interval": ("choice", [2_000, 5_000, 10_000, 20_000]),  # env steps between target copies
-    "exploration_fraction": ("uniform", 0.01, 0.1),  # share of the budget over which epsilon decays
-    "gamma": ("uniform", 0.5, 0.95),  # reward discount
-    "batch_size": ("choice", [64, 128, 256]),  # replay mini-batch
-}
+#: The search space: TrainConfig field -> distribution (:mod:`agents.search_space`), LSRWRL's
+#: one space. Everything else is the base preset's value.
+SEARCH_SPACE: Space = LSRWRL_SEARCH_SPACE
 #: Validation metric the search maximises (reported by every evaluation during training).
 METRIC = "precision@10"
 
 
-def tune_space(space: dict[str, tuple[Any, ...]] = SEARCH_SPACE) -> dict[str, Any]:
-    """:data:`SEARCH_SPACE` as Ray Tune sampling domains."""
+def tune_space(space: Space = SEARCH_SPACE) -> dict[str, Any]:
+    """A space (default :data:`SEARCH_SPACE`) as Ray Tune sampling domains."""
     require_ray()
-    from ray import tune
-
-    domains: dict[str, Any] = {}
-    for name, (kind, *args) in space.items():
-        if kind == "loguniform":
-            domains[name] = tune.loguniform(*args)
-        elif kind == "uniform":
-            domains[name] = tune.uniform(*args)
-        elif kind == "choice":
-            domains[name] = tune.choice(list(args[0]))
-        else:
-            raise ValueError(f"SEARCH_SPACE[{name!r}]: unknown kind {kind!r}; use loguniform, uniform or choice")
-    return domains
+    return tune_domains(space)
 
 
 @dataclass
@@ -99,6 +83,8 @@ class SearchOptions:
         for an edited copy)
     :param runs_dir: parent folder of the trials' run directories
     :param preset_name: write the chosen configuration as this preset (``None``: do not)
+    :param fixed: further TrainConfig fields every trial sets, not searched (their keys leave the
+        space)
     """
 
     name: str = "lsrwrl-ml-100k"
@@ -116,9 +102,14 @@ class SearchOptions:
     expect_official: bool = True
     runs_dir: str = "runs/search"
     preset_name: str | None = "searched"
+    fixed: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> SearchOptions:
         problems = []
+        clash = sorted(set(self.fixed) & set(self.trial_overrides(fixed=False)))
+        if clash:
+            problems.append(f"fixed sets {clash}, which the search options set (max_steps -> total_timesteps, "
+                            "eval_freq, cpus_per_trial -> torch_threads, ...): use those options")
         for fname in ("trials", "max_steps", "eval_freq", "grace_steps", "cpus_per_trial"):
             if getattr(self, fname) < 1:
                 problems.append(f"{fname} must be >= 1, got {getattr(self, fname)}")
@@ -137,14 +128,19 @@ class SearchOptions:
             raise ValueError("invalid search options:\n  - " + "\n  - ".join(problems))
         return self
 
-    def trial_overrides(self) -> dict[str, Any]:
-        """The TrainConfig fields every trial sets (on top of the base preset and the sample)."""
-        return dict(
+    def space(self) -> Space:
+        """The searched part of :data:`SEARCH_SPACE`: without the ``fixed`` fields."""
+        return {k: v for k, v in SEARCH_SPACE.items() if k not in self.fixed}
+
+    def trial_overrides(self, fixed: bool = True) -> dict[str, Any]:
+        """The TrainConfig fields every trial sets (on top of the base preset and the sample):
+        the budget and run settings, then ``fixed`` (unless ``fixed=False``)."""
+        return {**dict(
             dataset=self.dataset, seed=self.seed, tune=True, total_timesteps=self.max_steps,
             eval_freq=self.eval_freq, torch_threads=self.cpus_per_trial, max_train_seconds=None,
             max_episodes=None, checkpoint_freq=0, data_dir=self.data_dir,
             expect_official=self.expect_official, runs_dir=str(Path(self.runs_dir).resolve()), name=f"search-{self.name}",
-        )  # fmt: skip
+        ), **(self.fixed if fixed else {})}  # fmt: skip
 
 
 def trial_config(opts: SearchOptions, sample: dict[str, Any]):
@@ -165,7 +161,7 @@ def search_trial(config: dict[str, Any]) -> None:
     from agents.training import train
 
     opts = SearchOptions(**config["options"])
-    sample = {k: config[k] for k in SEARCH_SPACE if k in config}
+    sample = {k: config[k] for k in opts.space() if k in config}
 
     def report(step: int, row: dict[str, float]) -> None:
         tune.report({"step": int(step), **{k: float(v) for k, v in row.items() if k != "step"}})
@@ -176,35 +172,51 @@ def search_trial(config: dict[str, Any]) -> None:
 # Record -----------------------------------------------------------------------------------------
 
 
-def _trial_record(result, opts: SearchOptions) -> dict[str, Any]:
+def trial_record(result: Any, params: Iterable[str], metric: str, budget: int | None = None) -> dict[str, Any]:
+    """One finished (or stopped, or failed) Tune trial as a JSON-ready record.
+
+    :param result: the trial's :class:`ray.tune.Result`
+    :param params: the searched parameter names (read from the trial's config)
+    :param metric: the reported validation metric; its curve is ``[step, value]`` per report
+    :param budget: steps of a complete trial (default: the trial's last reported ``"budget"``)
+    :return: ``trial``, ``params``, ``status`` (``"completed"``: reached its budget; ``"stopped
+        early"``: stopped by the scheduler or interrupted; ``"failed"``), ``last_step``,
+        ``last_<metric>`` (the last report's value), ``curve``, ``seconds`` (wall time of the
+        trial, as Tune measured it) and ``error``
+    """
     config = result.config or {}
     curve = []
     frame = result.metrics_dataframe
-    if frame is not None and METRIC in frame:
-        curve = [[int(s), round(float(v), 6)] for s, v in zip(frame["step"], frame[METRIC])]
+    if frame is not None and metric in frame:
+        curve = [[int(s), round(float(v), 6)] for s, v in zip(frame["step"], frame[metric])]
     last_step = curve[-1][0] if curve else 0
+    metrics = result.metrics or {}
+    if budget is None:
+        budget = metrics.get("budget")
     status = "failed" if result.error is not None else (
-        "completed" if last_step >= opts.max_steps else "stopped early")
+        "completed" if curve and budget is not None and last_step >= budget else "stopped early")
+    seconds = metrics.get("time_total_s")
     return {
         "trial": Path(result.path).name,
-        "params": {k: config[k] for k in SEARCH_SPACE if k in config},
+        "params": {k: config[k] for k in params if k in config},
         "status": status,
         "last_step": last_step,
-        f"last_{METRIC}": curve[-1][1] if curve else None,
+        f"last_{metric}": curve[-1][1] if curve else None,
         "curve": curve,
+        "seconds": None if seconds is None else round(float(seconds), 2),
         "error": None if result.error is None else str(result.error).strip().splitlines()[-1][:500],
     }
 
 
-def choose(trials: list[dict[str, Any]]) -> dict[str, Any]:
-    """The best trial: highest final validation metric among those that trained the full budget.
+def choose(trials: list[dict[str, Any]], metric: str = METRIC) -> dict[str, Any]:
+    """The best trial: highest final validation ``metric`` among those that trained the full budget.
 
     :raises RuntimeError: no trial completed its budget
     """
-    complete = [t for t in trials if t["status"] == "completed" and t[f"last_{METRIC}"] is not None]
+    complete = [t for t in trials if t["status"] == "completed" and t[f"last_{metric}"] is not None]
     if not complete:
         raise RuntimeError("no trial trained the full budget; nothing to choose (see the record)")
-    return max(complete, key=lambda t: t[f"last_{METRIC}"])
+    return max(complete, key=lambda t: t[f"last_{metric}"])
 
 
 def render_markdown(record: dict[str, Any]) -> str:
@@ -258,6 +270,87 @@ def write_preset(path: Path, name: str, params: dict[str, Any], record_path: Pat
 # Driver -----------------------------------------------------------------------------------------
 
 
+def searcher_name(searcher: str) -> str:
+    """How a record names the searcher (``"optuna"`` or ``"random"``), with the library version."""
+    if searcher == "optuna":
+        import optuna
+
+        return f"Optuna TPE via ray.tune.search.optuna.OptunaSearch (optuna {optuna.__version__})"
+    return "Tune random search (BasicVariantGenerator)"
+
+
+def tune_experiment(
+    trainable: Callable[[dict[str, Any]], None],
+    space: Space,
+    config: dict[str, Any],
+    *,
+    name: str,
+    storage: str | os.PathLike,
+    metric: str,
+    trials: int,
+    seed: int = 0,
+    searcher: str = "optuna",
+    asha: dict[str, int] | None = None,
+    cpus_per_trial: int = 1,
+    log: Callable[[str], None] = print,
+) -> tuple[Any, str]:
+    """Run one Tune experiment on the current Ray session, or restore it when it exists.
+
+    Every trial calls ``trainable`` with a sample of ``space`` plus ``config`` and reports
+    ``step`` and ``metric`` (maximised); trial names are ``trial-<id>``.
+
+    :param trainable: the Ray Tune function trainable
+    :param space: the searched distributions (:mod:`agents.search_space`)
+    :param config: fixed entries of every trial's config (not searched)
+    :param name: experiment name (its folder under ``storage``)
+    :param storage: folder (or URI) of the Tune experiments, the resume state
+    :param metric: the reported metric to maximise
+    :param trials: number of trials (samples)
+    :param seed: seed of the searcher
+    :param searcher: ``"optuna"`` (TPE through ``OptunaSearch``) or ``"random"``
+    :param asha: ``{"max_t", "grace_period", "reduction_factor"}`` of an ASHA scheduler on
+        ``step`` (default None: every trial runs its full budget)
+    :param cpus_per_trial: CPUs each trial asks for
+    :param log: progress printer
+    :return: ``(ResultGrid, experiment path)``
+    """
+    require_ray()
+    from ray import tune
+
+    storage_path = str(storage) if "://" in str(storage) else str(Path(storage).resolve())
+    path = f"{storage_path}/{name}"
+    trainable = tune.with_resources(trainable, {"cpu": cpus_per_trial})
+    if tune.Tuner.can_restore(path):
+        log(f"resuming Tune experiment {path}")
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        if searcher == "optuna":
+            from ray.tune.search.optuna import OptunaSearch
+
+            search_alg = OptunaSearch(seed=seed)
+        elif searcher == "random":
+            from ray.tune.search import BasicVariantGenerator
+
+            search_alg = BasicVariantGenerator(random_state=seed)
+        else:
+            raise ValueError(f"searcher={searcher!r}: use 'optuna' or 'random'")
+        scheduler = None
+        if asha is not None:
+            from ray.tune.schedulers import ASHAScheduler
+
+            scheduler = ASHAScheduler(time_attr="step", **asha)
+        tuner = tune.Tuner(
+            trainable,
+            param_space={**tune_domains(space), **config},
+            tune_config=tune.TuneConfig(metric=metric, mode="max", search_alg=search_alg, scheduler=scheduler,
+                                        num_samples=trials, trial_name_creator=_trial_name,
+                                        trial_dirname_creator=_trial_name),  # fmt: skip
+            run_config=tune.RunConfig(name=name, storage_path=storage_path, verbose=1,
+                                      log_to_file=True, failure_config=tune.FailureConfig(max_failures=0)),
+        )
+    return tuner.fit(), path
+
+
 def run_search(opts: SearchOptions, out: str | os.PathLike, storage: str | os.PathLike = "runs/ray_tune",
                presets_dir: str | os.PathLike = PRESET_DIR, overwrite_preset: bool = False,
                machine_note: str = "") -> dict[str, Any]:
@@ -274,9 +367,6 @@ def run_search(opts: SearchOptions, out: str | os.PathLike, storage: str | os.Pa
     :raises NodeDataError: a node of the Ray session cannot find the dataset (before any trial)
     """
     require_ray()
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-
     opts.validate()
     preset_path = Path(presets_dir) / f"{opts.preset_name}.json" if opts.preset_name else None
     if preset_path is not None and preset_path.exists() and not overwrite_preset:
@@ -287,51 +377,21 @@ def run_search(opts: SearchOptions, out: str | os.PathLike, storage: str | os.Pa
     trial_config(opts, {})  # every fixed setting is valid before anything starts
     check_data_on_nodes([opts.dataset], opts.data_dir)  # a trial may download, as train() does
     out = Path(out)
-    storage_path = str(storage) if "://" in str(storage) else str(Path(storage).resolve())
-    path = f"{storage_path}/search-{opts.name}"
-    trainable = tune.with_resources(search_trial, {"cpu": opts.cpus_per_trial})
+    asha = dict(max_t=opts.max_steps, grace_period=opts.grace_steps, reduction_factor=opts.reduction_factor)
     start = time.perf_counter()
-    if tune.Tuner.can_restore(path):
-        print(f"resuming Tune experiment {path}")
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        if opts.searcher == "optuna":
-            from ray.tune.search.optuna import OptunaSearch
-
-            search_alg = OptunaSearch(seed=opts.seed)
-        else:
-            from ray.tune.search import BasicVariantGenerator
-
-            search_alg = BasicVariantGenerator(random_state=opts.seed)
-        scheduler = ASHAScheduler(time_attr="step", max_t=opts.max_steps, grace_period=opts.grace_steps,
-                                  reduction_factor=opts.reduction_factor)  # fmt: skip
-        tuner = tune.Tuner(
-            trainable,
-            param_space={**tune_space(), "options": asdict(opts)},
-            tune_config=tune.TuneConfig(metric=METRIC, mode="max", search_alg=search_alg, scheduler=scheduler,
-                                        num_samples=opts.trials, trial_name_creator=_trial_name,
-                                        trial_dirname_creator=_trial_name),  # fmt: skip
-            run_config=tune.RunConfig(name=f"search-{opts.name}", storage_path=storage_path, verbose=1,
-                                      log_to_file=True, failure_config=tune.FailureConfig(max_failures=0)),
-        )
-    grid = tuner.fit()
+    grid, path = tune_experiment(search_trial, opts.space(), {"options": asdict(opts)}, name=f"search-{opts.name}",
+                                 storage=storage, metric=METRIC, trials=opts.trials, seed=opts.seed,
+                                 searcher=opts.searcher, asha=asha, cpus_per_trial=opts.cpus_per_trial)  # fmt: skip
     seconds = time.perf_counter() - start
-    trials = sorted((_trial_record(r, opts) for r in grid), key=lambda t: t["trial"])
-    searcher = "Optuna TPE via ray.tune.search.optuna.OptunaSearch" if opts.searcher == "optuna" else \
-        "Tune random search (BasicVariantGenerator)"
-    if opts.searcher == "optuna":
-        import optuna
-
-        searcher += f" (optuna {optuna.__version__})"
+    trials = sorted((trial_record(r, opts.space(), METRIC, opts.max_steps) for r in grid), key=lambda t: t["trial"])
     import ray
 
     record: dict[str, Any] = {
         "options": asdict(opts),
-        "search_space": {k: list(v) for k, v in SEARCH_SPACE.items()},
+        "search_space": {k: list(v) for k, v in opts.space().items()},
         "metric": f"validation {METRIC} (max)",
-        "searcher": searcher,
-        "scheduler": {"type": "ASHA", "time_attr": "step", "max_t": opts.max_steps,
-                      "grace_period": opts.grace_steps, "reduction_factor": opts.reduction_factor},
+        "searcher": searcher_name(opts.searcher),
+        "scheduler": {"type": "ASHA", "time_attr": "step", **asha},
         "ray": ray.__version__,
         "seconds": round(seconds, 1),
         "machine_note": machine_note,

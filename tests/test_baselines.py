@@ -54,7 +54,7 @@ def co_occurrence_split() -> Split:
     return make_split(train, test, n_items=6)
 
 
-def brute_force_itemcf(x: np.ndarray, k: int | None) -> np.ndarray:
+def brute_force_itemcf(x: np.ndarray, k: int | None, shrinkage: float = 0.0) -> np.ndarray:
     """The docstring's rule, literally: score(u, j) = sum_{i in train(u) ∩ N_k(j)} sim(i, j)."""
     n_items = x.shape[1]
     norms = np.sqrt(x.sum(0))
@@ -62,7 +62,7 @@ def brute_force_itemcf(x: np.ndarray, k: int | None) -> np.ndarray:
     for i in range(n_items):
         for j in range(n_items):
             if i != j and norms[i] > 0 and norms[j] > 0:
-                sim[i, j] = (x[:, i] * x[:, j]).sum() / (norms[i] * norms[j])
+                sim[i, j] = (x[:, i] * x[:, j]).sum() / (norms[i] * norms[j] + shrinkage)
     scores = np.zeros_like(x, dtype=float)
     for j in range(n_items):
         order = np.argsort(-sim[:, j], kind="stable")
@@ -72,11 +72,11 @@ def brute_force_itemcf(x: np.ndarray, k: int | None) -> np.ndarray:
     return scores
 
 
-def brute_force_usercf(x: np.ndarray, k: int | None) -> np.ndarray:
+def brute_force_usercf(x: np.ndarray, k: int | None, shrinkage: float = 0.0) -> np.ndarray:
     """score(u, j) = sum_{v in kNN(u)} sim(u, v) * r(v, j)."""
     n_users = x.shape[0]
     norms = np.sqrt(x.sum(1))
-    sim = (x @ x.T) / np.outer(norms, norms)
+    sim = (x @ x.T) / (np.outer(norms, norms) + shrinkage)
     np.fill_diagonal(sim, 0.0)
     scores = np.zeros_like(x, dtype=float)
     for u in range(n_users):
@@ -100,7 +100,7 @@ def test_importing_the_package_does_not_import_torch() -> None:
 
 def test_registry_builds_every_model_with_its_params() -> None:
     assert set(available_recommenders()) >= {"popularity", "itemcf", "usercf", "ease", "sasrec", "gru4rec", "stamp"}
-    assert make_recommender("itemcf", k=7).get_params() == {"k": 7}
+    assert make_recommender("itemcf", k=7).get_params() == {"k": 7, "shrinkage": 0.0}
     sasrec = make_recommender("sasrec", dim=16, seed=3).get_params()
     assert sasrec["dim"] == 16 and sasrec["seed"] == 3 and sasrec["n_blocks"] == 2
     with pytest.raises(KeyError, match="Unknown baseline 'nope'"):

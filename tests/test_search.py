@@ -30,6 +30,12 @@ def test_search_options_are_checked_before_anything_runs() -> None:
         SearchOptions(grace_steps=500_000).validate()
     with pytest.raises(ValueError, match="no report before ASHA's first rung"):
         SearchOptions(eval_freq=100_000, grace_steps=50_000).validate()
+    with pytest.raises(ValueError, match=r"fixed sets \['total_timesteps'\], which the search options set"):
+        SearchOptions(fixed={"total_timesteps": 5_000}).validate()
+    fixed = SearchOptions(fixed={"pretrain_steps": 0, "dropout": 0.1})
+    assert "pretrain_steps" not in fixed.space() and set(fixed.space()) == set(SEARCH_SPACE) - {"pretrain_steps", "dropout"}
+    config = trial_config(fixed, {"learning_rate": 1e-3})
+    assert (config.pretrain_steps, config.dropout, config.learning_rate) == (0, 0.1, 1e-3)
 
 
 def test_choose_takes_the_best_trial_that_trained_the_full_budget() -> None:
@@ -106,7 +112,8 @@ def test_tiny_search_runs_on_local_ray_and_writes_record_and_preset(tmp_path: Pa
     opts = SearchOptions(name="tiny", dataset="ml-1m", trials=3, max_steps=384, eval_freq=128, grace_steps=128,
                          reduction_factor=2, data_dir=str(root), expect_official=False,
                          runs_dir=str(tmp_path / "runs"),
-                         base_preset="default-v1")  # no pre-training: the first report is at eval_freq  # fmt: skip
+                         base_preset="default-v1",
+                         fixed={"pretrain_steps": 0})  # no pre-training: the first report is at eval_freq  # fmt: skip
     temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")
     with ray_session(num_cpus=2, object_store_mb=100, temp_dir=temp_dir):
         record = run_search(opts, tmp_path / "out", storage=tmp_path / "tune", presets_dir=tmp_path / "presets")
@@ -117,7 +124,7 @@ def test_tiny_search_runs_on_local_ray_and_writes_record_and_preset(tmp_path: Pa
         assert trial["status"] in ("completed", "stopped early"), trial
         steps = [s for s, _ in trial["curve"]]
         assert steps[0] == 128 and steps == sorted(steps)  # validation reports reached the scheduler
-        assert set(trial["params"]) == set(SEARCH_SPACE)
+        assert set(trial["params"]) == set(SEARCH_SPACE) - {"pretrain_steps"}  # fixed: not searched
     best = record["best"]
     assert best["status"] == "completed" and best["last_step"] >= opts.max_steps
     # every trial trained on the validation slice only

@@ -32,6 +32,9 @@ class GRU4RecNet(SequenceNet):
     def output_items(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.out_items.weight, self.out_bias
 
+    def item_tables(self) -> list[nn.Embedding]:
+        return [self.item_emb, self.out_items]
+
 
 class GRU4RecRecommender(SequentialRecommender):
     """GRU4Rec: a GRU reads the user's item sequence (the user's train history plays the role
@@ -45,6 +48,9 @@ class GRU4RecRecommender(SequentialRecommender):
     :param n_layers: stacked GRU layers (default 1, as in the paper)
     :param kwargs: training settings of :class:`~agents.baselines.sequential.SequentialRecommender`
         (``dim`` = hidden size, ``max_len``, ``dropout``, ``loss``, ``epochs``, ``lr``, ``seed``, ...)
+        and its regime options: ``window_stride``, ``lr_schedule``, ``lr_end_factor``,
+        ``embedding_init_std`` (both the input item embedding and the output item matrix),
+        ``train_steps``, ``weight_decay``
     """
 
     name = "gru4rec"

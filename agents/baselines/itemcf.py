@@ -9,17 +9,24 @@ from agents.baselines.base import Recommender, interaction_matrix, state_items
 from recsim_env.dataset import Split
 
 
-def cosine_similarity(x: sp.csr_matrix) -> np.ndarray:
-    """Cosine similarity of the rows of a binary matrix, with a zero diagonal.
+def cosine_similarity(x: sp.csr_matrix, shrinkage: float = 0.0) -> np.ndarray:
+    """Cosine similarity of the rows of a binary matrix, with a zero diagonal, optionally shrunk.
 
     :param x: binary CSR ``(n, m)``
-    :return: dense float32 ``(n, n)``: ``|row_a ∩ row_b| / sqrt(|row_a| |row_b|)``
+    :param shrinkage: ``lambda >= 0`` added to the denominator (default 0: plain cosine), so
+        that pairs with few common non-zeros count less (Koren's shrunk similarity)
+    :return: dense float32 ``(n, n)``: ``|row_a ∩ row_b| / (sqrt(|row_a| |row_b|) + lambda)``
     """
+    if not shrinkage >= 0:
+        raise ValueError(f"shrinkage must be >= 0, got {shrinkage}.")
     co = (x @ x.T).toarray().astype(np.float32)  # common non-zeros
     norms = np.sqrt(np.diag(co)).copy()
-    norms[norms == 0] = 1.0
-    co /= norms[:, None]
-    co /= norms[None, :]
+    norms[norms == 0] = 1.0  # an empty row has no common non-zeros: its similarities stay 0
+    if shrinkage:
+        co /= np.outer(norms, norms) + np.float32(shrinkage)
+    else:
+        co /= norms[:, None]
+        co /= norms[None, :]
     np.fill_diagonal(co, 0.0)
     return co
 
@@ -57,27 +64,32 @@ class ItemCFRecommender(Recommender):
 
     i.e. each candidate ``j`` collects the similarities of its own ``k`` nearest neighbours
     that the user has rated (ties in similarity go to the lower item index). ``k = None`` uses
-    all items.
+    all items. With ``shrinkage = lambda > 0`` the similarity is
+    ``|U_i ∩ U_j| / (sqrt(|U_i| |U_j|) + lambda)``: pairs seen together by few users count less.
 
     :param k: neighbourhood size per candidate item (default 100; tuned on the validation slice)
+    :param shrinkage: ``lambda >= 0`` of the shrunk cosine (default 0.0: plain cosine)
     """
 
     name = "itemcf"
 
-    def __init__(self, k: int | None = 100) -> None:
+    def __init__(self, k: int | None = 100, shrinkage: float = 0.0) -> None:
         super().__init__()
+        if not shrinkage >= 0:
+            raise ValueError(f"shrinkage must be >= 0, got {shrinkage}.")
         self.k = k
+        self.shrinkage = shrinkage
         self.sim_: np.ndarray | sp.csr_matrix | None = None
         self.x_: sp.csr_matrix | None = None
 
     def fit(self, split: Split) -> ItemCFRecommender:
-        """Compute the item-item cosine similarities and keep each item's ``k`` neighbours.
+        """Compute the item-item (shrunk) cosine similarities and keep each item's ``k`` neighbours.
 
         :param split: the split; only its train part is read
         :return: ``self``
         """
         x = interaction_matrix(split)
-        self.sim_ = top_k_per_column(cosine_similarity(x.T.tocsr()), self.k)
+        self.sim_ = top_k_per_column(cosine_similarity(x.T.tocsr(), self.shrinkage), self.k)
         self.x_ = x
         self.split_ = split
         return self

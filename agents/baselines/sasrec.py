@@ -62,6 +62,9 @@ class SASRecNet(SequenceNet):
     def output_items(self) -> tuple[torch.Tensor, None]:
         return self.item_emb.weight[1:], None
 
+    def item_tables(self) -> list[nn.Embedding]:
+        return [self.item_emb]  # input and output (tied)
+
 
 class SASRecRecommender(SequentialRecommender):
     """SASRec: causal multi-layer self-attention over the user's item sequence with learned
@@ -76,7 +79,10 @@ class SASRecRecommender(SequentialRecommender):
     :param n_blocks: number of self-attention blocks (default 2)
     :param n_heads: attention heads per block (default 1)
     :param kwargs: training settings of :class:`~agents.baselines.sequential.SequentialRecommender`
-        (``dim``, ``max_len``, ``dropout``, ``loss``, ``epochs``, ``lr``, ``seed``, ...)
+        (``dim``, ``max_len``, ``dropout``, ``loss``, ``epochs``, ``lr``, ``seed``, ...) and its
+        regime options: ``window_stride``, ``lr_schedule``, ``lr_end_factor``,
+        ``embedding_init_std`` (the item embedding, which is also the output matrix),
+        ``train_steps``, ``weight_decay``
     """
 
     name = "sasrec"

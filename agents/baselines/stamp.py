@@ -56,6 +56,9 @@ class STAMPNet(SequenceNet):
     def output_items(self) -> tuple[torch.Tensor, None]:
         return self.item_emb.weight[1:], None
 
+    def item_tables(self) -> list[nn.Embedding]:
+        return [self.item_emb]  # input and output (the trilinear score's x_j)
+
 
 class STAMPRecommender(SequentialRecommender):
     """STAMP: attention over the sequence with the last item as short-term memory and a
@@ -65,7 +68,10 @@ class STAMPRecommender(SequentialRecommender):
     ``loss="bce"``. ``max_len`` defaults to 20 (STAMP targets short-term interest).
 
     :param kwargs: training settings of :class:`~agents.baselines.sequential.SequentialRecommender`
-        (``dim``, ``max_len``, ``dropout``, ``loss``, ``epochs``, ``lr``, ``seed``, ...)
+        (``dim``, ``max_len``, ``dropout``, ``loss``, ``epochs``, ``lr``, ``seed``, ...) and its
+        regime options: ``window_stride``, ``lr_schedule``, ``lr_end_factor``,
+        ``embedding_init_std`` (the item embedding, also the output matrix; the paper's own
+        init is N(0, 0.05^2) for every weight), ``train_steps``, ``weight_decay``
     """
 
     name = "stamp"

@@ -19,28 +19,34 @@ class UserCFRecommender(Recommender):
 
         score(u, j) = sum over v in kNN(u) of sim(u, v) * r(v, j)
 
-    Ties in similarity go to the lower user index. ``k = None`` uses all users.
+    Ties in similarity go to the lower user index. ``k = None`` uses all users. With
+    ``shrinkage = lambda > 0`` the similarity is ``|I_u ∩ I_v| / (sqrt(|I_u| |I_v|) + lambda)``:
+    users with few items in common count less.
 
     :param k: number of neighbours per user (default 50; tuned on the validation slice)
+    :param shrinkage: ``lambda >= 0`` of the shrunk cosine (default 0.0: plain cosine)
     """
 
     name = "usercf"
 
-    def __init__(self, k: int | None = 50) -> None:
+    def __init__(self, k: int | None = 50, shrinkage: float = 0.0) -> None:
         super().__init__()
+        if not shrinkage >= 0:
+            raise ValueError(f"shrinkage must be >= 0, got {shrinkage}.")
         self.k = k
+        self.shrinkage = shrinkage
         self.neighbours_: sp.csr_matrix | None = None
         self.x_: sp.csr_matrix | None = None
 
     def fit(self, split: Split) -> UserCFRecommender:
-        """Compute user-user cosine similarities and keep each user's ``k`` nearest.
+        """Compute user-user (shrunk) cosine similarities and keep each user's ``k`` nearest.
 
         :param split: the split; only its train part is read
         :return: ``self``
         """
         x = interaction_matrix(split)
         # the similarity is symmetric: column u's top k are user u's neighbours; rows = users
-        self.neighbours_ = sp.csr_matrix(top_k_per_column(cosine_similarity(x), self.k).T)
+        self.neighbours_ = sp.csr_matrix(top_k_per_column(cosine_similarity(x, self.shrinkage), self.k).T)
         self.x_ = x
         self.split_ = split
         return self
@@ -58,7 +64,7 @@ class UserCFRecommender(Recommender):
 
     def score_states(self, observations: dict[str, np.ndarray]) -> np.ndarray:
         """The state (liked set and history window, :func:`~agents.baselines.base.state_items`)
-        as a new user: cosine similarity to every train user, votes of its ``k`` nearest
+        as a new user: (shrunk) cosine similarity to every train user, votes of its ``k`` nearest
         (ties to the lower user index). The state carries no user id, so the user's own train
         row may be among the neighbours.
 
@@ -71,7 +77,7 @@ class UserCFRecommender(Recommender):
         norms = np.sqrt(np.asarray(items.sum(axis=1), dtype=np.float32)) * np.sqrt(
             np.asarray(self.x_.sum(axis=1), dtype=np.float32).T
         )
-        sim = np.divide(common, norms, out=np.zeros_like(common), where=norms > 0)
+        sim = np.divide(common, norms + np.float32(self.shrinkage), out=np.zeros_like(common), where=norms > 0)
         k = self.k
         if k is not None and k < sim.shape[1]:
             top = np.argsort(-sim, axis=1, kind="stable")[:, :k]
