@@ -183,32 +183,29 @@ def main(argv: list[str] | None = None) -> int:
     from recsim_env.files import atomic_write_text
 
     native = th.backends.cpu.get_cpu_capability().lower()
-    record: dict[str, Any] = {
-        "command": "python -m experiments.determinism " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "native_capability": native, "threads": args.threads, "load_average_start": os.getloadavg(),
-        "settings": {s: SETTINGS[s] for s in args.settings},
-    }
+    command = "python -m experiments.determinism " + " ".join(argv if argv is not None else sys.argv[1:])
     out = Path(args.out) / f"{native}.json"
-    if out.exists():
-        old = json.loads(out.read_text(encoding="utf-8"))
-        record = {**{k: old[k] for k in ("ops", "runs", "command_runs", "command_ops") if k in old}, **record}
+    record: dict[str, Any] = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}
+    record.update(native_capability=native, threads=args.threads, settings=SETTINGS)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         if "ops" in args.parts:
+            meta = {"command": command, "load_average_start": os.getloadavg()}
             for setting in args.settings:
                 _child(setting, ["ops", str(folder / f"{setting}.npz"), "--threads", str(args.threads)])
             record["ops"] = compare_ops(folder, args.settings)
-            record["command_ops"] = record["command"]
-        runs: dict[str, list[dict]] = {}
-        for setting in args.settings if "runs" in args.parts else ():
-            for repeat in range(args.repeats if setting == "native" else 1):
-                path = folder / f"{setting}-{repeat}.json"
-                _child(setting, ["run", str(path), "--threads", str(args.threads), "--steps", str(args.steps)])
-                runs.setdefault(setting, []).append(json.loads(path.read_text()))
-                print(setting, runs[setting][-1], flush=True)
-        if runs:
-            record["runs"], record["command_runs"] = runs, record["command"]
-    record["load_average_end"] = os.getloadavg()
+            record["ops_run"] = {**meta, "load_average_end": os.getloadavg()}
+        if "runs" in args.parts:
+            meta = {"command": command, "load_average_start": os.getloadavg()}
+            runs: dict[str, list[dict]] = {}
+            for setting in args.settings:
+                for repeat in range(args.repeats if setting == "native" else 1):
+                    path = folder / f"{setting}-{repeat}.json"
+                    _child(setting, ["run", str(path), "--threads", str(args.threads), "--steps", str(args.steps)])
+                    runs.setdefault(setting, []).append(json.loads(path.read_text()))
+                    print(setting, runs[setting][-1], flush=True)
+            record["runs"] = runs
+            record["runs_run"] = {**meta, "load_average_end": os.getloadavg()}
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(record, indent=1) + "\n")
     for setting, row in record.get("ops", {}).items():

@@ -267,6 +267,36 @@ def render_config_reference() -> str:
     return _table(["option", "meaning (default preset's value)"], rows) + "\n"
 
 
+def render_determinism() -> str:
+    """The kernel-path study of ``results/determinism/*.json``: first differing op, short runs."""
+    lines = []
+    for path in sorted((RESULTS / "determinism").glob("*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        runs = record.get("runs", {})
+        native = runs.get("native", [{}])[0]
+        rows = []
+        for setting, env in record["settings"].items():
+            if setting not in runs:
+                continue
+            ops = record.get("ops", {}).get(setting, {})
+            first = ops.get("first_changed") or "–"
+            first = first.split(":")[1] if first != "–" else first
+            changed = f"{ops['op_outputs_changed']}/{ops['op_outputs']}" if ops else "–"
+            r = runs[setting]
+            same = all(x["weights_sha256"] == native.get("weights_sha256") for x in r)
+            env_text = " ".join(f"{k}={v}" for k, v in env.items()) or "(none)"
+            rows.append([f"`{setting}`", f"`{env_text}`", r[0]["capability"], changed, f"`{first}`",
+                         "yes" if same else "no", f"{r[0]['precision@10']:.4f}",
+                         " / ".join(f"{x['cpu_seconds_per_1000_steps']:.2f}" for x in r)])
+        lines.append(f"Machine: native capability {record['native_capability'].upper()}, "
+                     f"{record['threads']} torch thread(s); `{record['runs_run']['command']}` and "
+                     f"`{record['ops_run']['command']}` (`{path.relative_to(ROOT)}`).\n")
+        lines.append(_table(["setting", "environment", "ATen kernels", "op outputs changed",
+                             "first changed op", "weights = native", "validation P@10",
+                             "CPU s / 1,000 steps"], rows))
+    return "\n".join(lines) if lines else "Not measured yet: `python -m experiments.determinism`."
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "table1": render_table1_readme,
     "table1-ml-100k": lambda: _render_table1_full("ml-100k"),
@@ -276,6 +306,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "tuning-ml-100k": lambda: _render_tuning("ml-100k"),
     "tuning-ml-1m": lambda: _render_tuning("ml-1m"),
     "config-reference": render_config_reference,
+    "determinism": render_determinism,
 }
 
 _BLOCK = re.compile(r"(<!-- results:(?P<name>[\w.-]+) start -->\n)(?P<body>.*?)(<!-- results:(?P=name) end -->)", re.S)
