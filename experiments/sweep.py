@@ -146,6 +146,11 @@ def table_trial(config: dict[str, Any]) -> None:
     spec = RunSpec.from_dict(config["run"])
     opts = spec.options
     out = Path(config["out"])
+    # Every model on LSRWRL's kernel path, as `make table` runs them, set before this worker's
+    # first torch operation (agents.kernel_path).
+    from agents.kernel_path import pin_kernel_path
+
+    pin_kernel_path(table1.lsrwrl_config(spec.dataset, spec.seed, opts, out).kernel_path)
     data = _worker_dataset(spec.dataset, config["data_dir"], opts.download, opts.expect_official)
     key = table1.run_key(spec.model, data, spec.seed, opts, out)
     if _normalised(key) != config["key"]:
