@@ -146,7 +146,9 @@ def write(frame, folder: Path, n_items: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(frame, preserve_index=False)
     tmp = folder / "ratings.csv.tmp"
-    pacsv.write_csv(table, tmp, pacsv.WriteOptions(quoting_style="none"))
+    with pa.OSFile(str(tmp), "wb") as sink:  # the official header, unquoted, then the rows
+        sink.write((",".join(frame.columns) + "\n").encode())
+        pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, quoting_style="none"))
     tmp.replace(folder / "ratings.csv")
     movies = pd.DataFrame({"movieId": np.arange(1, n_items + 1),
                            "title": [f"Synthetic movie {i} (2000)" for i in range(1, n_items + 1)],

@@ -31,6 +31,7 @@ def test_the_log_has_the_exact_shape_distinct_pairs_and_ordered_times(reference,
     assert counts[: len(counts) // 10].sum() > 0.2 * counts.sum()
 
     synthetic_log.write(frame, tmp_path / "ml-32m", 400)
+    assert (tmp_path / "ml-32m" / "ratings.csv").read_text().startswith("userId,movieId,rating,timestamp\n")
     back = pd.read_csv(tmp_path / "ml-32m" / "ratings.csv")
     assert list(back.columns) == ["userId", "movieId", "rating", "timestamp"]
     pd.testing.assert_frame_equal(back, frame.reset_index(drop=True), check_dtype=False)
