@@ -35,11 +35,18 @@ Resumable: a model whose record exists with the same settings is not searched ag
 settings: an error that names the file); an interrupted Tune experiment (``--storage``) is
 restored; a finished run file is not recomputed.
 
+The table: at the end of a run, and alone with ``--render-only`` (computes nothing, needs no
+Ray), :func:`experiments.equal_budget_table.write_equal_table` renders
+``<out>/table1_equal_<dataset>.md`` and ``.csv`` from the records and run files: every model
+with test runs (Popularity's row from the paper-settings Table 1, untuned), the trial counts,
+and LSRWRL against each model with a per-user paired test.
+
 Usage::
 
     python -m experiments.equal_budget --dataset ml-100k                     # every model, 16 trials
     python -m experiments.equal_budget --dataset ml-1m --models sasrec lsrwrl --cpus-per-trial 2
     python -m experiments.equal_budget --trials 2 --quick                    # smoke test
+    python -m experiments.equal_budget --dataset ml-1m --render-only         # the table from the files
 """
 
 from __future__ import annotations
@@ -677,6 +684,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="the data are an edited copy: skip the check against the official figures")
     parser.add_argument("--out", default="results", help="results folder (default: %(default)s)")
     parser.add_argument("--runs-dir", default=d.runs_dir, help="LSRWRL's run directories (default: %(default)s)")
+    parser.add_argument("--render-only", action="store_true",
+                        help="compute nothing: write <out>/table1_equal_<dataset>.md and .csv from the records and "
+                             "run files there (every run writes them at its end too)")
     add_ray_arguments(parser)
     return parser.parse_args(argv)
 
@@ -702,6 +712,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parse_args(argv)
     opts = options_from_args(args)
+    if args.render_only:
+        try:
+            paths = render_table(opts, args.out)
+        except (FileNotFoundError, RuntimeError, ValueError) as err:
+            raise SystemExit(f"{type(err).__name__}: {err}") from None
+        print(f"wrote {paths['md']} and {paths['csv']}")
+        return 0
     require_ray()
     # Set before PyTorch runs anything here, so that a local Ray's workers inherit it too; each
     # trial and test run pins it again in its own process (agents.kernel_path).
@@ -720,7 +737,21 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{time.perf_counter() - start:.0f} s; records in {record_path(args.out, opts.dataset, '*').parent}")
     for name, error in failed.items():
         print(f"  FAILED {name}: {error}")
+    if any(run.error is None for run in result.runs.values()):
+        paths = render_table(opts, args.out)
+        print(f"table: {paths['md']}, {paths['csv']}")
     return 1 if failed else 0
+
+
+def render_table(opts: StudyOptions, out: str | os.PathLike) -> dict[str, Path]:
+    """Write the study's table of ``opts.dataset`` and ``opts.seeds`` from the files under ``out``
+    (:func:`experiments.equal_budget_table.write_equal_table`).
+
+    :return: ``{"md": path, "csv": path}``
+    """
+    from experiments.equal_budget_table import write_equal_table
+
+    return write_equal_table(out, opts.dataset, opts.seeds)
 
 
 if __name__ == "__main__":

@@ -358,6 +358,24 @@ class RunStore:
             text = text.replace(json.dumps(f"<per_user {entry}>"), json.dumps(values), 1)
         return atomic_write_text(self.run_path(name or run.model, run.seed, key), text)
 
+    def load_hashed(self, name: str, seed: int, key_hash: str) -> Run:
+        """The stored run whose configuration hashes to ``key_hash`` (a :attr:`Run.key`, as a
+        table's ``_runs.json`` lists it), checked against the configuration the file records.
+
+        :raises FileNotFoundError: no such file
+        :raises RuntimeError: the file is unreadable or its configuration has another hash
+        """
+        path = self.folder / f"{name}-seed{seed}-{key_hash}.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no run file (the table lists it: rerun the table to write it)")
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RuntimeError(f"{path}: unreadable run file ({_error_text(exc)})") from exc
+        if _hash(record.get("key", {})) != key_hash:
+            raise RuntimeError(f"{path}: its recorded configuration does not match its name; delete it")
+        return Run(**record["run"])
+
     def load_tuning(self, name: str, key: dict[str, Any]) -> TuningResult | None:
         record = self._read(self.tuning_path(name, key), key)
         return None if record is None else TuningResult(**record["tuning"])
@@ -566,6 +584,23 @@ def run_one(data: MovieLensData, split: Split, name: str, seed: int, opts: Table
 _HIDDEN_PARAMS = ("seed", "num_threads", "patience")
 
 
+def metric_summary(runs: Sequence[Run]) -> dict[str, float]:
+    """Mean and std (ddof=1; 0 for one run) over runs of each of :data:`METRICS` and
+    :data:`SIM_METRICS`, as ``<metric>_mean`` / ``<metric>_std``.
+
+    A metric missing from a run (e.g. the simulated returns of a run written before them) is
+    averaged over the runs that have it; NaN where none has it.
+
+    :param runs: successful runs of one model (``metrics`` not ``None``)
+    """
+    row: dict[str, float] = {}
+    for metric in (*METRICS, *SIM_METRICS):
+        values = np.array([r.metrics[metric] for r in runs if metric in r.metrics], dtype=float)
+        row[f"{metric}_mean"] = float(values.mean()) if len(values) else math.nan
+        row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else (0.0 if len(values) else math.nan)
+    return row
+
+
 def summarize(runs: list[Run], dataset: str, opts: TableOptions) -> list[dict[str, Any]]:
     """One row per model: mean and std (ddof=1; 0 for one seed) of each metric over the seeds
     that succeeded, the paper's figures, times, the tuned values and the model's settings.
@@ -587,11 +622,7 @@ def summarize(runs: list[Run], dataset: str, opts: TableOptions) -> list[dict[st
             "status": _status(len(ok), len(mine), len(opts.seeds)),
             "seeds_ok": f"{len(ok)}/{len(opts.seeds)}",
         }
-        for metric in (*METRICS, *SIM_METRICS):
-            # Simulated returns may be missing from a stored run (e.g. an LSRWRL run from before them).
-            values = np.array([r.metrics[metric] for r in ok if metric in r.metrics], dtype=float)
-            row[f"{metric}_mean"] = float(values.mean()) if len(values) else math.nan
-            row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else (0.0 if len(values) else math.nan)
+        row.update(metric_summary(ok))
         row["paper_precision@10"], row["paper_recall@10"] = paper
         per_seed = [r.fit_seconds + r.eval_seconds for r in mine]
         row["tune_seconds"] = float(sum(r.tune_seconds for r in mine))
