@@ -168,7 +168,7 @@ def summarize_equal(
         diff, p = _PREFIX[c["metric"]]
         row = by_model[c["model"]]
         row[f"{diff}diff"], row[f"{diff}diff_ci_low"], row[f"{diff}diff_ci_high"] = \
-            -c["mean_difference"], -c["ci_high"], -c["ci_low"]
+            0.0 - c["mean_difference"], 0.0 - c["ci_high"], 0.0 - c["ci_low"]  # 0.0 - x: never -0.0
         row[f"{p}p_value"], row[f"{p}p_value_raw"] = c["p_holm"], c["p_value"]
     return rows
 
