@@ -738,8 +738,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, error in failed.items():
         print(f"  FAILED {name}: {error}")
     if any(run.error is None for run in result.runs.values()):
-        paths = render_table(opts, args.out)
-        print(f"table: {paths['md']}, {paths['csv']}")
+        try:
+            paths = render_table(opts, args.out)
+        except (FileNotFoundError, RuntimeError, ValueError) as err:  # the runs are on disk: report, go on
+            failed["table"] = f"{type(err).__name__}: {err}"
+            print(f"  table not written: {failed['table']}")
+        else:
+            print(f"table: {paths['md']}, {paths['csv']}")
     return 1 if failed else 0
 
 
