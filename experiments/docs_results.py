@@ -183,7 +183,8 @@ def render_table1_equal() -> str:
         header, models = ["Model"], []
         for dataset, title in EQUAL_DATASETS:
             if dataset in done:
-                header += [f"{title} P@10, Table 1", "equal budget", "p"]
+                smoke = " (smoke test, not a result)" if any(r.get("quick") == "True" for r in done[dataset]) else ""
+                header += [f"{title} P@10, Table 1", f"equal budget{smoke}", "p"]
                 models += [r["model"] for r in done[dataset] if r["model"] not in models]
         rows = []
         for model in models:
@@ -224,18 +225,18 @@ def _equal_paragraph(done: dict[str, list[dict[str, str]]], verdict: Callable) -
     text += " ".join(f"At equal budget on {titles[d]}, {v}." for d, v in verdicts.items()) + " "
     ahead = {d: v.startswith("LSRWRL is significantly ahead") for d, v in verdicts.items()}
     if all(ahead.values()):
-        text += ("So the claim holds at equal tuning effort there, and the RL agent's ranking gain over supervised "
-                 "sequence models is not an artefact of unequal tuning; how much of it the RL objective carries "
+        text += ("So the claim holds at equal tuning effort there, and the RL agent's ranking gain over the "
+                 "supervised baselines is not an artefact of unequal tuning; how much of it the RL objective carries "
                  "rather than the next-item loss is the [ablation](docs/results/ablation.md)'s question.")
     elif not any(ahead.values()):
         text += ("So the claim is not supported at equal tuning effort: Table 1's margin is within what tuning "
-                 "the baselines as hard buys, and the RL agent shows no ranking gain over a supervised sequence "
-                 "model given the same budget (its simulated return is a separate question: Table 1's return "
+                 "the baselines as hard buys, and the RL agent shows no ranking gain over a supervised model "
+                 "given the same budget (its simulated return is a separate question: Table 1's return "
                  "column).")
     else:
         text += ("So the claim holds at equal tuning effort on "
                  + ", ".join(titles[d] for d, a in ahead.items() if a) + " only; elsewhere the RL agent shows "
-                 "no significant ranking gain over a supervised sequence model given the same budget.")
+                 "no significant ranking gain over a supervised model given the same budget.")
     return text
 
 

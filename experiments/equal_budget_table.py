@@ -332,7 +332,8 @@ def write_equal_table(out: str | os.PathLike, dataset: str, seeds: Sequence[int]
     :param out: results folder (the study's ``--out``)
     :param dataset: dataset name
     :param seeds: the study's test seeds
-    :return: ``{"md": path, "csv": path}``
+    :return: ``{"md": path, "csv": path}``; the CSV's ``quick`` column is true on the rows of a
+        ``--quick`` smoke test (not a result)
     :raises FileNotFoundError: the dataset has no search record, or no model has a test run
     """
     records = load_records(out, dataset)
@@ -345,6 +346,9 @@ def write_equal_table(out: str | os.PathLike, dataset: str, seeds: Sequence[int]
                                 f"(seeds {' '.join(map(str, seeds))}): the study has not tested any model yet")
     untuned, untuned_seeds = load_untuned_runs(out, dataset)
     rows = summarize_equal(records, runs, seeds, dataset, untuned, untuned_seeds)
+    quick = _command(dataset, records, seeds)[1]
+    for row in rows:
+        row["quick"] = quick and row["source"] == "equal budget"
     stem = equal_table_stem(out, dataset)
     return {
         "md": atomic_write_text(stem.with_suffix(".md"), render_markdown(rows, records, seeds, dataset)),

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from experiments import docs_results
-from experiments.equal_budget import main, run_key, run_store
+from experiments.equal_budget import QUICK_NEURAL, main, run_key, run_store
 from experiments.table1 import Run, RunStore, _hash, per_user_record
 
 DATASET = "ml-100k"
@@ -21,10 +21,10 @@ N_USERS = 40
 USERS = np.arange(3, 3 + N_USERS)
 
 
-def _record(model: str, trials: int, params: dict) -> dict:
+def _record(model: str, trials: int, params: dict, fixed: dict | None = None) -> dict:
     settings = {"version": 1, "dataset": DATASET, "n_ratings": 100_000, "model": model, "trials": 2, "seed": 0,
                 "searcher": "optuna", "metric": "ndcg@10", "split": "temporal", "train_ratio": 0.8,
-                "val_fraction": 0.2, "fixed": {}, "asha": {"max_t": 1}}  # fmt: skip
+                "val_fraction": 0.2, "fixed": fixed or {}, "asha": {"max_t": 1}}  # fmt: skip
     return {"model": model, "settings": settings, "trials": [{"trial": f"t{i}", "status": "completed"}
                                                             for i in range(trials)],
             "chosen": {"trial": "t0", "params": params, "fixed": {}, "value": 0.2}}  # fmt: skip
@@ -37,11 +37,13 @@ def _run(model: str, seed: int, p10: np.ndarray, ndcg: np.ndarray) -> Run:
     return Run(model=model, seed=seed, metrics=metrics, per_user=per_user)
 
 
-def write_study(out: Path, per_seed: dict[str, list[tuple[np.ndarray, np.ndarray]]], trials: dict[str, int]) -> None:
+def write_study(out: Path, per_seed: dict[str, list[tuple[np.ndarray, np.ndarray]]], trials: dict[str, int],
+                fixed: dict[str, dict] | None = None) -> None:
     """Search records and run files as ``experiments.equal_budget`` writes them."""
     store = run_store(out, DATASET)
     for model, seeds in per_seed.items():
-        record = _record(model, trials[model], {"k": 20} if model in ("itemcf", "usercf") else {"lr": 0.00123456})
+        params = {"k": 20} if model in ("itemcf", "usercf") else {"lr": 0.00123456}
+        record = _record(model, trials[model], params, (fixed or {}).get(model))
         path = out / "tuning" / DATASET / f"{model}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record))
@@ -116,8 +118,12 @@ def test_lsrwrl_better_on_every_user_is_significant_and_identical_gives_p_one(tm
 
 
 def test_without_lsrwrl_runs_no_significance_columns_and_the_page_says_so(tmp_path: Path, values) -> None:
-    write_study(tmp_path, {"sasrec": values["sasrec"], "itemcf": values["itemcf"][:1]}, {"sasrec": 2, "itemcf": 2})
+    write_study(tmp_path, {"sasrec": values["sasrec"], "itemcf": values["itemcf"][:1]}, {"sasrec": 2, "itemcf": 2},
+                fixed={"sasrec": {**QUICK_NEURAL, "max_len": 20}})
     rows, md = render(tmp_path)
+    # --quick's budgets in the records: a smoke test, said so, and the other fixed values kept
+    assert md.startswith("# Table 1 at equal tuning budget on ml-100k (quick smoke-test budget: not a result)")
+    assert "--trials 2 --fix sasrec:max_len=20 --quick`" in md and {r["quick"] for r in rows} == {"True"}
     assert [r["model"] for r in rows] == ["ItemCF", "SASRec"] and rows[0]["seeds_ok"] == "1/3"
     assert not {"p_value", "ndcg_p_value", "precision_diff_ci_low"} & set(rows[0])
     assert "LSRWRL has no test runs yet: no significance columns" in md
