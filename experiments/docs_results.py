@@ -193,7 +193,8 @@ def render_table1_equal() -> str:
             for dataset, _ in EQUAL_DATASETS:
                 if dataset not in done:
                     continue
-                paper = {r["model"]: r for r in _read_table1(dataset)} if (RESULTS / f"table1_{dataset}.csv").is_file() else {}
+                table1 = (RESULTS / f"table1_{dataset}.csv").is_file()
+                paper = {r["model"]: r for r in _read_table1(dataset)} if table1 else {}
                 equal = next((r for r in done[dataset] if r["model"] == model), None)
                 mean = _f(paper[model]["precision@10_mean"]) if model in paper else math.nan
                 row.append("–" if math.isnan(mean) else f"{mean:.4f}")

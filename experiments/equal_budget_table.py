@@ -35,8 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from experiments.equal_budget import DEFAULT_MODELS, DEFAULT_TRIALS, LSRWRL, QUICK_LSRWRL, QUICK_NEURAL, run_key, run_store
-from experiments.table1 import LABELS, SHORT, SIM_METRICS, Run, RunStore, _cell, metric_summary, render_csv, run_per_user
+from experiments.equal_budget import (
+    DEFAULT_MODELS, DEFAULT_TRIALS, LSRWRL, QUICK_LSRWRL, QUICK_NEURAL, run_key, run_store,
+)  # fmt: skip
+from experiments.table1 import (
+    LABELS, SHORT, SIM_METRICS, Run, RunStore, _cell, metric_summary, render_csv, run_per_user,
+)  # fmt: skip
 from recsim_env.files import atomic_write_text
 from recsim_env.significance import compare_to_reference, mean_over_seeds
 
@@ -272,9 +276,11 @@ def render_markdown(rows: Sequence[Mapping[str, Any]], records: Mapping[str, dic
     returns = [m for m in SIM_METRICS if any(not math.isnan(r[f"{m}_mean"]) for r in rows)]
     val = {r["settings"]["val_fraction"] for r in records.values()}
     lines = [
-        f"# Table 1 at equal tuning budget on {dataset}" + (" (quick smoke-test budget: not a result)" if quick else ""),
+        f"# Table 1 at equal tuning budget on {dataset}"
+        + (" (quick smoke-test budget: not a result)" if quick else ""),
         "",
-        f"- Every tuned model had the same number of validation trials; choices on holdout_last(train) only "
+        f"- Every tuned model is given the same number of validation trials († in the table: fewer were run, "
+        f"see Trial counts); choices on holdout_last(train) only "
         f"(`holdout_last(train, {', '.join(map(str, sorted(val)))})`, validation NDCG@10 of the final model), "
         "never on the test split; the chosen configuration then trained with each seed and tested.",
         "- Popularity has nothing to tune: its row is Table 1's (paper settings, `results/table1_runs/`), "
@@ -326,7 +332,9 @@ def render_markdown(rows: Sequence[Mapping[str, Any]], records: Mapping[str, dic
     return "\n".join(lines) + "\n"
 
 
-def write_equal_table(out: str | os.PathLike, dataset: str, seeds: Sequence[int] = (0, 1, 2)) -> dict[str, Path]:
+def write_equal_table(
+    out: str | os.PathLike, dataset: str, seeds: Sequence[int] = (0, 1, 2)
+) -> dict[str, Path]:
     """Render ``<out>/table1_equal_<dataset>.md`` and ``.csv`` from the committed files, atomically.
 
     :param out: results folder (the study's ``--out``)
