@@ -10,7 +10,8 @@ raw parse time (target <= 3 s), first load (parse + cache write), cached load (h
 read + the official-figures check; target well under 1 s) and the split times.
 
 ``--release ml-32m`` instead writes a synthetic release in ML-32M's format and shape
-(``ratings.csv`` of 32,000,204 rows over 200,948 users and 87,585 movies of ``movies.csv``; the
+(:mod:`experiments.synthetic_log`: ``ratings.csv`` of 32,000,204 rows over 200,948 users and
+87,585 movies of ``movies.csv``, shaped like ML-1M; the
 real files may not be redistributed) and times the same steps on it: the ratings CSV is read
 vectorised, and its load must stay in seconds.
 
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments import synthetic_log
 from recsim_env.download import dataset_source
 from recsim_env.movielens import load_movielens, parse_movielens
 from recsim_env.splits import split_ratings
@@ -51,52 +53,16 @@ def write_ratings(folder: Path, movie_ids: np.ndarray, n_rows: int, n_users: int
 
 
 #: ML-32M's shape (its README): ratings, users, movies listed.
-ML32M_SHAPE = (32_000_204, 200_948, 87_585)
-
-
-def write_release_csv(folder: Path, n_rows: int, n_users: int, n_movies: int, seed: int = 0) -> None:
-    """Write ``ratings.csv`` (``userId,movieId,rating,timestamp``, half stars) and ``movies.csv``
-    in ML-20M/25M/32M's format: ``n_rows`` distinct (user, movie) pairs, every user >= 1."""
-    import pandas as pd
-
-    rng = np.random.default_rng(seed)
-    movie_ids = np.sort(rng.choice(np.arange(1, 3 * n_movies), n_movies, replace=False))
-    popularity = 1.0 / (np.arange(n_movies) + 10.0) ** 0.9  # a long tail, as MovieLens'
-    popularity = popularity[rng.permutation(n_movies)] / popularity.sum()
-    n_draw = int(n_rows * 1.15) + n_users
-    users = np.concatenate([np.arange(n_users), rng.integers(0, n_users, n_draw - n_users)])
-    movies = rng.choice(n_movies, n_draw, p=popularity)
-    _, first = np.unique(users.astype(np.int64) * n_movies + movies, return_index=True)
-    first = np.sort(first)  # distinct pairs; the first n_users draws give every user one
-    keep = np.sort(np.concatenate([first[:n_users], rng.choice(first[n_users:], n_rows - n_users, replace=False)]))
-    users, movies = users[keep], movies[keep]
-    table = pd.DataFrame({
-        "userId": users + 1, "movieId": movie_ids[movies],
-        "rating": rng.integers(1, 11, keep.size) / 2, "timestamp": 789_652_009 + rng.integers(0, 900_000_000, keep.size),
-    }).sort_values(["userId", "timestamp"], kind="stable")
-    try:
-        import pyarrow as pa
-        import pyarrow.csv as pa_csv
-
-        with open(folder / "ratings.csv", "wb") as out:  # the official header is not quoted
-            out.write(b"userId,movieId,rating,timestamp\n")
-            pa_csv.write_csv(pa.Table.from_pandas(table, preserve_index=False), out,
-                             pa_csv.WriteOptions(include_header=False, quoting_style="none"))
-    except ImportError:
-        table.to_csv(folder / "ratings.csv", index=False, float_format="%.1f")
-    titles = [f"Movie {m} ({1900 + m % 120})" for m in movie_ids]
-    pd.DataFrame({"movieId": movie_ids, "title": titles, "genres": "Drama"}).to_csv(folder / "movies.csv", index=False)
-
-
 def bench_release(release: str, n_rows: int, repeats: int) -> None:
     """Time the steps of :func:`main` on a synthetic release of ``release``'s format and shape."""
     root = Path(tempfile.mkdtemp(prefix="bench-data-"))
     try:
         folder = root / release
         folder.mkdir()
-        _, n_users, n_movies = ML32M_SHAPE
+        n_users, n_movies, _ = synthetic_log.SHAPES[release]
         start = time.perf_counter()
-        write_release_csv(folder, n_rows, n_users, n_movies)
+        reference = load_movielens("ml-1m", download=False)  # the shape's source (synthetic_log)
+        synthetic_log.write(synthetic_log.generate((n_users, n_movies, n_rows), reference), folder, n_movies)
         ratings = folder / "ratings.csv"
         print(f"ratings.csv (synthetic, {release} format and shape): {n_rows:,} rows, "
               f"{ratings.stat().st_size / 1e6:.1f} MB, written in {time.perf_counter() - start:.1f} s")
@@ -154,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="ml-1m (default; the real ratings.dat when present) or a synthetic ml-32m")
     args = parser.parse_args(argv)
     if args.release == "ml-32m":
-        bench_release("ml-32m", args.rows or ML32M_SHAPE[0], min(args.repeats, 3))
+        bench_release("ml-32m", args.rows or synthetic_log.SHAPES["ml-32m"][2], min(args.repeats, 3))
         return
     args.rows = args.rows or 1_000_209
 

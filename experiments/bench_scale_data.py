@@ -93,8 +93,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"steps/s: single {np.median(rounds[:, 0]):,.0f}, CartPole {np.median(rounds[:, 1]):,.0f}, "
           f"vector x64 {np.median(rounds[:, 2]):,.0f}", flush=True)
 
-    from stable_baselines3.common.buffers import DictReplayBuffer
-
     from agents.replay import CompactDictReplayBuffer, dict_replay_bytes_per_transition, replay_bytes_per_transition
 
     buffer = CompactDictReplayBuffer(args.replay_steps * vec.num_envs, vec.single_observation_space,
@@ -107,7 +105,6 @@ def main(argv: list[str] | None = None) -> int:
         obs = next_obs
     compact = replay_bytes_per_transition(buffer)
     plain = dict_replay_bytes_per_transition(vec.single_observation_space, vec.single_action_space)
-    assert DictReplayBuffer  # the class the plain figure describes
     print(f"replay: compact {compact:,.0f} bytes per transition, SB3 {plain:,} bytes", flush=True)
 
     record = merge_result(Path(args.out), {
