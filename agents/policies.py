@@ -111,22 +111,94 @@ class DuelingQNetwork(MaskedQNetwork):
         advantage = self.advantages(features)
         return self.value_net(features) + advantage - advantage.mean(dim=1, keepdim=True)
 
-    def advantages(self, features: th.Tensor) -> th.Tensor:
+    def advantages(self, features: th.Tensor, items: th.Tensor | None = None) -> th.Tensor:
         """The advantage stream ``A(s, .)``, ``(M, n_items)``, before centring: the Q-values up to
-        a per-state constant, so any softmax over items gives the same result on either."""
+        a per-state constant, so any softmax over items gives the same result on either.
+
+        :param features: ``(M, features_dim)``
+        :param items: int64 ``(K,)``: only these items' advantages, ``(M, K)`` (default: every item)
+        """
+        if items is not None:
+            hidden, weight, bias = self.item_layer(features)
+            return F.linear(hidden, weight[items], bias[items])
         if self.tied_item_embeddings:
             items = self.features_extractor.item_embedding.weight[1:]  # (n_items, d), token = item + 1
             return self.q_net(features) @ items.T + self.item_bias
         return self.q_net(features)
 
-    def next_item_logits(self, features: th.Tensor) -> th.Tensor:
+    def item_layer(self, features: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """The advantage stream as ``hidden @ weight.T + bias``: ``(hidden (M, h), weight (n_items, h),
+        bias (n_items,))``; tied: ``u(s)``, the item embeddings and the item biases."""
+        if self.tied_item_embeddings:
+            return self.q_net(features), self.features_extractor.item_embedding.weight[1:], self.item_bias
+        return _last_linear(self.q_net, features)
+
+    def next_item_logits(self, features: th.Tensor, items: th.Tensor | None = None) -> th.Tensor:
         """Logits ``(M, n_items)`` of the next-item softmax: ``c * A(s, .)`` with the learned
         temperature ``c`` (``softmax(c * Q) = softmax(c * A)``: ``V(s)`` and the mean advantage
-        are per-state constants, and the advantages take fewer ``(M, n_items)`` operations)."""
-        return self.advantages(features) * self.log_logit_scale.exp()
+        are per-state constants, and the advantages take fewer ``(M, n_items)`` operations).
+
+        :param items: int64 ``(K,)``: only these items' logits, ``(M, K)`` (default: every item)
+        """
+        return self.advantages(features, items) * self.log_logit_scale.exp()
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return {**super()._get_constructor_parameters(), "tied_item_embeddings": self.tied_item_embeddings}
+
+
+def _last_linear(mlp: nn.Sequential, features: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    """``(hidden, weight, bias)`` of an MLP whose last layer is linear: ``mlp(x) = hidden @ weight.T + bias``."""
+    *body, last = mlp
+    if not isinstance(last, nn.Linear):
+        raise TypeError(f"the item scores' last layer must be nn.Linear, got {type(last).__name__}")
+    return (nn.Sequential(*body)(features) if body else features), last.weight, last.bias
+
+
+def item_layer(net: QNetwork, features: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    """A Q-network's item scores as one linear map, ``hidden @ weight.T + bias`` (``(M, h)``,
+    ``(n_items, h)``, ``(n_items,)``): the Q-values of SB3's :class:`QNetwork` and of
+    :class:`MaskedQNetwork`, the advantages of :class:`DuelingQNetwork`."""
+    if isinstance(net, DuelingQNetwork):
+        return net.item_layer(features)
+    return _last_linear(net.q_net, features)
+
+
+def _centred(net: QNetwork, features: th.Tensor, hidden: th.Tensor, weight: th.Tensor, bias: th.Tensor,
+             scores: th.Tensor) -> th.Tensor:
+    """Q-values from item scores of :func:`item_layer`: ``V(s) + A - mean_a A(s, a)`` for the
+    dueling head (the mean from the mean item row: no ``(M, n_items)`` term), as they are otherwise."""
+    if not isinstance(net, DuelingQNetwork):
+        return scores
+    mean = hidden @ weight.mean(dim=0) + bias.mean()  # (M,)
+    return net.value_net(features).squeeze(-1) + scores - mean
+
+
+def action_q_values(net: QNetwork, features: th.Tensor, actions: th.Tensor) -> th.Tensor:
+    """``Q(s, a)`` of one action per state, ``(M,)``, in ``O(h)`` per state instead of every item's
+    Q-value (equal to ``net.q_values``/``forward`` at those actions up to float rounding).
+
+    :param net: SB3's :class:`QNetwork`, :class:`MaskedQNetwork` or :class:`DuelingQNetwork`
+    :param features: extractor features ``(M, features_dim)``
+    :param actions: int64 ``(M,)`` item indices
+    """
+    hidden, weight, bias = item_layer(net, features)
+    scores = (hidden * weight[actions]).sum(dim=1) + bias[actions]
+    return _centred(net, features, hidden, weight, bias, scores)
+
+
+def greedy_q_values(net: QNetwork, features: th.Tensor, observations: Any) -> tuple[th.Tensor, th.Tensor]:
+    """The greedy action and its Q-value per state, ``((M,), (M,))``, over the items the network
+    acts on (:func:`agents.masking.acting_values`). The dueling head ranks by its advantages
+    alone (``V`` and the mean advantage are per-state constants), so only one ``(M, n_items)``
+    matrix is formed.
+
+    :param net: as :func:`action_q_values`
+    :param features: extractor features of ``observations``
+    :param observations: the Dict observation tensors (their ``"excluded"`` field when masking)
+    """
+    hidden, weight, bias = item_layer(net, features)
+    best, actions = acting_values(net, F.linear(hidden, weight, bias), observations).max(dim=1)
+    return actions, _centred(net, features, hidden, weight, bias, best)
 
 
 class DuelingDQNPolicy(MaskedDQNPolicy):
@@ -170,15 +242,21 @@ class MaskedQuantileNetwork(QuantileNetwork):
         q_values = acting_values(self, self(observation).mean(dim=1), observation)
         return q_values.argmax(dim=1).reshape(-1)
 
-    def next_item_logits(self, features: th.Tensor) -> th.Tensor:
+    def next_item_logits(self, features: th.Tensor, items: th.Tensor | None = None) -> th.Tensor:
         """Logits ``(M, n_items)`` of the next-item softmax: the mean quantile (the item's
-        Q-value) times a learned temperature."""
+        Q-value) times a learned temperature.
+
+        :param items: int64 ``(K,)``: only these items' logits, ``(M, K)`` (default: every item)
+        """
         # The mean over quantiles of the last linear layer is one linear layer with the mean
         # weights: (n_items, hidden) instead of an (M, n_quantiles * n_items) output.
         *body, last = self.quantile_net
         n_items = int(self.action_space.n)
-        weight = last.weight.view(self.n_quantiles, n_items, -1).mean(dim=0)
-        bias = last.bias.view(self.n_quantiles, n_items).mean(dim=0)
+        weight = last.weight.view(self.n_quantiles, n_items, -1)
+        bias = last.bias.view(self.n_quantiles, n_items)
+        if items is not None:
+            weight, bias = weight[:, items], bias[:, items]
+        weight, bias = weight.mean(dim=0), bias.mean(dim=0)
         hidden = nn.Sequential(*body)(features) if body else features
         return F.linear(hidden, weight, bias) * self.log_logit_scale.exp()
 

@@ -116,27 +116,70 @@ class _TimedSource:
 
 #: Parts of a training step, in the printed order (``update`` is the whole gradient step).
 PARTS = ("env step", "acting (forward)", "replay add", "replay sampling", "next-item sampling",
-         "update forward+backward")
+         "next-item loss forward", "TD target (no grad)", "TD forward, backward", "optimizer step")
 
 
-def profile_training(dataset: str, train_steps: int, threads: int, pretrain_probe: int = 20) -> dict[str, float]:
-    """Where a training step of the ``default`` preset spends its time, on ``dataset``.
+def synthetic_split(shape: str | tuple[int, int, int] = "ml-32m", users: int | None = None, seed: int = 0):
+    """The temporal 80/20 split of a synthetic log with a MovieLens release's shape
+    (:func:`experiments.synthetic_log.generate`, ML-1M's files as the reference).
 
-    Runs the preset's model (SB3 DQN, the preset's ``n_envs`` environments) for ``train_steps``
-    environment steps after the warm-up and times, per vector step (``n_envs`` transitions,
+    The dataset object is built directly: user and item indices are the log's ids minus 1 and
+    every item of the catalogue is kept (rated or not: the action space is the catalogue),
+    half stars are rounded up to whole stars, user features are seeded random codes.
+
+    :param shape: a key of :data:`experiments.synthetic_log.SHAPES` or ``(users, items, ratings)``
+    :param users: fewer users than the shape's, with the ratings scaled alike (the same mean
+        per user and the same length distribution) and the same catalogue (None: the shape's)
+    :param seed: seed of the log and of the user features
+    """
+    from experiments.synthetic_log import SHAPES, generate
+    from recsim_env import load_movielens, split_ratings
+    from recsim_env.dataset import USER_FEATURE_CARDINALITIES, MovieLensData
+
+    n_users, n_items, n_ratings = SHAPES[shape] if isinstance(shape, str) else shape
+    if users is not None:
+        n_users, n_ratings = int(users), int(round(n_ratings * int(users) / n_users))
+    frame = generate((n_users, n_items, n_ratings), load_movielens("ml-1m", download=False), seed)
+    rng = np.random.default_rng(seed)
+    name = shape if isinstance(shape, str) else "synthetic"
+    data = MovieLensData(
+        name=f"synthetic-{name}",
+        user=(frame.userId.to_numpy() - 1).astype(np.int32),
+        item=(frame.movieId.to_numpy() - 1).astype(np.int32),
+        rating=np.ceil(frame.rating.to_numpy()).astype(np.int8),
+        timestamp=frame.timestamp.to_numpy().astype(np.int64),
+        user_features=np.stack([rng.integers(0, c, n_users) for c in USER_FEATURE_CARDINALITIES], 1).astype(np.int32),
+        user_raw_ids=np.arange(1, n_users + 1, dtype=np.int64),
+        item_raw_ids=np.arange(1, n_items + 1, dtype=np.int64),
+        item_titles=np.array([f"Synthetic movie {i}" for i in range(1, n_items + 1)], dtype=object),
+        item_years=np.full(n_items, -1, dtype=np.int32),
+        item_genres=np.zeros((n_items, 0), dtype=bool),
+        genre_names=(),
+    )
+    return split_ratings(data, "temporal", 0.8)
+
+
+def profile_training(config, train_steps: int, pretrain_probe: int = 20, split=None) -> dict[str, float]:
+    """Where a training step of ``config`` (normally the ``default`` preset) spends its time.
+
+    Runs the model (SB3 DQN, ``config.n_envs`` environments) for ``train_steps`` environment
+    steps after the warm-up and times, per vector step (``n_envs`` transitions,
     ``gradient_steps`` updates): the environments' step, acting (the masked epsilon-greedy
     forward pass), adding to the replay buffer, replay sampling, next-item sampling (logged
-    windows or pairs) and the rest of the update (extractor and head forward + backward,
-    optimizer). Validation is timed once and amortised over ``eval_freq`` steps; pre-training
-    (if the preset has it) is timed over ``pretrain_probe`` steps and extrapolated.
+    windows or pairs, and the negatives of a sampled loss), the next-item loss's forward pass,
+    the TD target (no gradient), the rest of the update (TD forward and the backward pass of
+    both losses) and the optimizer step. Validation is timed once and amortised over
+    ``eval_freq`` steps; pre-training (if the config has it) is timed over ``pretrain_probe``
+    steps and extrapolated.
 
-    :param dataset: ``"ml-100k"`` or ``"ml-1m"``
+    :param config: the :class:`~agents.config.TrainConfig` (``torch_threads`` is applied)
     :param train_steps: timed environment steps (after ``learning_starts``)
-    :param threads: torch threads
     :param pretrain_probe: pre-training steps to time
-    :return: milliseconds per vector step of each part (``"other"``: SB3's loop, callbacks),
-        ``"total"``, ``"transitions_per_s"``, ``"evaluation_s"`` (one validation),
-        ``"pretrain_ms_per_step"``, ``"estimated_run_s"`` (the preset's whole budget)
+    :param split: the split to train on (default: ``config``'s dataset, :func:`agents.make.load_split`)
+    :return: milliseconds per vector step of each part of :data:`PARTS` (``"other"``: SB3's
+        loop, callbacks), ``"total"``, ``"transitions_per_s"``, ``"cpu_transitions_per_s"``
+        (per second of this process's CPU time), ``"evaluation_s"`` (one validation),
+        ``"pretrain_ms_per_step"``, ``"estimated_run_s"`` (the config's whole budget)
     """
     import torch as th
     from stable_baselines3.common.callbacks import BaseCallback
@@ -145,9 +188,8 @@ def profile_training(dataset: str, train_steps: int, threads: int, pretrain_prob
     from agents.make import attach_logged_data, build_agent, load_split, make_env, make_train_vec_env
     from recsim_env import evaluate_ranking, holdout_last
 
-    config = make_config("default", dataset=dataset, torch_threads=threads)
-    th.set_num_threads(threads)
-    split = load_split(config)
+    th.set_num_threads(config.torch_threads)
+    split = load_split(config) if split is None else split
     vec_env = make_train_vec_env(config, split)
     model = build_agent(config, vec_env)
     attach_logged_data(model, config, vec_env)
@@ -164,6 +206,10 @@ def profile_training(dataset: str, train_steps: int, threads: int, pretrain_prob
     vec_env.step_wait = timers.wrap("env step", vec_env.step_wait)
     model._sample_action = timers.wrap("acting (forward)", model._sample_action)
     model.train = timers.wrap("update", model.train)
+    model.next_item_loss = timers.wrap("next-item loss", model.next_item_loss)
+    if hasattr(model, "next_q_values"):
+        model.next_q_values = timers.wrap("TD target (no grad)", model.next_q_values)
+    model.policy.optimizer.step = timers.wrap("optimizer step", model.policy.optimizer.step)
     marks: dict[str, float] = {}
 
     class Clock(BaseCallback):
@@ -174,23 +220,26 @@ def profile_training(dataset: str, train_steps: int, threads: int, pretrain_prob
 
         def _on_step(self) -> bool:
             if "start" not in marks and self.num_timesteps >= config.learning_starts:
-                marks["start"], marks["start_step"] = time.perf_counter(), self.num_timesteps
+                marks["start"], marks["cpu"] = time.perf_counter(), time.process_time()
+                marks["start_step"] = self.num_timesteps
                 timers.on = True
             return True
 
     model.learn(config.learning_starts + train_steps, callback=Clock())
     timers.on = False
-    elapsed = time.perf_counter() - marks["start"]
+    elapsed, cpu = time.perf_counter() - marks["start"], time.process_time() - marks["cpu"]
     vector_steps = (model.num_timesteps - marks["start_step"]) / config.n_envs
     ms = {k: 1e3 * v / vector_steps for k, v in timers.seconds.items()}
-    ms["update forward+backward"] = ms.pop("update", 0.0) - ms.get("replay sampling", 0.0) - ms.get(
-        "next-item sampling", 0.0)
+    ms["next-item loss forward"] = ms.pop("next-item loss", 0.0) - ms.get("next-item sampling", 0.0)
+    ms["TD forward, backward"] = ms.pop("update", 0.0) - sum(ms.get(k, 0.0) for k in (
+        "replay sampling", "next-item sampling", "next-item loss forward", "TD target (no grad)", "optimizer step"))
     parts = {k: ms.get(k, 0.0) for k in PARTS}
     total = 1e3 * elapsed / vector_steps
     out.update(parts)
     out["other"] = total - sum(parts.values())
     out["total"] = total
     out["transitions_per_s"] = config.n_envs * vector_steps / elapsed
+    out["cpu_transitions_per_s"] = config.n_envs * vector_steps / cpu
 
     val = holdout_last(split, config.val_fraction)
     env = make_env(config, val, "test")
@@ -206,21 +255,21 @@ def profile_training(dataset: str, train_steps: int, threads: int, pretrain_prob
     return out
 
 
-def print_profile(dataset: str, prof: dict[str, float]) -> None:
+def print_profile(label: str, config, prof: dict[str, float]) -> None:
     """The breakdown of :func:`profile_training` as a table."""
-    config = make_config("default", dataset=dataset)
-    print(f"\ntraining step profile, preset default on {dataset} (one vector step = {config.n_envs} transitions "
-          f"and {config.gradient_steps} gradient step(s)):")
+    print(f"\ntraining step profile, preset {config.preset} on {label} (one vector step = {config.n_envs} "
+          f"transitions and {config.gradient_steps} gradient step(s)):")
     for name in (*PARTS, "other", "evaluation"):
         note = f" (one validation {prof['evaluation_s']:.1f} s every {config.eval_freq:,} steps)" \
             if name == "evaluation" else ""
         print(f"  {name:<26}{prof[name]:8.2f} ms  {100 * prof[name] / (prof['total'] + prof['evaluation']):5.1f}%{note}")
     print(f"  {'total':<26}{prof['total'] + prof['evaluation']:8.2f} ms")
-    print(f"  training throughput: {prof['transitions_per_s']:,.0f} transitions/s")
+    print(f"  training throughput: {prof['transitions_per_s']:,.0f} transitions/s "
+          f"({prof['cpu_transitions_per_s']:,.0f} per second of process CPU time)")
     if config.pretrain_steps:
         print(f"  pre-training: {prof['pretrain_ms_per_step']:.1f} ms per step x {config.pretrain_steps:,} steps = "
               f"{prof['pretrain_ms_per_step'] * config.pretrain_steps / 1e3:.0f} s")
-    print(f"  estimated run of the preset's {config.total_timesteps:,} steps: {prof['estimated_run_s'] / 60:.1f} min")
+    print(f"  estimated run of the config's {config.total_timesteps:,} steps: {prof['estimated_run_s'] / 60:.1f} min")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.quick:
         for dataset in args.datasets:
-            print_profile(dataset, profile_training(dataset, args.train_steps, args.threads))
+            config = make_config("default", dataset=dataset, torch_threads=args.threads)
+            print_profile(dataset, config, profile_training(config, args.train_steps))
     return 0
 
 
