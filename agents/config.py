@@ -400,14 +400,17 @@ class TrainConfig:
     def for_catalogue(self, n_items: int) -> TrainConfig:
         """This config with its ``"auto"`` catalogue settings decided for ``n_items`` items
         (:func:`large_catalogue`): ``next_item_loss`` ``"full"`` or ``"sampled"`` (then
-        ``next_item_negatives`` filled in), ``item_compute`` ``"dense"`` or ``"sparse"``. What a run
-        records and a model is built from; explicit values are kept.
+        ``next_item_negatives`` filled in; ``"full"`` without a next-item loss, where it is inert),
+        ``item_compute`` ``"dense"`` or ``"sparse"``. What a run records and a model is built from;
+        explicit values are kept.
 
         :param n_items: the catalogue (action-space) size
         :raises ValueError: ``next_item_negatives`` is set but the softmax resolves to ``"full"``
         """
         large = large_catalogue(n_items)
-        loss = self.next_item_loss if self.next_item_loss != "auto" else ("sampled" if large else "full")
+        uses_next_item = self.next_item_weight > 0 or self.pretrain_steps > 0
+        loss = self.next_item_loss if self.next_item_loss != "auto" else (
+            "sampled" if large and uses_next_item else "full")
         if loss == "full" and self.next_item_negatives is not None:
             raise ValueError(f"next_item_negatives={self.next_item_negatives} is set, but next_item_loss='auto' is "
                              f"the full softmax on {n_items:,} items (<= LARGE_CATALOGUE = {LARGE_CATALOGUE:,}); "
@@ -461,6 +464,13 @@ class TrainConfig:
 
 #: The value a ``config.json`` written before a field existed means (the behaviour of then).
 WRITTEN_BEFORE_THE_FIELD: dict[str, Any] = {"kernel_path": "native", "replay_buffer": "sb3"}
+
+
+def catalogue_size(action_space: Any) -> int:
+    """The number of items an action space recommends from: ``Discrete(n)``'s ``n``, a slate's
+    (``MultiDiscrete``) largest ``nvec``."""
+    n = getattr(action_space, "n", None)
+    return int(n) if n is not None else int(max(action_space.nvec))
 
 
 def large_catalogue(n_items: int) -> bool:

@@ -12,9 +12,10 @@ from sb3_contrib import QRDQN
 from sb3_contrib.common.utils import quantile_huber_loss
 from stable_baselines3 import DQN
 
-from agents.config import ITEM_COMPUTES, large_catalogue
-from agents.masking import acting_values
-from agents.policies import DuelingQNetwork, MaskedQuantileNetwork, action_q_values, greedy_q_values
+from agents.config import ITEM_COMPUTES, catalogue_size, large_catalogue
+from agents.masking import acting_values, excluded_indices
+from agents.policies import (DuelingQNetwork, MaskedQuantileNetwork, action_q_values, best_items, greedy_q_values,
+                             item_layer)
 from agents.supervised import NextItemMixin
 
 #: TD losses :class:`LSRDQN` accepts.
@@ -39,6 +40,8 @@ class MaskedEpsilonGreedyMixin:
     def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1):
         if not self.mask_actions:
             return super()._sample_action(learning_starts, action_noise, n_envs)  # type: ignore[misc]
+        if getattr(self, "item_compute", "dense") == "sparse":
+            return self._sample_action_sparse(learning_starts, n_envs)
         from sb3_contrib.common.maskable.utils import get_action_masks
 
         from agents.scoring import score_observations
@@ -53,6 +56,33 @@ class MaskedEpsilonGreedyMixin:
         for i in np.flatnonzero(explore):
             allowed = np.flatnonzero(masks[i])
             actions[i] = np.random.choice(allowed) if allowed.size else np.random.randint(masks.shape[1])
+        return actions, actions
+
+    def _sample_action_sparse(self, learning_starts: int, n_envs: int):
+        """The same masked epsilon-greedy choice without ``(n_envs, n_items)`` masks: the allowed
+        items are the complement of the observation's ``"excluded"`` field (what
+        ``action_masks()`` returns), the greedy part ranks the items of the environments that do
+        not explore by their advantage / Q-value (:func:`~agents.policies.item_layer`), masked
+        from the excluded items' indices. The draws are those of the dense path."""
+        from recsim_env import unpack_bits
+
+        obs = self._last_obs
+        n_items = int(self.action_space.n)
+        eps = 1.0 if self.num_timesteps < learning_starts else self.exploration_rate
+        explore = np.random.rand(n_envs) < eps
+        actions = np.zeros(n_envs, dtype=np.int64)
+        greedy = np.flatnonzero(~explore)
+        if greedy.size:
+            self.policy.set_training_mode(False)
+            obs_tensor, _ = self.policy.obs_to_tensor({key: value[greedy] for key, value in obs.items()})
+            with th.no_grad():
+                net = self.q_net
+                hidden, weight, bias = item_layer(net, net.extract_features(obs_tensor, net.features_extractor))
+                _, best = best_items(hidden, weight, bias, excluded_indices(obs_tensor, n_items))
+                actions[greedy] = best.cpu().numpy()
+        for i in np.flatnonzero(explore):
+            allowed = np.flatnonzero(~unpack_bits(obs["excluded"][i], n_items, "excluded"))
+            actions[i] = np.random.choice(allowed) if allowed.size else np.random.randint(n_items)
         return actions, actions
 
 
@@ -174,7 +204,7 @@ class LSRDQN(OffPolicyNextItemMixin, MaskedEpsilonGreedyMixin, DQN):
         self._resolve_next_item_softmax()
         space = getattr(self, "action_space", None)  # None while load() builds (it restores the choice)
         self.item_compute = item_compute if item_compute != "auto" or space is None else (
-            "sparse" if large_catalogue(int(space.n)) else "dense")
+            "sparse" if large_catalogue(catalogue_size(space)) else "dense")
         if self.next_item_weight > 0 or self.pretrain_steps > 0:
             self._check_next_item_network()
 

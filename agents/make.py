@@ -17,7 +17,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agents.config import ALGO_FIELDS, TrainConfig, make_config
+from agents.config import ALGO_FIELDS, TrainConfig, catalogue_size, make_config
 
 
 # Data and environments ---------------------------------------------------------------------
@@ -407,7 +407,7 @@ def make_agent(env: Any = "ml-100k", algo: str | None = None, preset: str = "def
     else:
         split = load_split(config) if isinstance(env, str) else env
         vec_env = make_train_vec_env(config, split)
-    config = config.for_catalogue(int(vec_env.action_space.n))  # the "auto" settings, decided
+    config = config.for_catalogue(catalogue_size(vec_env.action_space))  # the "auto" settings, decided
     model = build_agent(config, vec_env, device, tensorboard_log=tensorboard_log, verbose=verbose)
     attach_logged_data(model, config, vec_env)
     model.agent_config = config

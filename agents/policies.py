@@ -20,7 +20,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import create_mlp
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 
-from agents.masking import acting_values, mask_excluded
+from agents.masking import MASKED_VALUE, acting_values, excluded_indices, mask_excluded
 
 class MaskedQNetwork(QNetwork):
     """SB3's Q-network whose greedy action never picks an item the observation excludes.
@@ -197,8 +197,63 @@ def greedy_q_values(net: QNetwork, features: th.Tensor, observations: Any) -> tu
     :param observations: the Dict observation tensors (their ``"excluded"`` field when masking)
     """
     hidden, weight, bias = item_layer(net, features)
-    best, actions = acting_values(net, F.linear(hidden, weight, bias), observations).max(dim=1)
+    excluded = excluded_indices(observations, weight.shape[0]) if getattr(net, "mask_excluded", False) else None
+    best, actions = best_items(hidden, weight, bias, excluded)
     return actions, _centred(net, features, hidden, weight, bias, best)
+
+
+def item_q_values(net: QNetwork, features: th.Tensor, observations: Any) -> th.Tensor:
+    """Every item's Q-value ``(M, n_items)`` as the network acts on them (masked with
+    ``mask_excluded``), written into one matrix: no temporaries of that size (``forward`` and
+    :func:`~agents.masking.acting_values` make three or four). Equal to them up to float rounding.
+
+    :param net: as :func:`action_q_values`
+    :param features: extractor features of ``observations``
+    :param observations: the Dict observation tensors
+    """
+    hidden, weight, bias = item_layer(net, features)
+    values = th.addmm(bias, hidden, weight.T)
+    if isinstance(net, DuelingQNetwork):
+        values.add_((net.value_net(features).squeeze(-1) - values.mean(dim=1)).unsqueeze(1))
+    if getattr(net, "mask_excluded", False):
+        rows, items = excluded_indices(observations, weight.shape[0])
+        values[rows, items] = MASKED_VALUE
+    return values
+
+
+#: Scores per block of :func:`best_items` (1 MiB of float32, so that a block stays in cache).
+BEST_ITEMS_BLOCK: int = 1 << 18
+
+
+def best_items(hidden: th.Tensor, weight: th.Tensor, bias: th.Tensor,
+               excluded: tuple[th.Tensor, th.Tensor] | None = None) -> tuple[th.Tensor, th.Tensor]:
+    """Max and argmax over the items of ``hidden @ weight.T + bias``, block by block of items:
+    no ``(M, n_items)`` matrix, ``O(M * block)`` memory (about twice as fast as the whole
+    matrix at 87,585 items on this machine's CPU). No gradient.
+
+    :param hidden: ``(M, h)``
+    :param weight: ``(n_items, h)``
+    :param bias: ``(n_items,)``
+    :param excluded: ``(rows, items)`` pairs scored :data:`agents.masking.MASKED_VALUE`
+        (:func:`agents.masking.excluded_indices`), or None
+    :return: ``(values (M,), items (M,))``; ties go to the lower item index
+    """
+    n_items, m = weight.shape[0], hidden.shape[0]
+    block = max(512, BEST_ITEMS_BLOCK // max(m, 1))
+    best = th.full((m,), -th.inf, dtype=hidden.dtype, device=hidden.device)
+    arg = th.zeros(m, dtype=th.long, device=hidden.device)
+    with th.no_grad():
+        for lo in range(0, n_items, block):
+            hi = min(lo + block, n_items)
+            scores = th.addmm(bias[lo:hi], hidden, weight[lo:hi].T)
+            if excluded is not None:
+                inside = (excluded[1] >= lo) & (excluded[1] < hi)
+                scores[excluded[0][inside], excluded[1][inside] - lo] = MASKED_VALUE
+            value, index = scores.max(dim=1)
+            better = value > best  # strictly: an earlier block keeps its tie
+            best = th.where(better, value, best)
+            arg = th.where(better, index + lo, arg)
+    return best, arg
 
 
 class DuelingDQNPolicy(MaskedDQNPolicy):

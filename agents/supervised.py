@@ -39,7 +39,7 @@ import torch as th
 import torch.nn.functional as F
 from stable_baselines3.common.policies import BaseModel
 
-from agents.config import DEFAULT_NEXT_ITEM_NEGATIVES, large_catalogue
+from agents.config import DEFAULT_NEXT_ITEM_NEGATIVES, catalogue_size, large_catalogue
 from agents.extractor import packed_contains, unpack_bits
 from agents.masking import MASKED_VALUE, mask_excluded
 
@@ -124,9 +124,10 @@ class NextItemMixin:
         space = getattr(self, "action_space", None)
         if space is None:
             return
-        n_items = int(space.n)
-        if self.next_item_softmax == "auto":
-            self.next_item_softmax = "sampled" if large_catalogue(n_items) else "full"
+        n_items = catalogue_size(space)
+        if self.next_item_softmax == "auto":  # "full" without a next-item loss: inert
+            uses = self.next_item_weight > 0 or self.pretrain_steps > 0
+            self.next_item_softmax = "sampled" if large_catalogue(n_items) and uses else "full"
             if self.next_item_softmax == "full" and self.next_item_negatives is not None:
                 raise ValueError(f"next_item_negatives is set, but next_item_softmax='auto' is the full softmax on "
                                  f"{n_items:,} items: pass next_item_softmax='sampled' or drop next_item_negatives")

@@ -109,6 +109,8 @@ class _TimedSource:
     def __init__(self, source, timers: _Timers) -> None:
         self._call = timers.wrap("next-item sampling", source.__call__)
         self.windows = timers.wrap("next-item sampling", source.windows)
+        if hasattr(source, "negatives"):
+            self.negatives = timers.wrap("next-item sampling", source.negatives)
 
     def __call__(self, batch_size: int):
         return self._call(batch_size)
