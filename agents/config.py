@@ -422,14 +422,14 @@ class TrainConfig:
         return dataclasses.replace(self, next_item_loss=loss, next_item_negatives=negatives, item_compute=compute)
 
     def with_catalogue_of(self, saved: TrainConfig) -> TrainConfig:
-        """This config with the catalogue settings a run decided (``saved``, its ``config.json``)
-        in place of its own ``"auto"`` ones: how a resumed run compares its settings."""
-        values = {}
-        if self.next_item_loss == "auto":
-            values["next_item_loss"] = saved.next_item_loss
-            if self.next_item_negatives is None:
-                values["next_item_negatives"] = saved.next_item_negatives
-        if self.item_compute == "auto":
+        """This config with a run's catalogue settings (``saved``, its ``config.json``) wherever
+        either side says ``"auto"``: how a resumed run compares its settings. ``"auto"`` is what
+        the run decides from its data (a run recorded before these settings existed reads
+        ``"auto"`` too), so it matches any decided value."""
+        values: dict[str, Any] = {}
+        if "auto" in (self.next_item_loss, saved.next_item_loss):
+            values.update(next_item_loss=saved.next_item_loss, next_item_negatives=saved.next_item_negatives)
+        if "auto" in (self.item_compute, saved.item_compute):
             values["item_compute"] = saved.item_compute
         return dataclasses.replace(self, **values)
 

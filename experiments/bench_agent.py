@@ -9,9 +9,15 @@
   update's forward and backward passes, and validation (amortised); the transitions per second
   and the estimated time of the preset's whole run (:func:`profile_training`).
 
+With ``--synthetic ml-32m`` the training profile runs on a synthetic log of ML-32M's shape
+(:func:`synthetic_split`; 87,585 items, fewer users by default) with the ``"auto"`` catalogue
+settings decided for it (:meth:`agents.config.TrainConfig.for_catalogue`).
+:mod:`experiments.bench_scale` records the figures of that shape.
+
 Usage::
 
     python -m experiments.bench_agent [--threads 2] [--train-steps 12800] [--datasets ml-100k ml-1m] [--quick]
+    python -m experiments.bench_agent --synthetic ml-32m [--synthetic-users 3000] [--train-steps 2560]
 """
 
 from __future__ import annotations
@@ -19,12 +25,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
 from agents.config import make_config
 from agents.make import extractor_kwargs
 from agents.replay import dict_replay_bytes_per_transition
+from experiments.synthetic_log import SHAPES
 
 #: Items of the two datasets (the action-space size).
 N_ITEMS = {"ml-100k": 1682, "ml-1m": 3706}
@@ -134,7 +142,7 @@ def synthetic_split(shape: str | tuple[int, int, int] = "ml-32m", users: int | N
         per user and the same length distribution) and the same catalogue (None: the shape's)
     :param seed: seed of the log and of the user features
     """
-    from experiments.synthetic_log import SHAPES, generate
+    from experiments.synthetic_log import generate
     from recsim_env import load_movielens, split_ratings
     from recsim_env.dataset import USER_FEATURE_CARDINALITIES, MovieLensData
 
@@ -161,7 +169,7 @@ def synthetic_split(shape: str | tuple[int, int, int] = "ml-32m", users: int | N
     return split_ratings(data, "temporal", 0.8)
 
 
-def profile_training(config, train_steps: int, pretrain_probe: int = 20, split=None) -> dict[str, float]:
+def profile_training(config, train_steps: int, pretrain_probe: int = 20, split=None) -> tuple[dict[str, float], Any]:
     """Where a training step of ``config`` (normally the ``default`` preset) spends its time.
 
     Runs the model (SB3 DQN, ``config.n_envs`` environments) for ``train_steps`` environment
@@ -178,10 +186,11 @@ def profile_training(config, train_steps: int, pretrain_probe: int = 20, split=N
     :param train_steps: timed environment steps (after ``learning_starts``)
     :param pretrain_probe: pre-training steps to time
     :param split: the split to train on (default: ``config``'s dataset, :func:`agents.make.load_split`)
-    :return: milliseconds per vector step of each part of :data:`PARTS` (``"other"``: SB3's
-        loop, callbacks), ``"total"``, ``"transitions_per_s"``, ``"cpu_transitions_per_s"``
-        (per second of this process's CPU time), ``"evaluation_s"`` (one validation),
-        ``"pretrain_ms_per_step"``, ``"estimated_run_s"`` (the config's whole budget)
+    :return: ``(profile, model)``: milliseconds per vector step of each part of :data:`PARTS`
+        (``"other"``: SB3's loop, callbacks), ``"total"``, ``"transitions_per_s"``,
+        ``"cpu_transitions_per_s"`` (per second of this process's CPU time), ``"evaluation_s"``
+        (one validation), ``"pretrain_ms_per_step"``, ``"estimated_run_s"`` (the config's whole
+        budget); and the model after the timed steps
     """
     import torch as th
     from stable_baselines3.common.callbacks import BaseCallback
@@ -254,7 +263,7 @@ def profile_training(config, train_steps: int, pretrain_probe: int = 20, split=N
                               + config.pretrain_steps * out["pretrain_ms_per_step"] / 1e3)
     out["n_envs"] = config.n_envs
     vec_env.close()
-    return out
+    return out, model
 
 
 def print_profile(label: str, config, prof: dict[str, float]) -> None:
@@ -282,6 +291,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", nargs="+", default=list(N_ITEMS), choices=list(N_ITEMS),
                         help="datasets of the training profile (default: both)")
     parser.add_argument("--quick", action="store_true", help="shorter timings, no training profile")
+    parser.add_argument("--synthetic", choices=sorted(SHAPES), default=None,
+                        help="profile a synthetic log of this release's shape instead of --datasets "
+                             "(experiments.synthetic_log; ML-1M's files give its shape)")
+    parser.add_argument("--synthetic-users", type=int, default=3_000,
+                        help="users of the synthetic log, its ratings scaled alike (default 3,000: the "
+                             "per-step cost depends on the catalogue and the user lengths, not on the number "
+                             "of users; each of the 64 environments holds its own copy of the split)")
+    parser.add_argument("--buffer-size", type=int, default=20_000,
+                        help="replay capacity of the synthetic profile (default 20,000: SB3's buffer stores "
+                             "the packed sets, 44 KB per transition at 87,585 items)")
     args = parser.parse_args(argv)
     import gymnasium as gym
     import torch as th
@@ -303,10 +322,17 @@ def main(argv: list[str] | None = None) -> int:
             fwd, both = bench_extractor(n, batch, seconds=0.5 if args.quick else 1.5)
             print(f"  {name:8s} batch {batch:3d}: forward {fwd:9,.0f}/s   forward+backward {both:9,.0f}/s")
 
-    if not args.quick:
+    if args.synthetic:
+        split = synthetic_split(args.synthetic, users=args.synthetic_users)
+        config = make_config("default", torch_threads=args.threads, buffer_size=args.buffer_size)
+        config = config.for_catalogue(split.n_items)
+        label = (f"synthetic {args.synthetic} ({split.n_users:,} users, {split.n_items:,} items; next-item softmax "
+                 f"{config.next_item_loss}, item terms {config.item_compute})")
+        print_profile(label, config, profile_training(config, args.train_steps, split=split)[0])
+    elif not args.quick:
         for dataset in args.datasets:
             config = make_config("default", dataset=dataset, torch_threads=args.threads)
-            print_profile(dataset, config, profile_training(config, args.train_steps))
+            print_profile(dataset, config, profile_training(config, args.train_steps)[0])
     return 0
 
 
