@@ -9,22 +9,24 @@
   update's forward and backward passes, and validation (amortised); the transitions per second
   and the estimated time of the preset's whole run (:func:`profile_training`).
 
-With ``--synthetic ml-32m`` the training profile runs on a synthetic log of ML-32M's shape
-(:func:`synthetic_split`; 87,585 items, fewer users by default) with the ``"auto"`` catalogue
+With ``--synthetic`` the training profile runs on the synthetic log with ML-32M's shape
+(:func:`synthetic_data`; its 86,787 rated items, fewer users by default) with the ``"auto"`` catalogue
 settings decided for it (:meth:`agents.config.TrainConfig.for_catalogue`).
 :mod:`experiments.bench_scale` records the figures of that shape.
 
 Usage::
 
     python -m experiments.bench_agent [--threads 2] [--train-steps 12800] [--datasets ml-100k ml-1m] [--quick]
-    python -m experiments.bench_agent --synthetic ml-32m [--synthetic-users 3000] [--train-steps 2560]
+    python -m experiments.bench_agent --synthetic [--synthetic-users 3000] [--train-steps 2560]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +34,6 @@ import numpy as np
 from agents.config import make_config
 from agents.make import extractor_kwargs
 from agents.replay import dict_replay_bytes_per_transition
-from experiments.synthetic_log import SHAPES
 
 #: Items of the two datasets (the action-space size).
 N_ITEMS = {"ml-100k": 1682, "ml-1m": 3706}
@@ -129,44 +130,36 @@ PARTS = ("env step", "acting (forward)", "replay add", "replay sampling", "next-
          "next-item loss forward", "TD target (no grad)", "TD forward, backward", "optimizer step")
 
 
-def synthetic_split(shape: str | tuple[int, int, int] = "ml-32m", users: int | None = None, seed: int = 0):
-    """The temporal 80/20 split of a synthetic log with a MovieLens release's shape
-    (:func:`experiments.synthetic_log.generate`, ML-1M's files as the reference).
+#: Where the synthetic ML-32M log is written and read by default (as experiments.bench_scale_data).
+SYNTHETIC_ROOT = Path(tempfile.gettempdir()) / "synthetic-ml-32m"
 
-    The dataset object is built directly: user and item indices are the log's ids minus 1 and
-    every item of the catalogue is kept (rated or not: the action space is the catalogue),
-    half stars are rounded up to whole stars, user features are seeded random codes.
 
-    :param shape: a key of :data:`experiments.synthetic_log.SHAPES` or ``(users, items, ratings)``
-    :param users: fewer users than the shape's, with the ratings scaled alike (the same mean
-        per user and the same length distribution) and the same catalogue (None: the shape's)
-    :param seed: seed of the log and of the user features
+def synthetic_data(root: str | Path = SYNTHETIC_ROOT, users: int | None = None):
+    """The synthetic log with ML-32M's shape (:mod:`experiments.synthetic_log`, written to
+    ``<root>/ml-32m/`` when missing) loaded as the official release is
+    (``load_movielens("ml-32m", ..., expect_official=False)``, cached in ``<root>/cache``).
+
+    :param root: folder holding ``ml-32m/``
+    :param users: keep only the first ``users`` users (a random sample: the log's users are in
+        random order) and their ratings, and every item: the catalogue, and so the action space and
+        the cost of a step, stay the release's (None: every user)
     """
-    from experiments.synthetic_log import generate
-    from recsim_env import load_movielens, split_ratings
-    from recsim_env.dataset import USER_FEATURE_CARDINALITIES, MovieLensData
+    import dataclasses
+    import subprocess
 
-    n_users, n_items, n_ratings = SHAPES[shape] if isinstance(shape, str) else shape
-    if users is not None:
-        n_users, n_ratings = int(users), int(round(n_ratings * int(users) / n_users))
-    frame = generate((n_users, n_items, n_ratings), load_movielens("ml-1m", download=False), seed)
-    rng = np.random.default_rng(seed)
-    name = shape if isinstance(shape, str) else "synthetic"
-    data = MovieLensData(
-        name=f"synthetic-{name}",
-        user=(frame.userId.to_numpy() - 1).astype(np.int32),
-        item=(frame.movieId.to_numpy() - 1).astype(np.int32),
-        rating=np.ceil(frame.rating.to_numpy()).astype(np.int8),
-        timestamp=frame.timestamp.to_numpy().astype(np.int64),
-        user_features=np.stack([rng.integers(0, c, n_users) for c in USER_FEATURE_CARDINALITIES], 1).astype(np.int32),
-        user_raw_ids=np.arange(1, n_users + 1, dtype=np.int64),
-        item_raw_ids=np.arange(1, n_items + 1, dtype=np.int64),
-        item_titles=np.array([f"Synthetic movie {i}" for i in range(1, n_items + 1)], dtype=object),
-        item_years=np.full(n_items, -1, dtype=np.int32),
-        item_genres=np.zeros((n_items, 0), dtype=bool),
-        genre_names=(),
-    )
-    return split_ratings(data, "temporal", 0.8)
+    from recsim_env import load_movielens
+
+    root = Path(root)
+    if not (root / "ml-32m" / "ratings.csv").exists():
+        subprocess.run([sys.executable, "-m", "experiments.synthetic_log", "--shape", "ml-32m", "--out", str(root)],
+                       check=True)
+    data = load_movielens("ml-32m", root, download=False, cache_dir=root / "cache", expect_official=False)
+    if users is None or users >= data.n_users:
+        return data
+    keep = data.user < users
+    return dataclasses.replace(
+        data, user=data.user[keep], item=data.item[keep], rating=data.rating[keep], timestamp=data.timestamp[keep],
+        user_features=data.user_features[:users], user_raw_ids=data.user_raw_ids[:users])
 
 
 def profile_training(config, train_steps: int, pretrain_probe: int = 20, split=None) -> tuple[dict[str, float], Any]:
@@ -291,16 +284,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", nargs="+", default=list(N_ITEMS), choices=list(N_ITEMS),
                         help="datasets of the training profile (default: both)")
     parser.add_argument("--quick", action="store_true", help="shorter timings, no training profile")
-    parser.add_argument("--synthetic", choices=sorted(SHAPES), default=None,
-                        help="profile a synthetic log of this release's shape instead of --datasets "
-                             "(experiments.synthetic_log; ML-1M's files give its shape)")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="profile the synthetic log with ML-32M's shape instead of --datasets "
+                             "(experiments.synthetic_log; written to --synthetic-root when missing)")
+    parser.add_argument("--synthetic-root", default=str(SYNTHETIC_ROOT),
+                        help="folder holding the synthetic ml-32m/ (default: %(default)s)")
     parser.add_argument("--synthetic-users", type=int, default=3_000,
                         help="users of the synthetic log, its ratings scaled alike (default 3,000: the "
                              "per-step cost depends on the catalogue and the user lengths, not on the number "
                              "of users; each of the 64 environments holds its own copy of the split)")
-    parser.add_argument("--buffer-size", type=int, default=20_000,
-                        help="replay capacity of the synthetic profile (default 20,000: SB3's buffer stores "
-                             "the packed sets, 44 KB per transition at 87,585 items)")
     args = parser.parse_args(argv)
     import gymnasium as gym
     import torch as th
@@ -323,10 +315,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:8s} batch {batch:3d}: forward {fwd:9,.0f}/s   forward+backward {both:9,.0f}/s")
 
     if args.synthetic:
-        split = synthetic_split(args.synthetic, users=args.synthetic_users)
-        config = make_config("default", torch_threads=args.threads, buffer_size=args.buffer_size)
+        from recsim_env import split_ratings
+
+        split = split_ratings(synthetic_data(args.synthetic_root, users=args.synthetic_users))
+        config = make_config("default", torch_threads=args.threads)
         config = config.for_catalogue(split.n_items)
-        label = (f"synthetic {args.synthetic} ({split.n_users:,} users, {split.n_items:,} items; next-item softmax "
+        label = (f"synthetic ml-32m ({split.n_users:,} users, {split.n_items:,} items; next-item softmax "
                  f"{config.next_item_loss}, item terms {config.item_compute})")
         print_profile(label, config, profile_training(config, args.train_steps, split=split)[0])
     elif not args.quick:

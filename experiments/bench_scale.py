@@ -1,70 +1,40 @@
 """Training and evaluation figures at ML-32M's shape, on a synthetic log; written to a results file.
 
-``python -m experiments.bench_scale`` measures, on the synthetic ML-32M log of
-:func:`experiments.bench_agent.synthetic_split` (87,585 items; not MovieLens data, so no accuracy
-figure comes from it):
+``python -m experiments.bench_scale`` measures, on the synthetic ML-32M log
+(:func:`experiments.bench_agent.synthetic_data`, loaded as the official release is; its 86,787
+rated items are the catalogue; not MovieLens data, so no accuracy figure comes from it):
 
 * **training**: environment steps per second of the ``default`` preset with its ``"auto"``
-  catalogue settings decided for 87,585 items (sampled next-item softmax, sparse item terms;
-  :meth:`agents.config.TrainConfig.for_catalogue`), from :func:`experiments.bench_agent.profile_training`
-  (per-part breakdown included), on ``--train-users`` users: the cost of a step depends on the
+  catalogue settings decided for that catalogue (sampled next-item softmax, sparse item terms;
+  :meth:`agents.config.TrainConfig.for_catalogue`) and its kernel path pinned as ``make train``
+  pins it, from :func:`experiments.bench_agent.profile_training` (per-part breakdown included),
+  on the first ``--train-users`` users and every item: the cost of a step depends on the
   catalogue and on the users' sequence lengths (the same distribution at any user count), not on
   the number of users, and every one of the 64 training environments holds its own copy of the
-  split. The replay buffer is smaller than the preset's (``--buffer-size``): SB3's buffer stores
-  the packed item sets, 44 KB per transition at this catalogue;
+  split;
 * **evaluation**: full-ranking evaluation of every user with a test item (all 200,948 by
   default) by the trained model (:func:`agents.evaluate.evaluate_model`, ranking metrics only),
   its wall and CPU seconds and its peak resident memory above the process's level before it.
 
 Both report the process's CPU time beside the wall time, and the load average around each
-part: the figures of a loaded machine are low. The keys below are merged into ``--out``
-(default ``results/scale_synthetic-ml-32m.json``) by :func:`merge_results`; the file's other
-keys (written by other benchmarks) are kept.
+part: the figures of a loaded machine are low. The keys are merged into ``--out`` (default
+``results/scale_synthetic-ml-32m.json``, whose other keys come from
+:mod:`experiments.bench_scale_data`) by :func:`experiments.bench_scale_data.merge_result`.
 
 Usage::
 
-    python -m experiments.bench_scale [--train-users 3000] [--train-steps 3200] [--eval-users N] [--threads 2]
+    python -m experiments.bench_scale [--root DIR] [--train-users 3000] [--train-steps 3200] [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import fcntl
-import json
 import os
 import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
-
-
-#: The results file of the synthetic ML-32M shape (shared with other benchmarks: merge into it).
-RESULTS = Path(__file__).resolve().parents[1] / "results" / "scale_synthetic-ml-32m.json"
-
-
-def merge_results(path: str | os.PathLike, updates: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``updates`` into the JSON object at ``path``: its other keys are kept, the file is
-    replaced atomically, and concurrent writers are serialised by an exclusive lock on
-    ``<path>.lock``.
-
-    :param path: the JSON file (created with its folder when missing)
-    :param updates: keys to set
-    :return: the merged object
-    :raises ValueError: the file exists but does not hold a JSON object
-    """
-    from recsim_env.files import atomic_write_text
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        current = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-        if not isinstance(current, dict):
-            raise ValueError(f"{path} holds {type(current).__name__}, not a JSON object; fix or remove it")
-        merged = {**current, **updates}
-        atomic_write_text(path, json.dumps(merged, indent=2) + "\n")
-    return merged
 
 
 def _peak_reset() -> bool:
@@ -87,11 +57,11 @@ def _rss_mib(field: str) -> float:
 def measure_training(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     """Training throughput and its breakdown on ``args.train_users`` users; and the model."""
     from agents.config import make_config
-    from experiments.bench_agent import PARTS, print_profile, profile_training, synthetic_split
+    from experiments.bench_agent import PARTS, print_profile, profile_training, synthetic_data
+    from recsim_env import split_ratings
 
-    split = synthetic_split("ml-32m", users=args.train_users, seed=args.seed)
-    config = make_config("default", torch_threads=args.threads, buffer_size=args.buffer_size,
-                         seed=args.seed).for_catalogue(split.n_items)
+    split = split_ratings(synthetic_data(args.root, users=args.train_users))
+    config = make_config("default", torch_threads=args.threads, seed=args.seed).for_catalogue(split.n_items)
     load_before = os.getloadavg()
     prof, model = profile_training(config, args.train_steps, split=split)
     load_after = os.getloadavg()
@@ -105,7 +75,7 @@ def measure_training(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
         "train_ratings": int(split.train_indptr[-1] + split.test_indptr[-1]),
         "train_settings": {k: getattr(config, k) for k in (
             "preset", "n_envs", "batch_size", "next_item_batch", "history_len", "embed_dim", "next_item_loss",
-            "next_item_negatives", "item_compute", "torch_threads", "buffer_size")},
+            "next_item_negatives", "item_compute", "torch_threads", "buffer_size", "replay_buffer", "kernel_path")},
         "train_load_average": [round(load_before[0], 2), round(load_after[0], 2)],
     }
     return record, model
@@ -115,11 +85,12 @@ def measure_evaluation(args: argparse.Namespace, model) -> dict[str, Any]:
     """Full-ranking evaluation of every user of the full-shape synthetic split by ``model``."""
     from agents.config import make_config
     from agents.evaluate import evaluate_model
-    from experiments.bench_agent import synthetic_split
+    from experiments.bench_agent import synthetic_data
+    from recsim_env import split_ratings
     from recsim_env.evaluation import BATCH_CELLS
 
     t0 = time.perf_counter()
-    split = synthetic_split("ml-32m", users=args.eval_users, seed=args.seed)
+    split = split_ratings(synthetic_data(args.root, users=args.eval_users))
     build_s = time.perf_counter() - t0
     config = make_config("default", torch_threads=args.threads).for_catalogue(split.n_items)
     rss_before = _rss_mib("VmRSS")
@@ -148,19 +119,24 @@ def measure_evaluation(args: argparse.Namespace, model) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from experiments.synthetic_log import SHAPES
+    from experiments.bench_agent import SYNTHETIC_ROOT
+    from experiments.bench_scale_data import RESULT, merge_result
 
     parser = argparse.ArgumentParser(prog="python -m experiments.bench_scale", description=__doc__.split("\n")[0])
+    parser.add_argument("--root", default=str(SYNTHETIC_ROOT),
+                        help="folder holding the synthetic ml-32m/ (written there when missing; default %(default)s)")
     parser.add_argument("--train-users", type=int, default=3_000, help="users of the training log (default 3,000)")
     parser.add_argument("--train-steps", type=int, default=3_200, help="timed environment steps (default 3,200)")
-    parser.add_argument("--buffer-size", type=int, default=20_000, help="replay capacity (default 20,000)")
-    parser.add_argument("--eval-users", type=int, default=SHAPES["ml-32m"][0],
-                        help="users of the evaluated log (default: ML-32M's 200,948)")
+    parser.add_argument("--eval-users", type=int, default=None, help="users of the evaluated log (default: all)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic logs and the model")
-    parser.add_argument("--out", default=str(RESULTS), help="results file to merge the figures into")
+    parser.add_argument("--out", default=str(RESULT), help="results file to merge the figures into")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
+    from agents.config import TrainConfig
+    from agents.kernel_path import pin_kernel_path
+
+    kernel_path = pin_kernel_path(TrainConfig.kernel_path)  # as make train: before torch runs
     import torch as th
 
     th.set_num_threads(args.threads)
@@ -173,13 +149,14 @@ def main(argv: list[str] | None = None) -> int:
         "scale_measured": started,
         "scale_command": "python -m experiments.bench_scale " + " ".join(shlex.quote(a) for a in (
             argv if argv is not None else sys.argv[1:])),
-        "scale_machine": f"{os.cpu_count()} CPUs, torch {th.__version__}, {args.threads} torch thread(s)",
+        "scale_machine": (f"{os.cpu_count()} CPUs, torch {th.__version__}, {args.threads} torch thread(s), "
+                          f"kernel path {kernel_path}"),
         "scale_note": ("synthetic log with ML-32M's shape (experiments.synthetic_log), not MovieLens data; the load "
                        "averages say how busy the machine was (train_steps_per_cpu_second is the rate per second "
                        "of this process's CPU time)"),
     }
     if not args.no_write:
-        merge_results(args.out, record)
+        merge_result(Path(args.out), record)
         print(f"merged {len(record)} keys into {args.out}")
     return 0
 
