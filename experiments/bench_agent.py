@@ -17,7 +17,7 @@ settings decided for it (:meth:`agents.config.TrainConfig.for_catalogue`).
 Usage::
 
     python -m experiments.bench_agent [--threads 2] [--train-steps 12800] [--datasets ml-100k ml-1m] [--quick]
-    python -m experiments.bench_agent --synthetic [--synthetic-users 3000] [--train-steps 2560]
+    python -m experiments.bench_agent --synthetic [--synthetic-users 3000] [--train-steps 2560] [--set FIELD=VALUE]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.config import make_config
+from agents.config import make_config, parse_overrides
 from agents.make import extractor_kwargs
 from agents.replay import dict_replay_bytes_per_transition
 
@@ -289,17 +289,25 @@ def main(argv: list[str] | None = None) -> int:
                              "(experiments.synthetic_log; written to --synthetic-root when missing)")
     parser.add_argument("--synthetic-root", default=str(SYNTHETIC_ROOT),
                         help="folder holding the synthetic ml-32m/ (default: %(default)s)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a TrainConfig field of the profiled config (repeatable), e.g. --set next_item_loss=full "
+                             "--set item_compute=dense for the computations of a small catalogue")
     parser.add_argument("--synthetic-users", type=int, default=3_000,
                         help="users of the synthetic log, its ratings scaled alike (default 3,000: the "
                              "per-step cost depends on the catalogue and the user lengths, not on the number "
                              "of users; each of the 64 environments holds its own copy of the split)")
     args = parser.parse_args(argv)
+    overrides = parse_overrides(args.set)
+    from agents.kernel_path import pin_kernel_path
+
+    kernel_path = pin_kernel_path(make_config("default", **overrides).kernel_path)  # as make train, before torch runs
     import gymnasium as gym
     import torch as th
 
     th.set_num_threads(args.threads)
     config = make_config("default")
-    print(f"torch {th.__version__}, {args.threads} thread(s); extractor {extractor_kwargs(config)}")
+    print(f"torch {th.__version__}, {args.threads} thread(s), kernel path {kernel_path}; extractor "
+          f"{extractor_kwargs(config)}")
 
     print("\nreplay memory of SB3's DictReplayBuffer (replay_buffer=sb3; obs + next_obs stored, liked and excluded "
           "as packed bits; the default compact buffer: python -m experiments.bench_replay):")
@@ -318,14 +326,14 @@ def main(argv: list[str] | None = None) -> int:
         from recsim_env import split_ratings
 
         split = split_ratings(synthetic_data(args.synthetic_root, users=args.synthetic_users))
-        config = make_config("default", torch_threads=args.threads)
+        config = make_config("default", dataset="ml-32m", torch_threads=args.threads, **overrides)
         config = config.for_catalogue(split.n_items)
         label = (f"synthetic ml-32m ({split.n_users:,} users, {split.n_items:,} items; next-item softmax "
                  f"{config.next_item_loss}, item terms {config.item_compute})")
         print_profile(label, config, profile_training(config, args.train_steps, split=split)[0])
     elif not args.quick:
         for dataset in args.datasets:
-            config = make_config("default", dataset=dataset, torch_threads=args.threads)
+            config = make_config("default", dataset=dataset, torch_threads=args.threads, **overrides)
             print_profile(dataset, config, profile_training(config, args.train_steps)[0])
     return 0
 

@@ -61,7 +61,8 @@ def measure_training(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     from recsim_env import split_ratings
 
     split = split_ratings(synthetic_data(args.root, users=args.train_users))
-    config = make_config("default", torch_threads=args.threads, seed=args.seed).for_catalogue(split.n_items)
+    config = make_config("default", dataset="ml-32m", torch_threads=args.threads, seed=args.seed)
+    config = config.for_catalogue(split.n_items)  # the preset's ML-32M values, then the "auto" settings
     load_before = os.getloadavg()
     prof, model = profile_training(config, args.train_steps, split=split)
     load_after = os.getloadavg()
@@ -92,7 +93,7 @@ def measure_evaluation(args: argparse.Namespace, model) -> dict[str, Any]:
     t0 = time.perf_counter()
     split = split_ratings(synthetic_data(args.root, users=args.eval_users))
     build_s = time.perf_counter() - t0
-    config = make_config("default", torch_threads=args.threads).for_catalogue(split.n_items)
+    config = make_config("default", dataset="ml-32m", torch_threads=args.threads).for_catalogue(split.n_items)
     rss_before = _rss_mib("VmRSS")
     peak_known = _peak_reset()
     load_before = os.getloadavg()
