@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch as th
+import torch.nn.functional as F
 from sb3_contrib import MaskablePPO
 from stable_baselines3 import A2C, PPO
 
@@ -31,14 +32,19 @@ class ActorCriticNextItemMixin(NextItemMixin):
         64 for A2C)
     :param pretrain_steps: next-item gradient steps before the first environment step (0: none)
     :param pretrain_batch_size: samples per pre-training step (None: ``next_item_batch_size``)
+    :param next_item_softmax: ``"full"`` (default), ``"sampled"`` or ``"auto"``, and
+    :param next_item_negatives: negatives of the sampled softmax, see
+        :class:`~agents.supervised.NextItemMixin`
     """
 
     def __init__(self, *args: Any, next_item_weight: float = 0.0, next_item_positions: str = "last",
                  next_item_batch_size: int | None = None, pretrain_steps: int = 0,
-                 pretrain_batch_size: int | None = None, **kwargs: Any) -> None:
+                 pretrain_batch_size: int | None = None, next_item_softmax: str = "full",
+                 next_item_negatives: int | None = None, **kwargs: Any) -> None:
         self._init_next_item(next_item_weight, next_item_positions, next_item_batch_size, pretrain_steps,
-                             pretrain_batch_size)
+                             pretrain_batch_size, next_item_softmax, next_item_negatives)
         super().__init__(*args, **kwargs)
+        self._resolve_next_item_softmax()
         if self.next_item_weight > 0 or self.pretrain_steps > 0:
             if not getattr(self.policy, "share_features_extractor", True):
                 raise ValueError("the next-item loss trains the policy's features extractor: build the "
@@ -48,8 +54,12 @@ class ActorCriticNextItemMixin(NextItemMixin):
     def _next_item_extractor(self) -> th.nn.Module:
         return self.policy.pi_features_extractor
 
-    def _item_logits(self, features: th.Tensor) -> th.Tensor:
-        return self.policy.action_net(self.policy.mlp_extractor.forward_actor(features))
+    def _item_logits(self, features: th.Tensor, items: th.Tensor | None = None) -> th.Tensor:
+        latent = self.policy.mlp_extractor.forward_actor(features)
+        if items is None:
+            return self.policy.action_net(latent)
+        head = self.policy.action_net
+        return F.linear(latent, head.weight[items], head.bias[items])
 
     @property
     def masks_next_item(self) -> bool:

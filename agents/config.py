@@ -60,6 +60,20 @@ READOUTS: tuple[str, ...] = ("mean", "last")
 INTERESTS: tuple[str, ...] = ("both", "long", "short")
 #: Where the next-item loss is taken (as agents.supervised.NEXT_ITEM_POSITIONS).
 NEXT_ITEM_POSITIONS: tuple[str, ...] = ("last", "all")
+#: Softmax of the next-item loss: over every item, or the target against sampled negatives; "auto"
+#: picks by the catalogue's size (:func:`large_catalogue`). As agents.supervised.NEXT_ITEM_SOFTMAXES.
+NEXT_ITEM_LOSSES: tuple[str, ...] = ("auto", "full", "sampled")
+#: How item-indexed terms are computed (:attr:`TrainConfig.item_compute`); "auto" picks by the
+#: catalogue's size (:func:`large_catalogue`).
+ITEM_COMPUTES: tuple[str, ...] = ("auto", "dense", "sparse")
+#: Catalogue size (items) above which the ``"auto"`` settings (``next_item_loss``, ``item_compute``)
+#: choose the computations whose cost per step does not grow with the catalogue: ML-100K (1,682),
+#: ML-1M (3,706) and ML-10M (10,681) keep the full softmax and the dense terms, ML-20M (27,278) and
+#: larger take the sampled softmax and the sparse terms. At 20,000 items the full softmax of 640
+#: positions is already a 49 MiB logit matrix per step, forward and backward (docs/benchmarks.md).
+LARGE_CATALOGUE: int = 20_000
+#: Negatives of the sampled next-item softmax when ``next_item_negatives`` is None.
+DEFAULT_NEXT_ITEM_NEGATIVES: int = 1024
 #: Config fields that only some algorithms take, and which. Every other field applies to all
 #: of them. Setting one of these explicitly for another algorithm is an error
 #: (:func:`make_config`); a preset's value for it is not used (:meth:`TrainConfig.unused_fields`).
@@ -85,7 +99,7 @@ FIELD_CHOICES: dict[str, tuple[str, ...]] = {
     "algo": ALGOS, "dataset": DATASETS, "split": SPLITS, "loss": LOSSES, "positions": POSITIONS,
     "readout": READOUTS, "interests": INTERESTS, "next_item_positions": NEXT_ITEM_POSITIONS, "episode": EPISODES,
     "policy": POLICIES, "kernel_path": ("avx2", "native"), "replay_buffer": REPLAY_BUFFERS,
-    "duplicates": DUPLICATE_POLICIES,
+    "duplicates": DUPLICATE_POLICIES, "next_item_loss": NEXT_ITEM_LOSSES, "item_compute": ITEM_COMPUTES,
 }
 #: Fields that describe an interaction log (``data``): only taken with ``data`` set.
 LOG_FIELDS: tuple[str, ...] = (
@@ -96,7 +110,7 @@ EXTRACTOR_FIELDS: tuple[str, ...] = (
     "embed_dim", "n_heads", "n_layers", "dropout", "dnn_hidden", "share_item_embeddings", "layer_norm", "causal",
     "readout", "positions", "feed_forward", "interests", "embedding_init_std", "next_item_weight",
     "next_item_positions", "next_item_batch", "pretrain_steps", "pretrain_batch", "dueling", "tied_item_embeddings",
-    "mask_excluded",
+    "mask_excluded", "next_item_loss", "next_item_negatives", "item_compute",
 )
 #: What ``policy="multi_hot"`` turns off in any preset (each needs the LSRWRL extractor).
 MULTI_HOT_OFF: dict[str, Any] = dict(next_item_weight=0.0, pretrain_steps=0, dueling=False,
@@ -212,6 +226,17 @@ class TrainConfig:
     next_item_batch: int | None = 32  # samples (pairs or windows) per next-item batch (None: batch_size)
     pretrain_steps: int = 1_500  # gradient steps of the next-item loss alone before the first environment step, every algo
     pretrain_batch: int | None = None  # samples (pairs or windows) per pre-training step (None: next_item_batch)
+    # Softmax of the next-item loss: "full" (over every item), "sampled" (the target against
+    # next_item_negatives items drawn by popularity, logQ-corrected: its cost does not grow with the
+    # catalogue), "auto" ("full" up to LARGE_CATALOGUE items, "sampled" above; resolved when the data
+    # are loaded, and the run's config.json records the value used).
+    next_item_loss: str = "auto"
+    next_item_negatives: int | None = None  # sampled softmax: negatives per next-item batch, shared by its positions (None: 1024)
+    # How item-indexed terms are computed: "dense" (the liked set as a (B, N) multi-hot, the TD loss
+    # from every item's Q-value), "sparse" (the liked set pooled from its item ids; dqn: the TD loss
+    # from the Q-values of the taken and the greedy next action only), equal up to float rounding;
+    # "auto" ("dense" up to LARGE_CATALOGUE items, "sparse" above; resolved and recorded as next_item_loss).
+    item_compute: str = "auto"
     loss: str = "huber"  # dqn only: TD loss "huber" (SB3's smooth L1) or "mse" (paper eq. 10)
     n_quantiles: int = 50  # qrdqn quantiles per action
 
@@ -310,6 +335,16 @@ class TrainConfig:
             value = getattr(self, fname)
             need(value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0),
                  f"{fname} must be a positive integer or None, got {value!r}")
+        need(self.next_item_negatives is None or (isinstance(self.next_item_negatives, int)
+                                                  and not isinstance(self.next_item_negatives, bool)
+                                                  and self.next_item_negatives > 0),
+             f"next_item_negatives must be a positive integer or None, got {self.next_item_negatives!r}")
+        need(self.next_item_negatives is None or self.next_item_loss != "full",
+             "next_item_negatives applies to the sampled next-item softmax; drop it or set next_item_loss=sampled")
+        need(self.next_item_loss != "sampled" or self.next_item_weight > 0 or self.pretrain_steps > 0
+             or self.policy == "multi_hot",
+             "next_item_loss='sampled' has no next-item loss to apply to (next_item_weight=0 and pretrain_steps=0); "
+             "drop it or turn the next-item loss on")
         if (self.next_item_weight > 0 or self.pretrain_steps) and self.next_item_positions == "all":
             need(self.causal, "next_item_positions='all' needs causal=True (the state after each position may "
                  "not see later items); set causal=true or next_item_positions=last")
@@ -362,6 +397,42 @@ class TrainConfig:
             raise ValueError("invalid training config:\n  - " + "\n  - ".join(problems))
         return self
 
+    def for_catalogue(self, n_items: int) -> TrainConfig:
+        """This config with its ``"auto"`` catalogue settings decided for ``n_items`` items
+        (:func:`large_catalogue`): ``next_item_loss`` ``"full"`` or ``"sampled"`` (then
+        ``next_item_negatives`` filled in; ``"full"`` without a next-item loss, where it is inert),
+        ``item_compute`` ``"dense"`` or ``"sparse"``. What a run records and a model is built from;
+        explicit values are kept.
+
+        :param n_items: the catalogue (action-space) size
+        :raises ValueError: ``next_item_negatives`` is set but the softmax resolves to ``"full"``
+        """
+        large = large_catalogue(n_items)
+        uses_next_item = self.next_item_weight > 0 or self.pretrain_steps > 0
+        loss = self.next_item_loss if self.next_item_loss != "auto" else (
+            "sampled" if large and uses_next_item else "full")
+        if loss == "full" and self.next_item_negatives is not None:
+            raise ValueError(f"next_item_negatives={self.next_item_negatives} is set, but next_item_loss='auto' is "
+                             f"the full softmax on {n_items:,} items (<= LARGE_CATALOGUE = {LARGE_CATALOGUE:,}); "
+                             "set next_item_loss=sampled or drop next_item_negatives")
+        negatives = self.next_item_negatives
+        if loss == "sampled" and negatives is None:
+            negatives = DEFAULT_NEXT_ITEM_NEGATIVES
+        compute = self.item_compute if self.item_compute != "auto" else ("sparse" if large else "dense")
+        return dataclasses.replace(self, next_item_loss=loss, next_item_negatives=negatives, item_compute=compute)
+
+    def with_catalogue_of(self, saved: TrainConfig) -> TrainConfig:
+        """This config with a run's catalogue settings (``saved``, its ``config.json``) wherever
+        either side says ``"auto"``: how a resumed run compares its settings. ``"auto"`` is what
+        the run decides from its data (a run recorded before these settings existed reads
+        ``"auto"`` too), so it matches any decided value."""
+        values: dict[str, Any] = {}
+        if "auto" in (self.next_item_loss, saved.next_item_loss):
+            values.update(next_item_loss=saved.next_item_loss, next_item_negatives=saved.next_item_negatives)
+        if "auto" in (self.item_compute, saved.item_compute):
+            values["item_compute"] = saved.item_compute
+        return dataclasses.replace(self, **values)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -393,6 +464,23 @@ class TrainConfig:
 
 #: The value a ``config.json`` written before a field existed means (the behaviour of then).
 WRITTEN_BEFORE_THE_FIELD: dict[str, Any] = {"kernel_path": "native", "replay_buffer": "sb3"}
+
+
+def catalogue_size(action_space: Any) -> int:
+    """The number of items an action space recommends from: ``Discrete(n)``'s ``n``, a slate's
+    (``MultiDiscrete``) largest ``nvec``."""
+    n = getattr(action_space, "n", None)
+    return int(n) if n is not None else int(max(action_space.nvec))
+
+
+def large_catalogue(n_items: int) -> bool:
+    """Whether the ``"auto"`` settings take the catalogue-scale computations for ``n_items``
+    items: True above :data:`LARGE_CATALOGUE` (the one rule; the config, the extractor and the
+    algorithms all apply it).
+
+    :param n_items: the catalogue (action-space) size
+    """
+    return int(n_items) > LARGE_CATALOGUE
 
 
 # Presets -----------------------------------------------------------------------------------

@@ -12,8 +12,10 @@ from sb3_contrib import QRDQN
 from sb3_contrib.common.utils import quantile_huber_loss
 from stable_baselines3 import DQN
 
-from agents.masking import acting_values
-from agents.policies import DuelingQNetwork, MaskedQuantileNetwork
+from agents.config import ITEM_COMPUTES, catalogue_size, large_catalogue
+from agents.masking import acting_values, excluded_indices
+from agents.policies import (DuelingQNetwork, MaskedQuantileNetwork, action_q_values, best_items, greedy_q_values,
+                             item_layer)
 from agents.supervised import NextItemMixin
 
 #: TD losses :class:`LSRDQN` accepts.
@@ -38,6 +40,8 @@ class MaskedEpsilonGreedyMixin:
     def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1):
         if not self.mask_actions:
             return super()._sample_action(learning_starts, action_noise, n_envs)  # type: ignore[misc]
+        if getattr(self, "item_compute", "dense") == "sparse":
+            return self._sample_action_sparse(learning_starts, n_envs)
         from sb3_contrib.common.maskable.utils import get_action_masks
 
         from agents.scoring import score_observations
@@ -52,6 +56,33 @@ class MaskedEpsilonGreedyMixin:
         for i in np.flatnonzero(explore):
             allowed = np.flatnonzero(masks[i])
             actions[i] = np.random.choice(allowed) if allowed.size else np.random.randint(masks.shape[1])
+        return actions, actions
+
+    def _sample_action_sparse(self, learning_starts: int, n_envs: int):
+        """The same masked epsilon-greedy choice without ``(n_envs, n_items)`` masks: the allowed
+        items are the complement of the observation's ``"excluded"`` field (what
+        ``action_masks()`` returns), the greedy part ranks the items of the environments that do
+        not explore by their advantage / Q-value (:func:`~agents.policies.item_layer`), masked
+        from the excluded items' indices. The draws are those of the dense path."""
+        from recsim_env import unpack_bits
+
+        obs = self._last_obs
+        n_items = int(self.action_space.n)
+        eps = 1.0 if self.num_timesteps < learning_starts else self.exploration_rate
+        explore = np.random.rand(n_envs) < eps
+        actions = np.zeros(n_envs, dtype=np.int64)
+        greedy = np.flatnonzero(~explore)
+        if greedy.size:
+            self.policy.set_training_mode(False)
+            obs_tensor, _ = self.policy.obs_to_tensor({key: value[greedy] for key, value in obs.items()})
+            with th.no_grad():
+                net = self.q_net
+                hidden, weight, bias = item_layer(net, net.extract_features(obs_tensor, net.features_extractor))
+                _, best = best_items(hidden, weight, bias, excluded_indices(obs_tensor, n_items))
+                actions[greedy] = best.cpu().numpy()
+        for i in np.flatnonzero(explore):
+            allowed = np.flatnonzero(~unpack_bits(obs["excluded"][i], n_items, "excluded"))
+            actions[i] = np.random.choice(allowed) if allowed.size else np.random.randint(n_items)
         return actions, actions
 
 
@@ -74,8 +105,8 @@ class OffPolicyNextItemMixin(NextItemMixin):
     def _next_item_extractor(self) -> th.nn.Module:
         return getattr(self, self._online).features_extractor
 
-    def _item_logits(self, features: th.Tensor) -> th.Tensor:
-        return getattr(self, self._online).next_item_logits(features)
+    def _item_logits(self, features: th.Tensor, items: th.Tensor | None = None) -> th.Tensor:
+        return getattr(self, self._online).next_item_logits(features, items)
 
     @property
     def masks_next_item(self) -> bool:
@@ -120,6 +151,15 @@ class LSRDQN(OffPolicyNextItemMixin, MaskedEpsilonGreedyMixin, DQN):
     :param td_weight: weight of the TD loss (default 1.0). 0 drops it: the Q-network is then
         trained by the next-item loss alone on SB3's schedule (an ablation: what the TD updates
         add); the replay buffer is still filled, not sampled.
+    :param next_item_softmax: ``"full"`` (default), ``"sampled"`` or ``"auto"``, and
+    :param next_item_negatives: negatives of the sampled softmax, see :class:`NextItemMixin`
+    :param item_compute: how the TD loss reads the Q-values: ``"dense"`` (default: every item's
+        Q-value of the batch, then the taken action's), ``"sparse"`` (``Q(s, a)`` of the taken
+        action and the target network's ``Q(s', a')`` at the greedy next action alone,
+        :func:`~agents.policies.action_q_values`; only the greedy argmax over the items forms an
+        ``(B, n_items)`` matrix, one instead of two or three), or ``"auto"`` (sparse above
+        :data:`agents.config.LARGE_CATALOGUE` items); the same loss up to float rounding. The
+        attribute holds the choice used
 
     In-network masking is a policy option (``policy_kwargs=dict(mask_excluded=True)`` with
     :class:`MaskedDQNPolicy` or :class:`DuelingDQNPolicy`, see :func:`build_model`): the
@@ -141,6 +181,9 @@ class LSRDQN(OffPolicyNextItemMixin, MaskedEpsilonGreedyMixin, DQN):
         next_item_batch_size: int | None = None,
         pretrain_steps: int = 0,
         pretrain_batch_size: int | None = None,
+        next_item_softmax: str = "full",
+        next_item_negatives: int | None = None,
+        item_compute: str = "dense",
         **kwargs: Any,
     ) -> None:
         if td_loss not in TD_LOSSES:
@@ -149,13 +192,19 @@ class LSRDQN(OffPolicyNextItemMixin, MaskedEpsilonGreedyMixin, DQN):
             raise ValueError(f"td_weight must be a finite number >= 0, got {td_weight!r}")
         if td_weight == 0 and next_item_weight == 0:
             raise ValueError("td_weight=0 and next_item_weight=0 leave no loss to train; set one of them > 0")
+        if item_compute not in ITEM_COMPUTES:
+            raise ValueError(f"item_compute={item_compute!r} is unknown; choose one of {ITEM_COMPUTES}")
         self._init_next_item(next_item_weight, next_item_positions, next_item_batch_size, pretrain_steps,
-                             pretrain_batch_size)
+                             pretrain_batch_size, next_item_softmax, next_item_negatives)
         self.td_loss = td_loss
         self.double_q = bool(double_q)
         self.mask_actions = bool(mask_actions)
         self.td_weight = float(td_weight)
         super().__init__(*args, **kwargs)
+        self._resolve_next_item_softmax()
+        space = getattr(self, "action_space", None)  # None while load() builds (it restores the choice)
+        self.item_compute = item_compute if item_compute != "auto" or space is None else (
+            "sparse" if large_catalogue(catalogue_size(space)) else "dense")
         if self.next_item_weight > 0 or self.pretrain_steps > 0:
             self._check_next_item_network()
 
@@ -176,12 +225,38 @@ class LSRDQN(OffPolicyNextItemMixin, MaskedEpsilonGreedyMixin, DQN):
         :param next_observations: Dict observation tensors of the next states
         """
         with th.no_grad():
+            if self.item_compute == "sparse":
+                return self._sparse_next_q_values(next_observations)
             next_q_all = self.q_net_target(next_observations)
             if self.double_q:
                 online = acting_values(self.q_net, self.q_net(next_observations), next_observations)
                 return th.gather(next_q_all, dim=1, index=online.argmax(dim=1, keepdim=True))
             next_q_all = acting_values(self.q_net_target, next_q_all, next_observations)
             return next_q_all.max(dim=1).values.reshape(-1, 1)
+
+    def _sparse_next_q_values(self, next_observations: dict[str, th.Tensor]) -> th.Tensor:
+        """:meth:`next_q_values` with ``item_compute="sparse"``: the greedy argmax is the only
+        ``(B, n_items)`` term (:func:`~agents.policies.greedy_q_values`), the target network is
+        read at that action alone under double Q-learning."""
+        target = self.q_net_target
+        target_features = target.extract_features(next_observations, target.features_extractor)
+        if self.double_q:
+            online = self.q_net.extract_features(next_observations, self.q_net.features_extractor)
+            greedy, _ = greedy_q_values(self.q_net, online, next_observations)
+            return action_q_values(target, target_features, greedy).reshape(-1, 1)
+        return greedy_q_values(target, target_features, next_observations)[1].reshape(-1, 1)
+
+    def current_q_values(self, observations: dict[str, th.Tensor], actions: th.Tensor) -> th.Tensor:
+        """``Q(s, a)`` of the actions taken, ``(B, 1)``, with gradient (every item's Q-value, then
+        the taken one; with ``item_compute="sparse"`` the taken one alone).
+
+        :param observations: Dict observation tensors
+        :param actions: ``(B, 1)`` actions
+        """
+        if self.item_compute == "sparse":
+            features = self.q_net.extract_features(observations, self.q_net.features_extractor)
+            return action_q_values(self.q_net, features, actions.long().reshape(-1)).reshape(-1, 1)
+        return th.gather(self.q_net(observations), dim=1, index=actions.long())
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         """SB3's ``DQN.train`` with the configured loss and target."""
@@ -197,7 +272,7 @@ class LSRDQN(OffPolicyNextItemMixin, MaskedEpsilonGreedyMixin, DQN):
                 next_q = self.next_q_values(replay_data.next_observations)
                 target_q = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q  # eq. 9
                 # Q(s, a) of the action taken is never masked: it stays finite for any action.
-                current_q = th.gather(self.q_net(replay_data.observations), dim=1, index=replay_data.actions.long())
+                current_q = self.current_q_values(replay_data.observations, replay_data.actions)
                 td = loss_fn(current_q, target_q)
                 losses.append(td.item())
                 loss = self.td_weight * td
@@ -230,16 +305,20 @@ class LSRQRDQN(OffPolicyNextItemMixin, MaskedEpsilonGreedyMixin, QRDQN):
     :param next_item_batch_size: windows (or pairs) per next-item batch (None: ``batch_size``)
     :param pretrain_steps: next-item gradient steps before the first environment step (default 0)
     :param pretrain_batch_size: samples per pre-training step (None: ``next_item_batch_size``)
+    :param next_item_softmax: ``"full"`` (default), ``"sampled"`` or ``"auto"``, and
+    :param next_item_negatives: negatives of the sampled softmax, see :class:`NextItemMixin`
     :param kwargs: :class:`~sb3_contrib.QRDQN` arguments
     """
 
     def __init__(self, *args: Any, mask_actions: bool = False, next_item_weight: float = 0.0,
                  next_item_positions: str = "last", next_item_batch_size: int | None = None,
-                 pretrain_steps: int = 0, pretrain_batch_size: int | None = None, **kwargs: Any) -> None:
+                 pretrain_steps: int = 0, pretrain_batch_size: int | None = None, next_item_softmax: str = "full",
+                 next_item_negatives: int | None = None, **kwargs: Any) -> None:
         self.mask_actions = bool(mask_actions)
         self._init_next_item(next_item_weight, next_item_positions, next_item_batch_size, pretrain_steps,
-                             pretrain_batch_size)
+                             pretrain_batch_size, next_item_softmax, next_item_negatives)
         super().__init__(*args, **kwargs)
+        self._resolve_next_item_softmax()
         if self.next_item_weight > 0 or self.pretrain_steps > 0:
             self._check_next_item_network()
 

@@ -6,11 +6,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch as th
+import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from agents.attention import POSITIONS, READOUTS, ShortTermEncoder
+from agents.config import large_catalogue
 from agents.deepfm import DeepFM
 
 #: Observation keys this extractor reads (the ``MovieLensRec-v0`` Dict observation); ``"user"``
@@ -22,6 +24,11 @@ WINDOW_KEYS: tuple[str, ...] = ("history", "history_liked", "liked_before")
 #: Which interest vectors the features hold (``interests=``): both (the paper), or one of them
 #: alone (an ablation).
 INTERESTS: tuple[str, ...] = ("both", "long", "short")
+#: How the liked set is pooled (``liked_pooling=``): through a dense multi-hot ``(B, N)`` or from
+#: the liked items' ids (same values up to float rounding; see :class:`LongShortExtractor`), or
+#: "auto" by the catalogue's size (:func:`agents.config.large_catalogue`). As
+#: agents.config.ITEM_COMPUTES.
+LIKED_POOLINGS: tuple[str, ...] = ("auto", "dense", "sparse")
 
 
 def unpack_bits(packed: th.Tensor, n_items: int) -> th.Tensor:
@@ -40,6 +47,37 @@ def unpack_bits(packed: th.Tensor, n_items: int) -> th.Tensor:
     shifts = th.arange(8, dtype=th.uint8, device=packed.device)
     bits = (codes.unsqueeze(-1) >> shifts) & 1  # (B, L, 8), bit j of byte l = item 8l + j
     return bits.flatten(start_dim=1)[:, :n_items].bool()
+
+
+def packed_item_indices(packed: th.Tensor, n_items: int) -> tuple[th.Tensor, th.Tensor]:
+    """The set bits of a packed-bit observation field as ``(row, item)`` pairs, without a
+    ``(B, N)`` intermediate: only the non-zero bytes are unpacked, so the cost is one pass over
+    the ``(B, ceil(N / 8))`` bytes plus the set items.
+
+    :param packed: ``(B, ceil(n_items / 8))`` byte values, any dtype (see :func:`unpack_bits`)
+    :param n_items: number of items ``N`` (bits past it are ignored)
+    :return: ``(rows, items)``, int64 ``(K,)`` each, rows ascending and items ascending within
+        a row: exactly ``unpack_bits(packed, n_items).nonzero(as_tuple=True)``
+    """
+    codes = packed.round().to(th.uint8) if packed.is_floating_point() else packed.to(th.uint8)
+    rows, byte = codes.nonzero(as_tuple=True)
+    shifts = th.arange(8, dtype=th.uint8, device=packed.device)
+    entry, bit = ((codes[rows, byte].unsqueeze(1) >> shifts) & 1).nonzero(as_tuple=True)
+    items = byte[entry] * 8 + bit
+    keep = items < n_items
+    return rows[entry][keep], items[keep]
+
+
+def packed_contains(packed: th.Tensor, items: th.Tensor) -> th.Tensor:
+    """Whether each item is set in each row of a packed-bit field: ``unpack_bits(packed, N)[:, items]``
+    read from the bytes of those items only.
+
+    :param packed: ``(B, ceil(N / 8))`` byte values, any dtype (see :func:`unpack_bits`)
+    :param items: int64 ``(K,)`` item indices in ``[0, N)``
+    :return: bool ``(B, K)``
+    """
+    codes = packed.round().to(th.uint8) if packed.is_floating_point() else packed.to(th.uint8)
+    return ((codes[:, items >> 3] >> (items & 7).to(th.uint8)) & 1).bool()
 
 
 def unpack_liked_bits(liked: th.Tensor, n_items: int) -> th.Tensor:
@@ -86,6 +124,10 @@ class LongShortExtractor(BaseFeaturesExtractor):
     per-item scalars over the liked set, ``(B, F + 1)``. DeepFM returns ``y_FM + y_DNN``,
     ``(B, d)``. Without user features (``F = 0``) the long-term interest is DeepFM over the
     liked items alone.
+    With ``liked_pooling="sparse"`` the same sums are taken over the liked items' ids instead
+    (:func:`packed_item_indices` and an embedding bag): no ``(B, N)`` matrix, the cost grows
+    with the liked items, not with the catalogue; the values equal the dense ones up to float
+    rounding.
 
     **Output**: ``concat(long, short)`` (optionally layer-normalised), ``features_dim = 2 * embed_dim``;
     with ``interests="long"`` or ``"short"`` only that vector, ``features_dim = embed_dim`` (the
@@ -121,6 +163,10 @@ class LongShortExtractor(BaseFeaturesExtractor):
         this and the three above: see :class:`~agents.attention.ShortTermEncoder`)
     :param interests: ``"both"`` (default, the paper), ``"long"`` or ``"short"``: which interest
         vectors form the features (one alone measures what the other contributes)
+    :param liked_pooling: ``"dense"`` (default: a multi-hot ``(B, N)`` times the item table),
+        ``"sparse"`` (an embedding bag over the liked items' ids; for large catalogues) or
+        ``"auto"`` (sparse above :data:`agents.config.LARGE_CATALOGUE` items); the attribute
+        holds the pooling used
     """
 
     def __init__(
@@ -139,10 +185,13 @@ class LongShortExtractor(BaseFeaturesExtractor):
         feed_forward: bool = False,
         embedding_init_std: float | None = None,
         interests: str = "both",
+        liked_pooling: str = "dense",
     ) -> None:
         n_items, history_len, cardinalities = _check_space(observation_space)
         if interests not in INTERESTS:
             raise ValueError(f"interests={interests!r} is unknown; choose one of {INTERESTS}")
+        if liked_pooling not in LIKED_POOLINGS:
+            raise ValueError(f"liked_pooling={liked_pooling!r} is unknown; choose one of {LIKED_POOLINGS}")
         if embedding_init_std is not None and not embedding_init_std > 0:
             raise ValueError(f"embedding_init_std must be > 0 or None, got {embedding_init_std!r}")
         if readout not in READOUTS:
@@ -161,6 +210,8 @@ class LongShortExtractor(BaseFeaturesExtractor):
         self.n_items = n_items
         self.embed_dim = embed_dim
         self.interests = interests
+        self.liked_pooling = liked_pooling if liked_pooling != "auto" else (
+            "sparse" if large_catalogue(n_items) else "dense")
 
         self.item_embedding = nn.Embedding(n_items + 1, embed_dim, padding_idx=0)
         self.long_item_embedding = (
@@ -202,11 +253,24 @@ class LongShortExtractor(BaseFeaturesExtractor):
 
     def long_term(self, observations: dict[str, th.Tensor]) -> th.Tensor:
         """Long-term interest ``(B, d)`` (DeepFM over user features and liked items)."""
-        multi_hot = unpack_liked_bits(observations["liked"], self.n_items)  # (B, N)
-        count = multi_hot.sum(dim=1, keepdim=True).clamp(min=1.0)
-        liked_vec = multi_hot @ self.long_item_embedding.weight[1:] / count  # (B, d)
-        liked_w = multi_hot @ self.item_first_order.weight[1:] / count  # (B, 1)
-        return self._deepfm(observations.get("user"), liked_vec, liked_w)
+        vec_sum, w_sum, count = self._liked_sums(observations["liked"])
+        count = count.clamp(min=1.0)
+        return self._deepfm(observations.get("user"), vec_sum / count, w_sum / count)
+
+    def _liked_sums(self, packed: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """Sums over the liked set of the packed ``(B, ceil(N / 8))`` field: item vectors
+        ``(B, d)``, first-order weights ``(B, 1)`` and the count ``(B, 1)`` (``liked_pooling``)."""
+        if self.liked_pooling == "dense":
+            multi_hot = unpack_liked_bits(packed, self.n_items)  # (B, N)
+            return (multi_hot @ self.long_item_embedding.weight[1:], multi_hot @ self.item_first_order.weight[1:],
+                    multi_hot.sum(dim=1, keepdim=True))
+        rows, items = packed_item_indices(packed, self.n_items)
+        count = th.bincount(rows, minlength=packed.shape[0])
+        offsets = count.cumsum(0) - count
+        tokens = items + 1  # rows of the tables (row 0 is padding)
+        vec = F.embedding_bag(tokens, self.long_item_embedding.weight, offsets, mode="sum")
+        w = F.embedding_bag(tokens, self.item_first_order.weight, offsets, mode="sum")
+        return vec, w, count.to(vec.dtype).unsqueeze(1)
 
     def _deepfm(self, user: th.Tensor | None, liked_vec: th.Tensor, liked_w: th.Tensor) -> th.Tensor:
         """DeepFM over the user-feature codes ``(M, F)`` (``None``: no user feature) and the pooled
@@ -263,13 +327,13 @@ class LongShortExtractor(BaseFeaturesExtractor):
     def _sequence_long_term(self, windows: dict[str, th.Tensor], tokens: th.Tensor) -> th.Tensor:
         """Long-term interest after every window position, ``(B, n, d)`` (cumulative liked set)."""
         batch, length = tokens.shape
-        before = unpack_liked_bits(windows["liked_before"], self.n_items)  # (B, N)
+        before_vec, before_w, before_count = self._liked_sums(windows["liked_before"])  # items before the window
         liked = windows["history_liked"].to(th.float32) * (tokens > 0)  # (B, n)
-        vec = (before @ self.long_item_embedding.weight[1:]).unsqueeze(1) + (
+        vec = before_vec.unsqueeze(1) + (
             self.long_item_embedding(tokens) * liked.unsqueeze(-1)).cumsum(dim=1)  # (B, n, d) sums
-        w = (before @ self.item_first_order.weight[1:]).unsqueeze(1) + (
+        w = before_w.unsqueeze(1) + (
             self.item_first_order(tokens) * liked.unsqueeze(-1)).cumsum(dim=1)  # (B, n, 1)
-        count = (before.sum(dim=1, keepdim=True) + liked.cumsum(dim=1)).clamp(min=1.0).unsqueeze(-1)
+        count = (before_count + liked.cumsum(dim=1)).clamp(min=1.0).unsqueeze(-1)
         user = windows.get("user")
         if user is not None:
             n_features = user.shape[-1]  # explicit: a -1 cannot be inferred when it is 0

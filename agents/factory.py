@@ -33,7 +33,7 @@ ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
 }
 
 _NEXT_ITEM = ("next_item_weight", "next_item_positions", "next_item_batch_size", "pretrain_steps",
-              "pretrain_batch_size")
+              "pretrain_batch_size", "next_item_softmax", "next_item_negatives")
 _OFF_POLICY = ("learning_rate", "buffer_size", "learning_starts", "batch_size", "gamma", "train_freq",
                "gradient_steps", "target_update_interval", "exploration_fraction", "exploration_initial_eps",
                "exploration_final_eps", "max_grad_norm", "mask_actions", "replay_buffer_class", *_NEXT_ITEM)
@@ -43,7 +43,7 @@ _PPO = ("learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lamb
 #: Hyperparameter names each algorithm's constructor accepts through :func:`build_model` (beyond
 #: policy, env, seed...).
 ALGO_HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
-    "dqn": (*_OFF_POLICY, "td_loss", "double_q", "td_weight"),
+    "dqn": (*_OFF_POLICY, "td_loss", "double_q", "td_weight", "item_compute"),
     "qrdqn": _OFF_POLICY,
     "ppo": _PPO,
     "maskable_ppo": _PPO,

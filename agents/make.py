@@ -17,7 +17,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agents.config import ALGO_FIELDS, TrainConfig, make_config
+from agents.config import ALGO_FIELDS, TrainConfig, catalogue_size, make_config
 
 
 # Data and environments ---------------------------------------------------------------------
@@ -259,7 +259,7 @@ def _first_env(env) -> gym.Env:
 #: Constructor arguments whose config field has another name (every other argument is a field).
 CONFIG_FIELD_OF: dict[str, str] = {
     "td_loss": "loss", "next_item_batch_size": "next_item_batch", "pretrain_batch_size": "pretrain_batch",
-    "replay_buffer_class": "replay_buffer",
+    "replay_buffer_class": "replay_buffer", "next_item_softmax": "next_item_loss",
 }
 
 
@@ -318,6 +318,7 @@ def extractor_kwargs(config: TrainConfig) -> dict[str, Any]:
         feed_forward=config.feed_forward,
         embedding_init_std=config.embedding_init_std,
         interests=config.interests,
+        liked_pooling=config.item_compute,
     )
 
 
@@ -349,7 +350,8 @@ def make_agent(env: Any = "ml-100k", algo: str | None = None, preset: str = "def
     :data:`agents.config.ALGO_PRESETS`), the logged next-item data of the training split
     attached, and the preset's ``pretrain_steps`` of next-item pre-training run by the first
     ``learn`` (or call ``model.pretrain()`` yourself first). ``model.agent_config`` holds the
-    :class:`~agents.config.TrainConfig` it was built from.
+    :class:`~agents.config.TrainConfig` it was built from, its ``"auto"`` catalogue settings
+    decided for the environment's catalogue (:meth:`~agents.config.TrainConfig.for_catalogue`).
 
     >>> model = make_agent("ml-100k", algo="ppo", seed=0)   # doctest: +SKIP
     >>> model.learn(600_000)                                 # doctest: +SKIP
@@ -405,6 +407,7 @@ def make_agent(env: Any = "ml-100k", algo: str | None = None, preset: str = "def
     else:
         split = load_split(config) if isinstance(env, str) else env
         vec_env = make_train_vec_env(config, split)
+    config = config.for_catalogue(catalogue_size(vec_env.action_space))  # the "auto" settings, decided
     model = build_agent(config, vec_env, device, tensorboard_log=tensorboard_log, verbose=verbose)
     attach_logged_data(model, config, vec_env)
     model.agent_config = config

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch as th
 
-from agents.extractor import unpack_bits
+from agents.extractor import packed_item_indices, unpack_bits
 
 #: Score given to excluded items: finite (as sb3-contrib's ``MaskableCategorical``), so softmax,
 #: entropy and differences stay finite, and far below any learned Q-value or logit.
@@ -42,17 +42,44 @@ def excluded_items(observations: dict[str, th.Tensor], n_items: int) -> th.Tenso
     return excluded & ~excluded.all(dim=1, keepdim=True)
 
 
+def excluded_indices(observations: dict[str, th.Tensor], n_items: int) -> tuple[th.Tensor, th.Tensor]:
+    """The excluded items of each observation as ``(row, item)`` pairs: the set entries of
+    :func:`excluded_items`, found from the packed bytes without a ``(B, n_items)`` matrix.
+
+    :param observations: Dict observation tensors with the packed ``"excluded"`` field
+    :param n_items: number of items (the action-space size)
+    :return: ``(rows, items)``, int64 ``(K,)`` each; a row in which every item is excluded has
+        no pairs (as in :func:`excluded_items`)
+    :raises KeyError: the observation has no ``"excluded"`` field
+    """
+    if "excluded" not in observations:
+        excluded_items(observations, n_items)  # raises the KeyError
+    packed = observations["excluded"]
+    rows, items = packed_item_indices(packed, n_items)
+    if rows.numel():
+        everything = th.bincount(rows, minlength=packed.shape[0]) == n_items
+        if bool(everything.any()):
+            keep = ~everything[rows]
+            rows, items = rows[keep], items[keep]
+    return rows, items
+
+
 def mask_excluded(values: th.Tensor, observations: dict[str, th.Tensor]) -> th.Tensor:
     """``values`` with every excluded item's entry set to :data:`MASKED_VALUE` (not in place).
+
+    Only the excluded entries are written (:func:`excluded_indices`): no ``(B, n_items)`` mask is
+    built, so the cost beyond the copy of ``values`` grows with the excluded items, not the
+    catalogue.
 
     :param values: ``(B, n_items)`` scores, or ``(B, ..., n_items)`` (e.g. QR-DQN quantiles
         ``(B, n_quantiles, n_items)``): items on the last axis
     :param observations: the Dict observation tensors the values were computed from
     :return: tensor shaped like ``values``
     """
-    excluded = excluded_items(observations, values.shape[-1])
-    excluded = excluded.view(excluded.shape[0], *([1] * (values.dim() - 2)), excluded.shape[1])
-    return values.masked_fill(excluded, MASKED_VALUE)
+    rows, items = excluded_indices(observations, values.shape[-1])
+    out = values.clone()
+    out[(rows, *([slice(None)] * (values.dim() - 2)), items)] = MASKED_VALUE
+    return out
 
 
 def acting_values(net: Any, values: th.Tensor, observations: dict[str, th.Tensor]) -> th.Tensor:

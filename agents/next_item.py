@@ -77,6 +77,9 @@ class LoggedNextItems:
         self.window_users = np.repeat(np.arange(n_train.size), n_ends)
         self.window_ends = np.arange(self.window_users.size) - (np.cumsum(n_ends) - n_ends)[self.window_users] + 1
         self.rng = np.random.default_rng(seed)
+        self.n_items = int(base.simulator.n_items)
+        self._proposal: np.ndarray | None = None  # of negatives(), built on first use
+        self._proposal_cdf: np.ndarray | None = None
 
     def __len__(self) -> int:
         """Number of distinct (state, next item) pairs."""
@@ -144,6 +147,36 @@ class LoggedNextItems:
         """
         idx = self.rng.integers(0, self.window_users.size, size=int(batch_size))
         return self.window_batch(self.window_users[idx], self.window_ends[idx])
+
+    @property
+    def proposal(self) -> np.ndarray:
+        """float64 ``(n_items,)``: the probability :meth:`negatives` draws each item with, its
+        number of train ratings plus one over the total (popular items are drawn more often, and
+        every item, rated or not, has a positive probability)."""
+        if self._proposal is None:
+            counts = np.bincount(self._train_items, minlength=self.n_items).astype(np.float64) + 1.0
+            self._proposal = counts / counts.sum()
+            self._proposal_cdf = np.cumsum(self._proposal)
+        return self._proposal
+
+    def negatives(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Negatives of the sampled next-item softmax (:mod:`agents.supervised`): ``k`` items
+        drawn with replacement from :attr:`proposal` ``q`` (``O(k log n_items)``: a binary search
+        of its cumulative sum), and the logQ correction ``log(k q_j)`` of each draw, the log of
+        its expected number of draws. With ``k >= n_items`` every item once, with correction 0
+        (the full softmax).
+
+        :param k: number of draws
+        :return: ``(items int64 (k,), log_expected float64 (k,))`` (``(n_items,)`` each when
+            ``k >= n_items``)
+        """
+        k = int(k)
+        if k >= self.n_items:
+            return np.arange(self.n_items, dtype=np.int64), np.zeros(self.n_items)
+        q = self.proposal
+        cdf = self._proposal_cdf
+        items = np.minimum(np.searchsorted(cdf, self.rng.random(k) * cdf[-1], side="right"), self.n_items - 1)
+        return items.astype(np.int64), np.log(k * q[items])
 
     def __call__(self, batch_size: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Draw ``batch_size`` pairs with replacement.

@@ -8,7 +8,9 @@ The score of item ``a`` in state ``s`` is
   which rank identically).
 
 For a model built with ``mask_excluded=True`` the items the observation excludes (history and
-already recommended) score :data:`agents.masking.MASKED_VALUE`. In every case
+already recommended) score :data:`agents.masking.MASKED_VALUE`. A DQN with
+``item_compute="sparse"`` writes its Q-values into one matrix
+(:func:`agents.policies.item_q_values`; equal up to float rounding). In every case
 ``argmax_a score(s, a)`` is the model's own deterministic action. A model trained on
 :class:`recsim_env.MultiHotObservation`-wrapped environments (``policy="multi_hot"``) is fed
 the encoded observations (:func:`observation_encoder`).
@@ -28,6 +30,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from agents.masking import acting_values
+from agents.policies import item_q_values
 from recsim_env.evaluation import evaluate_greedy
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
@@ -45,7 +48,10 @@ def score_observations(model: BaseAlgorithm, observations: dict[str, np.ndarray]
     policy.set_training_mode(False)
     obs_tensor, _ = policy.obs_to_tensor(observations)
     with th.no_grad():
-        if isinstance(model, DQN):
+        if isinstance(model, DQN) and getattr(model, "item_compute", "dense") == "sparse":
+            net = model.q_net
+            scores = item_q_values(net, net.extract_features(obs_tensor, net.features_extractor), obs_tensor)
+        elif isinstance(model, DQN):
             scores = acting_values(model.q_net, model.q_net(obs_tensor), obs_tensor)
         elif isinstance(model, QRDQN):
             quantiles = model.quantile_net(obs_tensor)  # (B, n_quantiles, n)

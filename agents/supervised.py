@@ -10,6 +10,19 @@ one trained. The idea of SQN / SAC (Xin et al., SIGIR 2020) and of SA2C's actor-
 * QR-DQN: the mean quantile (= the Q-value), times a learned temperature;
 * PPO, A2C, MaskablePPO: the policy logits.
 
+With ``next_item_softmax="sampled"`` the softmax over every item is replaced by a sampled
+softmax (Bengio & Senecal 2008; Jean et al. 2015), whose cost does not grow with the catalogue:
+each next-item batch draws ``K = next_item_negatives`` items with replacement from a proposal
+``q`` (the items' train popularity plus one, :meth:`agents.next_item.LoggedNextItems.negatives`),
+shared by all its positions, and each position's loss is the cross-entropy of its target among
+``[s_target, s_j - log(K q_j) for the K draws]`` (the logQ correction), where a draw equal to
+the target, or excluded at that position (with masking), is dropped. Unbiased in this sense:
+the corrected sum ``sum_draws exp(s_j) / (K q_j)`` is an unbiased estimate of the full
+softmax's normaliser over the other allowed items, ``sum_{j != target, allowed} exp(s_j)``; the
+loss, the log of it plus the target's term, is then a consistent estimate of the full loss (its
+bias, downwards by Jensen's inequality, shrinks as ``K`` grows). With ``K >= n_items`` every item
+is drawn exactly once with a zero correction: the sampled loss is the full one.
+
 ``pretrain_steps`` gradient steps of the next-item loss alone run before the first environment
 step: on the first :meth:`NextItemMixin.learn` call, or explicitly by
 :meth:`NextItemMixin.pretrain`. The steps done are saved with the model, so a loaded model
@@ -26,7 +39,8 @@ import torch as th
 import torch.nn.functional as F
 from stable_baselines3.common.policies import BaseModel
 
-from agents.extractor import unpack_bits
+from agents.config import DEFAULT_NEXT_ITEM_NEGATIVES, catalogue_size, large_catalogue
+from agents.extractor import packed_contains, unpack_bits
 from agents.masking import MASKED_VALUE, mask_excluded
 
 #: ``source(batch_size) -> (observations, next items)``: logged data of the next-item loss. With
@@ -37,6 +51,9 @@ NextItemSource = Callable[[int], tuple[dict[str, np.ndarray], np.ndarray]]
 #: Where the next-item loss is taken: ``"last"`` one (prefix, next item) pair per sample,
 #: ``"all"`` every position of a sampled window (needs a causal extractor).
 NEXT_ITEM_POSITIONS: tuple[str, ...] = ("last", "all")
+#: Softmax of the next-item loss: ``"full"`` over every item, ``"sampled"`` (module docstring), or
+#: ``"auto"``: sampled above :data:`agents.config.LARGE_CATALOGUE` items.
+NEXT_ITEM_SOFTMAXES: tuple[str, ...] = ("auto", "full", "sampled")
 
 
 class NextItemMixin:
@@ -56,13 +73,20 @@ class NextItemMixin:
         environment step (0: none)
     :param pretrain_batch_size: windows (or pairs) per pre-training step (None: as
         ``next_item_batch_size``)
+    :param next_item_softmax: ``"full"`` (over every item), ``"sampled"`` (module docstring) or
+        ``"auto"`` (sampled above :data:`agents.config.LARGE_CATALOGUE` items); the attribute holds
+        the softmax used. ``"sampled"`` without a next-item loss (weight 0, no pre-training) is an
+        error
+    :param next_item_negatives: draws of the sampled softmax per next-item batch (None: 1024);
+        only with the sampled softmax
     """
 
     next_item_source: NextItemSource | None = None
 
     def _init_next_item(self, next_item_weight: float, next_item_positions: str,
                         next_item_batch_size: int | None, pretrain_steps: int,
-                        pretrain_batch_size: int | None) -> None:
+                        pretrain_batch_size: int | None, next_item_softmax: str = "full",
+                        next_item_negatives: int | None = None) -> None:
         if not (next_item_weight >= 0.0 and np.isfinite(next_item_weight)):
             raise ValueError(f"next_item_weight must be a finite number >= 0, got {next_item_weight!r}")
         if next_item_positions not in NEXT_ITEM_POSITIONS:
@@ -74,6 +98,16 @@ class NextItemMixin:
                 raise ValueError(f"{name} must be >= 1 or None, got {value!r}")
         if int(pretrain_steps) < 0:
             raise ValueError(f"pretrain_steps must be >= 0, got {pretrain_steps!r}")
+        if next_item_softmax not in NEXT_ITEM_SOFTMAXES:
+            raise ValueError(f"next_item_softmax={next_item_softmax!r} is unknown; choose one of {NEXT_ITEM_SOFTMAXES}")
+        if next_item_negatives is not None and (isinstance(next_item_negatives, bool) or int(next_item_negatives) < 1):
+            raise ValueError(f"next_item_negatives must be >= 1 or None, got {next_item_negatives!r}")
+        if next_item_negatives is not None and next_item_softmax == "full":
+            raise ValueError("next_item_negatives applies to the sampled softmax: drop it or pass "
+                             "next_item_softmax='sampled'")
+        if next_item_softmax == "sampled" and next_item_weight == 0 and int(pretrain_steps) == 0:
+            raise ValueError("next_item_softmax='sampled' has no next-item loss to apply to (next_item_weight=0, "
+                             "pretrain_steps=0): drop it or set next_item_weight > 0")
         self.next_item_weight = float(next_item_weight)
         self.next_item_positions = next_item_positions
         self.next_item_batch_size = None if next_item_batch_size is None else int(next_item_batch_size)
@@ -81,6 +115,24 @@ class NextItemMixin:
         self.pretrain_batch_size = None if pretrain_batch_size is None else int(pretrain_batch_size)
         self.pretrained_steps = 0  # saved with the model: a loaded model does not pre-train again
         self.next_item_source = None
+        self.next_item_softmax = next_item_softmax
+        self.next_item_negatives = None if next_item_negatives is None else int(next_item_negatives)
+
+    def _resolve_next_item_softmax(self) -> None:
+        """Decide ``"auto"`` for the action space's catalogue (after SB3's constructor; ``load``
+        builds without a space and restores the saved choice)."""
+        space = getattr(self, "action_space", None)
+        if space is None:
+            return
+        n_items = catalogue_size(space)
+        if self.next_item_softmax == "auto":  # "full" without a next-item loss: inert
+            uses = self.next_item_weight > 0 or self.pretrain_steps > 0
+            self.next_item_softmax = "sampled" if large_catalogue(n_items) and uses else "full"
+            if self.next_item_softmax == "full" and self.next_item_negatives is not None:
+                raise ValueError(f"next_item_negatives is set, but next_item_softmax='auto' is the full softmax on "
+                                 f"{n_items:,} items: pass next_item_softmax='sampled' or drop next_item_negatives")
+        if self.next_item_softmax == "sampled" and self.next_item_negatives is None:
+            self.next_item_negatives = DEFAULT_NEXT_ITEM_NEGATIVES
 
     @property
     def uses_next_item_data(self) -> bool:
@@ -92,8 +144,9 @@ class NextItemMixin:
     def _next_item_extractor(self) -> th.nn.Module:
         raise NotImplementedError
 
-    def _item_logits(self, features: th.Tensor) -> th.Tensor:
-        """Unmasked next-item logits ``(M, n_items)`` of extractor features ``(M, F)``."""
+    def _item_logits(self, features: th.Tensor, items: th.Tensor | None = None) -> th.Tensor:
+        """Unmasked next-item logits ``(M, n_items)`` of extractor features ``(M, F)``, or
+        ``(M, K)`` of the items ``items`` (int64 ``(K,)``) alone."""
         raise NotImplementedError
 
     @property
@@ -145,16 +198,52 @@ class NextItemMixin:
             tensors = {k: th.as_tensor(v, device=self.device) for k, v in windows.items()}
             targets = th.as_tensor(targets, dtype=th.long, device=self.device)
             valid = targets >= 0  # (B, n): real positions
+            if self.next_item_softmax == "sampled":
+                excluded_at = (lambda items: window_excluded_at(tensors, valid, items)) if self.masks_next_item else None
+                return self._sampled_cross_entropy(extractor.sequence_features(tensors)[valid], targets[valid],
+                                                   excluded_at)
             logits = self._item_logits(extractor.sequence_features(tensors)[valid])  # (M, N)
             if self.masks_next_item:
                 logits = logits.masked_fill(window_excluded(tensors, valid, logits.shape[1]), MASKED_VALUE)
             return F.cross_entropy(logits, targets[valid])
         observations, items = self.next_item_source(n)
         obs_tensor, _ = self.policy.obs_to_tensor(observations)
+        if self.next_item_softmax == "sampled":
+            excluded_at = (lambda negatives: packed_contains(obs_tensor["excluded"], negatives)) \
+                if self.masks_next_item else None
+            return self._sampled_cross_entropy(BaseModel.extract_features(self.policy, obs_tensor, extractor),
+                                               th.as_tensor(items, dtype=th.long, device=self.device), excluded_at)
         logits = self._item_logits(BaseModel.extract_features(self.policy, obs_tensor, extractor))
         if self.masks_next_item:
             logits = mask_excluded(logits, obs_tensor)  # masked after scaling: stays finite
         return F.cross_entropy(logits, th.as_tensor(items, dtype=th.long, device=self.device))
+
+    def _sampled_cross_entropy(self, features: th.Tensor, targets: th.Tensor,
+                               excluded_at: Callable[[th.Tensor], th.Tensor] | None) -> th.Tensor:
+        """The sampled softmax's cross-entropy (module docstring), mean over the ``M`` states.
+
+        :param features: extractor features ``(M, F)`` of the labelled states
+        :param targets: int64 ``(M,)``: each state's next item
+        :param excluded_at: ``excluded_at(items) -> bool (M, K)``: the items each state excludes
+            (None: no masking)
+        """
+        sample = getattr(self.next_item_source, "negatives", None)
+        if sample is None:
+            raise RuntimeError("next_item_softmax='sampled' draws its negatives with the next-item source's "
+                               "negatives(k) (agents.next_item.LoggedNextItems has it); give the source one, or "
+                               "use next_item_softmax='full'")
+        negatives, log_expected = sample(self.next_item_negatives)
+        negatives = th.as_tensor(negatives, dtype=th.long, device=self.device)
+        m = targets.shape[0]
+        logits = self._item_logits(features, th.cat([targets, negatives]))  # (M, M + K)
+        positive = logits[:, :m].diagonal()
+        negative = logits[:, m:] - th.as_tensor(log_expected, dtype=logits.dtype, device=self.device)
+        drop = negatives.unsqueeze(0) == targets.unsqueeze(1)  # a draw of the target itself
+        if excluded_at is not None:
+            drop = drop | excluded_at(negatives)
+        negative = negative.masked_fill(drop, MASKED_VALUE)
+        return F.cross_entropy(th.cat([positive.unsqueeze(1), negative], dim=1),
+                               th.zeros(m, dtype=th.long, device=self.device))
 
     def add_next_item_loss(self, loss: th.Tensor, record: list[float]) -> th.Tensor:
         """``loss + next_item_weight * next_item_loss()`` (``loss`` itself when the weight is 0);
@@ -223,3 +312,17 @@ def window_excluded(windows: dict[str, th.Tensor], valid: th.Tensor, n_items: in
                          & th.ones(length, length, dtype=th.bool, device=tokens.device).tril(), as_tuple=True)
     excluded[row_of[b, t], tokens[b, j] - 1] = True
     return excluded
+
+
+def window_excluded_at(windows: dict[str, th.Tensor], valid: th.Tensor, items: th.Tensor) -> th.Tensor:
+    """Bool ``(M, K)``: :func:`window_excluded` at the items ``items`` (int64 ``(K,)``) only,
+    without an ``(M, n_items)`` matrix.
+
+    :param windows: window tensors of :meth:`agents.next_item.LoggedNextItems.window_batch`
+    :param valid: bool ``(B, n)``: the positions with a target
+    :param items: the items to look up
+    """
+    tokens = windows["history"].long()  # (B, n); padding 0 never equals a token item + 1 >= 1
+    before = packed_contains(windows["excluded_before"], items)  # (B, K)
+    seen = (tokens.unsqueeze(2) == (items + 1).view(1, 1, -1)).cumsum(dim=1) > 0  # slot j <= t, (B, n, K)
+    return (before.unsqueeze(1) | seen)[valid]

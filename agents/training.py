@@ -425,6 +425,7 @@ def _check_resume_config(config: TrainConfig, run_dir: Path) -> TrainConfig:
         saved = TrainConfig.load(str(run_dir / "config.json"))
     except (OSError, ValueError) as err:
         raise SetupError(f"cannot resume {run_dir}: its config.json is unreadable ({err})") from None
+    config = config.with_catalogue_of(saved)  # "auto" settings: as the run decided them
     changed = [f for f, v in config.to_dict().items() if v != saved.to_dict()[f] and f not in RESUME_FIELDS]
     if changed:
         raise SetupError(
@@ -545,6 +546,10 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
         split = load_split(config)
     except (OSError, ValueError) as err:
         raise SetupError(f"cannot load the {config.data_name} data: {err}") from err
+    try:  # the "auto" catalogue settings, decided here and recorded in config.json
+        config = config.for_catalogue(split.n_items)
+    except ValueError as err:
+        raise SetupError(str(err)) from None
 
     # Claim the run directory: created atomically, locked for this process.
     if run_dir is None:
@@ -634,7 +639,9 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
         n_params = sum(p.numel() for p in model.policy.parameters())
         say(f"run dir: {run_dir}\nalgo {config.algo} on {config.data_name} ({split.n_users} users, "
             f"{split.n_items} items), {config.n_envs} envs, {n_params:,} parameters, "
-            f"torch threads {config.torch_threads}, device {model.device}")
+            f"torch threads {config.torch_threads}, device {model.device}; next-item softmax {config.next_item_loss}"
+            + (f" ({config.next_item_negatives} negatives)" if config.next_item_loss == "sampled" else "")
+            + f", item terms {config.item_compute}")
         if config.algo in OFF_POLICY_ALGOS:
             say(replay_memory_line(model.replay_buffer, config.buffer_size))
 

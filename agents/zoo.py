@@ -87,7 +87,8 @@ ZOO_ALGOS: tuple[str, ...] = ("dqn", "qrdqn", "ppo", "a2c")
 #: zoo builds SB3's): dropped from the entries, see :func:`zoo_omissions`.
 LSR_ONLY_ARGUMENTS: tuple[str, ...] = (
     "mask_actions", "double_q", "td_weight", "td_loss", "next_item_weight", "next_item_positions",
-    "next_item_batch_size", "pretrain_steps", "pretrain_batch_size",
+    "next_item_batch_size", "pretrain_steps", "pretrain_batch_size", "next_item_softmax", "next_item_negatives",
+    "item_compute",
 )
 
 

@@ -37,13 +37,19 @@ RESULT = Path("results/scale_synthetic-ml-32m.json")
 
 
 def merge_result(path: Path, values: dict) -> dict:
-    """Merge ``values`` into the JSON record at ``path`` (atomically) and return it."""
+    """Merge ``values`` into the JSON record at ``path`` (atomically) and return it. Writers
+    (this module, :mod:`experiments.bench_scale`) take turns on a lock file, ``<path>.lock``, so
+    that none drops the keys another one merged meanwhile."""
+    import fcntl
+
     from recsim_env.files import atomic_write_text
 
-    record = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    record.update(values)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        record = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        record.update(values)
+        atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     return record
 
 

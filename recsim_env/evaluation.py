@@ -50,24 +50,39 @@ def gather_csr(indptr: np.ndarray, values: np.ndarray, rows: np.ndarray) -> tupl
     return position, values[np.repeat(starts, lengths) + offsets]
 
 
+#: Score cells (users x items) of one batch of :func:`evaluate_ranking` when ``batch_size`` is
+#: None: 2^21 (8 MiB of float32 scores), so that its memory is bounded whatever the catalogue
+#: (1,246 users per batch on ML-100K, 565 on ML-1M, 23 at 87,585 items).
+BATCH_CELLS: int = 1 << 21
+
+
 def top_k_items(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` highest scores of each row, best first (ties: lower index first).
 
-    :param scores: float array ``(B, n_items)``
+    Exact, in about three passes over the scores: each row is cut into blocks of at most 64
+    items, and the ``k``-th largest block maximum ``T`` is a lower bound of the row's ``k``-th
+    largest score (``k`` blocks each hold an item ``>= T``); only the items ``>= T`` (ties
+    included) are then sorted, by score and item index.
+
+    :param scores: float array ``(B, n_items)`` without NaN
     :param k: number of items per row (clipped to ``n_items``)
     :return: int array ``(B, min(k, n_items))``
     """
-    k = min(k, scores.shape[1])
-    candidates = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    cand_scores = np.take_along_axis(scores, candidates, axis=1)
-    order = np.lexsort((candidates, -cand_scores), axis=1)
-    top = np.take_along_axis(candidates, order, axis=1)
-    # argpartition picks arbitrarily among items tied with the k-th score; redo those rows
-    # with a stable full sort so that ties always go to the lower item index.
-    kth = cand_scores.min(axis=1, keepdims=True)
-    tied = (scores == kth).sum(axis=1) > (cand_scores == kth).sum(axis=1)
-    if tied.any():
-        top[tied] = np.argsort(-scores[tied], axis=1, kind="stable")[:, :k]
+    n_rows, n = scores.shape
+    k = min(k, n)
+    block = max(1, min(64, n // k))  # at least k blocks
+    whole = (n // block) * block
+    maxima = scores[:, :whole].reshape(n_rows, whole // block, block).max(axis=2)
+    if whole < n:
+        maxima = np.concatenate([maxima, scores[:, whole:].max(axis=1, keepdims=True)], axis=1)
+    bound = np.partition(maxima, maxima.shape[1] - k, axis=1)[:, maxima.shape[1] - k]
+    row, item = np.nonzero(scores >= bound[:, None])
+    order = np.lexsort((item, -scores[row, item], row))
+    row, item = row[order], item[order]
+    rank = np.arange(row.size) - np.searchsorted(row, np.arange(n_rows))[row]
+    keep = rank < k
+    top = np.empty((n_rows, k), dtype=np.intp)
+    top[row[keep], rank[keep]] = item[keep]
     return top
 
 
@@ -101,7 +116,7 @@ def evaluate_ranking(
     split: Split,
     k: int = 10,
     users: np.ndarray | None = None,
-    batch_size: int = 1024,
+    batch_size: int | None = None,
     exclude_train: bool = True,
     return_per_user: bool = False,
 ) -> dict:
@@ -113,7 +128,9 @@ def evaluate_ranking(
     :param k: cut-off of the metrics (default 10)
     :param users: users to evaluate (default: every user with at least one test item);
         users without test items are dropped
-    :param batch_size: users scored per call of ``score_fn``
+    :param batch_size: users scored per call of ``score_fn`` (default None: as many as make
+        :data:`BATCH_CELLS` scores, at least one). Memory is that of one batch: the scores are
+        never held for every user at once. The metrics do not depend on it
     :param exclude_train: remove each user's train items from its ranking (the protocol)
     :param return_per_user: also return the value of every evaluated user under ``"per_user"``
         (for paired significance tests, :mod:`recsim_env.significance`)
@@ -126,6 +143,8 @@ def evaluate_ranking(
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    if batch_size is None:
+        batch_size = max(1, BATCH_CELLS // max(split.n_items, 1))
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n_test = np.diff(split.test_indptr)
@@ -145,22 +164,27 @@ def evaluate_ranking(
     hits_all, ndcg_all = [], []
     for start in range(0, users.size, batch_size):
         batch = users[start : start + batch_size].astype(np.int64)
-        scores = np.array(score_fn(batch), dtype=np.float64, copy=True)
+        # float32 scores stay float32 (a float64 copy would rank identically: the conversion is exact)
+        scores = np.array(score_fn(batch), copy=True)
+        if scores.dtype.kind != "f":
+            scores = scores.astype(np.float64)
         if scores.shape != (batch.size, n_items):
             raise ValueError(
                 f"score_fn returned shape {scores.shape}, expected ({batch.size}, {n_items}): "
                 "one score per item index for each requested user"
             )
-        if np.isnan(scores).any():
+        if scores.size and np.isnan(scores.min()):  # min propagates NaN: one pass, no mask
             raise ValueError("score_fn returned NaN scores; check the model's output")
         if exclude_train:
             row, item = gather_csr(split.train_indptr, split.train_items, batch)
             scores[row, item] = -np.inf
-        row, item = gather_csr(split.test_indptr, split.test_items, batch)
-        relevant = np.zeros((batch.size, n_items), dtype=bool)
-        relevant[row, item] = True
         top = top_k_items(scores, k)
-        hit_matrix = np.take_along_axis(relevant, top, axis=1)
+        # Hits: each top item looked up among the batch's (user, test item) keys, no (B, N) matrix.
+        row, item = gather_csr(split.test_indptr, split.test_items, batch)
+        test_keys = np.sort(row * n_items + item.astype(np.int64))
+        top_keys = np.arange(batch.size)[:, None] * n_items + top
+        found = np.minimum(np.searchsorted(test_keys, top_keys), test_keys.size - 1)
+        hit_matrix = test_keys[found] == top_keys
         # An excluded (-inf) item can only reach the top-k if fewer than k items remain.
         hit_matrix &= np.isfinite(np.take_along_axis(scores, top, axis=1))
         hits_all.append(hit_matrix.sum(axis=1))

@@ -15,7 +15,7 @@ import torch as th
 
 import recsim_env  # noqa: F401  (registers MovieLensRec-v0)
 from agents import make_agent
-from agents.config import ALGO_FIELDS, ALGOS, make_config
+from agents.config import ALGO_FIELDS, ALGOS, TrainConfig, make_config
 from agents.factory import ALGO_HYPERPARAMETERS, build_model
 from agents.make import LOOP_FIELDS
 from agents.training import TrainingInterrupted, train
@@ -53,7 +53,10 @@ def test_make_agent_builds_and_trains_the_same_model_as_make_train(tmp_path, spl
     assert "per_user" not in (result.run_dir / "metrics.json").read_text(encoding="utf-8")
     model = make_agent(split, algo="dqn", **settings)
     model_fields = lambda c: {k: v for k, v in c.to_dict().items() if k not in LOOP_FIELDS}  # noqa: E731
-    assert model_fields(model.agent_config) == model_fields(config)
+    # Both decide the "auto" catalogue settings alike, and the run records what it decided.
+    recorded = TrainConfig.load(str(result.run_dir / "config.json"))
+    assert (recorded.next_item_loss, recorded.item_compute) == ("full", "dense")
+    assert model_fields(model.agent_config) == model_fields(recorded) == model_fields(config.for_catalogue(split.n_items))
     model.learn(64)
     assert model.pretrained_steps == result.model.pretrained_steps == 6
     ours, theirs = model.policy.state_dict(), result.model.policy.state_dict()

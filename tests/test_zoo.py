@@ -147,10 +147,11 @@ def test_what_the_zoo_cannot_express_is_refused_or_listed() -> None:
     assert zoo.zoo_omissions("dqn") == {
         "mask_actions": True, "double_q": True, "td_weight": 1.0, "next_item_weight": 0.1,
         "next_item_positions": "all", "pretrain_steps": 1500, "loss": "huber", "next_item_batch": 32,
-        "pretrain_batch": None,
+        "pretrain_batch": None, "next_item_loss": "auto", "next_item_negatives": None, "item_compute": "auto",
     }  # fmt: skip
     assert set(zoo.zoo_omissions("ppo")) == {"next_item_weight", "next_item_positions", "pretrain_steps",
-                                            "next_item_batch", "pretrain_batch"}
+                                            "next_item_batch", "pretrain_batch", "next_item_loss",
+                                            "next_item_negatives"}
     # Another dataset's preset values reach the environments and the extractor.
     entry = zoo.zoo_hyperparams("ppo", dataset="ml-1m")
     assert entry["env_kwargs"]["dataset"] == "ml-1m" and entry["env_kwargs"]["history_len"] == 50
