@@ -573,12 +573,12 @@ class UserSimulator:
         self.pad_lo: list[int] = pad_lo.tolist()
         # The liked train items in order, so a prefix's liked set is one slice.
         self.liked_items = train_items[train_liked]
-        self.liked_cum: list[int] = np.concatenate(([0], np.cumsum(train_liked))).tolist()
-        # The same offsets as arrays, for resetting many rows at once (reset_rows); the lists
-        # above keep the single-row paths free of numpy scalar overhead.
+        # Per rating, so an array: a list would take about 36 bytes per rating (ML-32M: 0.9 GB).
+        self._liked_cum = np.concatenate(([0], np.cumsum(train_liked)))
+        # The per-user offsets above as arrays too, for resetting many rows at once (reset_rows);
+        # the lists keep the single-row paths free of numpy scalar overhead.
         self._hist_lo = train_indptr[:-1]
         self._pad_lo = pad_lo
-        self._liked_cum = np.asarray(self.liked_cum, dtype=np.int64)
 
     def _set_starts(self, max_prefix: np.ndarray, eligible: np.ndarray, why: str) -> None:
         """Record each user's largest start prefix and who can start (subclasses call it)."""
@@ -701,7 +701,7 @@ class UserSimulator:
         scratch[self.hist_items[lo:hi]] = True
         state.excluded[:] = np.packbits(scratch, bitorder="little")
         scratch.fill(False)
-        scratch[self.liked_items[self.liked_cum[lo] : self.liked_cum[hi]]] = True
+        scratch[self.liked_items[self._liked_cum[lo] : self._liked_cum[hi]]] = True
         state.liked[:] = np.packbits(scratch, bitorder="little")
         state.user_obs[:] = self.user_features[user]
         state.user = user
@@ -945,9 +945,9 @@ class ReplaySimulator(UserSimulator):
         train_items, train_ratings, train_liked = self.hist_items, self.hist_ratings, self.hist_liked
         if self.mode == "train":
             # Largest prefix that still leaves a liked target: the last liked position >= 1.
-            user_of = np.repeat(np.arange(self.n_users), n_train)
-            position = np.arange(train_items.size) - train_indptr[:-1][user_of]
+            position = np.arange(train_items.size) - np.repeat(train_indptr[:-1], n_train)
             candidates = np.append(np.where(train_liked & (position >= 1), position, 0), 0)
+            del position
             # The appended 0 keeps reduceat in range; empty segments are zeroed after.
             last_liked = np.maximum.reduceat(candidates, train_indptr[:-1]) * (n_train > 0)
             max_prefix, eligible = last_liked, last_liked >= 1
@@ -967,10 +967,11 @@ class ReplaySimulator(UserSimulator):
             self.tgt_lo = test_indptr[:-1].tolist()
             self.tgt_hi = test_indptr[1:].tolist()
             why = f"at least one test rating >= like_threshold={thr}"
-        self.tgt_liked_cum: list[int] = np.concatenate(([0], np.cumsum(tgt_liked))).tolist()
         self._tgt_lo = np.asarray(self.tgt_lo, dtype=np.int64)
         self._tgt_hi = np.asarray(self.tgt_hi, dtype=np.int64)
-        self._tgt_liked_cum = np.asarray(self.tgt_liked_cum, dtype=np.int64)
+        # per rating, so an array; in train mode the targets are the train ratings: shared
+        self._tgt_liked_cum = (self._liked_cum if tgt_liked is train_liked
+                               else np.concatenate(([0], np.cumsum(tgt_liked))))
         self._set_starts(max_prefix, eligible, why)
 
     def reset(self, state: EpisodeState, user: int, prefix: int, scratch: np.ndarray) -> None:
@@ -988,7 +989,7 @@ class ReplaySimulator(UserSimulator):
             t_lo, t_hi = self.tgt_lo[user], self.tgt_hi[user]
         targets[self.tgt_items[t_lo:t_hi]] = self.tgt_ratings[t_lo:t_hi]
         state.n_targets_left = t_hi - t_lo
-        state.n_liked_left = self.tgt_liked_cum[t_hi] - self.tgt_liked_cum[t_lo]
+        state.n_liked_left = int(self._tgt_liked_cum[t_hi] - self._tgt_liked_cum[t_lo])
 
     def _reset_rows_batched(
         self, batch: BatchState, rows: np.ndarray, users: np.ndarray, prefixes: np.ndarray
@@ -1317,7 +1318,7 @@ class ModelSimulator(UserSimulator):
         self._write_history(state, user, prefix, scratch)
         lo = self.hist_lo[user]
         consumed = self.hist_items[lo : lo + prefix]
-        liked = self.liked_items[self.liked_cum[lo] : self.liked_cum[lo + prefix]]
+        liked = self.liked_items[self._liked_cum[lo] : self._liked_cum[lo + prefix]]
         state.score[:] = self.model.b_all[consumed].sum(axis=0)
         state.score_like[:] = self.model.b_like[liked].sum(axis=0)
         state.targets.fill(0)

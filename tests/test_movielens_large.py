@@ -81,6 +81,23 @@ def test_each_format_parses_into_half_star_data_without_user_features(tmp_path: 
     np.testing.assert_array_equal(again.rating, data.rating)
 
 
+def test_ids_too_large_for_a_lookup_table_map_the_same_way(tmp_path: Path) -> None:
+    # Small non-negative ids are indexed through a lookup table, others by sorting: same result.
+    big = 3_000_000_000
+    ratings = [(u * big, m * big, r, t) for u, m, r, t in RATINGS]
+    movies = [(m * big, title, genres) for m, title, genres in MOVIES]
+    write_release(tmp_path / "small", "ml-32m")
+    write_release(tmp_path / "big", "ml-32m", ratings=ratings, movies=movies)
+    kwargs = dict(download=False, cache_dir=tmp_path / "cache", expect_official=False)
+    small = load_movielens("ml-32m", tmp_path / "small", **kwargs)
+    large = load_movielens("ml-32m", tmp_path / "big", **kwargs)
+    assert large.user_raw_ids.tolist() == [big, 2 * big, 7 * big]
+    assert large.item_raw_ids.tolist() == [10 * big, 20 * big, 30 * big, 40 * big]
+    for field in ("user", "item", "rating", "timestamp", "item_years"):
+        np.testing.assert_array_equal(getattr(large, field), getattr(small, field))
+    assert large.item_titles.tolist() == small.item_titles.tolist()
+
+
 def test_half_star_release_in_the_environment(tmp_path: Path) -> None:
     write_release(tmp_path, "ml-20m")
     data = load_movielens("ml-20m", tmp_path, download=False, cache_dir=tmp_path / "cache", expect_official=False)
@@ -113,6 +130,10 @@ def test_official_figures_are_checked_and_the_check_can_be_skipped(tmp_path: Pat
         ("ml-20m", "userId,movieId,rating,timestamp\n1,10,4.5,1\n1,20,6.0,2\n", r"ratings.csv, line 3: rating 6.0 is not"),
         ("ml-20m", "user,movie,rating,time\n1,10,4.5,1\n", r"ratings.csv, line 1: expected the header userId,movieId"),
         ("ml-32m", "userId,movieId,rating,timestamp\n1,10,4.5,1\n1,99,4.0,2\n", r"line 3: movie id 99 is not listed"),
+        ("ml-32m", "userId,movieId,rating,timestamp\n1,10,4.5,1\n2,20,4.0,2\n2,88,1.0,3\n1,77,1.0,4\n",
+         r"line 4: movie id 88 is not listed"),  # the first unknown id in file order, not the smallest
+        ("ml-32m", "userId,movieId,rating,timestamp\n1,10,4.5,1\n1,20,4.0,2\n2,10,1.0,3\n1,10,3.0,4\n",
+         r"line 5: user 1 rated movie 10 again \(first at line 2\)"),
     ],
 )
 def test_malformed_files_name_file_and_line(tmp_path: Path, name: str, ratings_text: str, match: str) -> None:
