@@ -41,3 +41,28 @@ def test_prefix_observations_reach_past_the_last_valid_start(ml100k_split: Split
     for row, (u, p) in enumerate(zip(users[past], longest[past])):
         items, _ = ml100k_split.train_of(int(u))
         assert obs["history"][row, -1] == items[p - 1] + 1  # the last train item is the newest
+
+
+def test_environments_on_one_split_share_their_simulator_and_stay_independent(ml100k_split: Split) -> None:
+    """Envs built on the same split with the same settings hold one (read-only) simulator, so a
+    64-env training vector holds the catalogue-sized tables once; their episodes stay their own."""
+    import gymnasium as gym
+
+    def make(**overrides):
+        return gym.make("MovieLensRec-v0", split_data=ml100k_split, max_steps=5, **overrides)
+
+    a, b = make(), make()
+    assert a.unwrapped.simulator is b.unwrapped.simulator
+    assert make(history_len=3).unwrapped.simulator is not a.unwrapped.simulator
+    assert make(mode="test").unwrapped.simulator is not a.unwrapped.simulator
+    assert make(reward_map={4: 0.5, 5: 1.0}).unwrapped.simulator is not a.unwrapped.simulator
+    # Interleaved episodes of the sharing envs = the same episodes of an env of its own.
+    alone = gym.make("MovieLensRec-v0", split_data=ml100k_split, max_steps=5, history_len=20, like_threshold=None)
+    assert alone.unwrapped.simulator is a.unwrapped.simulator  # the defaults spelled out: same settings
+    solo_obs, _ = make().reset(seed=3)
+    obs_a, _ = a.reset(seed=3)
+    b.reset(seed=4)
+    for action in range(ml100k_split.n_items)[:4]:
+        b.step(action)
+    for key in obs_a:
+        np.testing.assert_array_equal(obs_a[key], solo_obs[key])
