@@ -8,10 +8,9 @@ rated items are the catalogue; not MovieLens data, so no accuracy figure comes f
   catalogue settings decided for that catalogue (sampled next-item softmax, sparse item terms;
   :meth:`agents.config.TrainConfig.for_catalogue`) and its kernel path pinned as ``make train``
   pins it, from :func:`experiments.bench_agent.profile_training` (per-part breakdown included),
-  on the first ``--train-users`` users and every item: the cost of a step depends on the
-  catalogue and on the users' sequence lengths (the same distribution at any user count), not on
-  the number of users, and every one of the 64 training environments holds its own copy of the
-  split;
+  on every user (or the first ``--train-users``, with every item: the cost of a step depends on
+  the catalogue and on the users' sequence lengths, not on the number of users); the 64 training
+  environments share one simulator (:func:`recsim_env.simulator.make_simulator`);
 * **evaluation**: full-ranking evaluation of every user with a test item (all 200,948 by
   default) by the trained model (:func:`agents.evaluate.evaluate_model`, ranking metrics only),
   its wall and CPU seconds and its peak resident memory above the process's level before it.
@@ -23,7 +22,7 @@ part: the figures of a loaded machine are low. The keys are merged into ``--out`
 
 Usage::
 
-    python -m experiments.bench_scale [--root DIR] [--train-users 3000] [--train-steps 3200] [--threads 2]
+    python -m experiments.bench_scale [--root DIR] [--train-users N] [--train-steps 3200] [--threads 2]
 """
 
 from __future__ import annotations
@@ -126,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.bench_scale", description=__doc__.split("\n")[0])
     parser.add_argument("--root", default=str(SYNTHETIC_ROOT),
                         help="folder holding the synthetic ml-32m/ (written there when missing; default %(default)s)")
-    parser.add_argument("--train-users", type=int, default=3_000, help="users of the training log (default 3,000)")
+    parser.add_argument("--train-users", type=int, default=None, help="users of the training log (default: all)")
     parser.add_argument("--train-steps", type=int, default=3_200, help="timed environment steps (default 3,200)")
     parser.add_argument("--eval-users", type=int, default=None, help="users of the evaluated log (default: all)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")

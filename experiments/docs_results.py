@@ -15,7 +15,8 @@ equal-budget study's, with a generated verdict), ``table1-equal-ml-100k`` and ``
 (``results/table1_equal_<dataset>.md`` inlined, or a line saying it is not run yet), ``own-code-reference`` (the returns of
 ``results/own_code_reference.json``), ``mask-excluded``, ``tuning-ml-100k`` and
 ``tuning-ml-1m`` (the validation runs of ``results/mask_excluded_validation/`` and
-``results/agent_tuning/``) and ``config-reference`` (every ``python -m experiments.train`` option).
+``results/agent_tuning/``) and ``config-reference`` (every ``python -m experiments.train`` option), ``scale`` (the
+catalogue-scale figures of ``results/scale_synthetic-ml-32m.json`` against their targets).
 The pages' other result tables are the study's own ``results/*.md``, included by MyST.
 """
 
@@ -391,6 +392,31 @@ def render_determinism() -> str:
     return "\n".join(lines) if lines else "Not measured yet: `python -m experiments.determinism`."
 
 
+def render_scale() -> str:
+    """The catalogue-scale figures of ``results/scale_synthetic-ml-32m.json`` against their targets."""
+    from experiments.bench_scale_data import RESULT, TARGETS
+
+    path = ROOT / RESULT
+    if not path.exists():
+        return "Not measured yet: `python -m experiments.bench_scale_data` and `python -m experiments.bench_scale`."
+    record = json.loads(path.read_text(encoding="utf-8"))
+    rows = []
+    for key, what, kind, bound, unit in TARGETS:
+        value = record.get(key)
+        shown = "not measured" if value is None else f"{value:,.{0 if abs(value) >= 1000 else 2}f} {unit}"
+        met = "–" if value is None else ("yes" if (value <= bound if kind == "max" else value >= bound) else "**no**")
+        rows.append([what, shown, f"{'≤' if kind == 'max' else '≥'} {bound:,.0f} {unit}", met])
+    loads = {k: record.get(f"{k}_load_average") for k in ("data", "train", "evaluate")}
+    return (
+        f"Synthetic log with ML-32M's shape ({record['n_users']:,} users, {record['n_items']:,} rated items, "
+        f"{record['n_interactions']:,} interactions; not MovieLens data). Measured by `{record['data_command']}` "
+        f"and `{record['scale_command']}` on {record['scale_machine']}; load averages during the runs: "
+        + ", ".join(f"{k} {' → '.join(f'{x:.1f}' for x in v)}" for k, v in loads.items() if v)
+        + " (2 cores: above 2 the machine was shared and timings are low).\n\n"
+        + _table(["figure", "measured", "target", "met"], rows) + "\n"
+    )
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "table1": render_table1_readme,
     "table1-ml-100k": lambda: _render_table1_full("ml-100k"),
@@ -404,6 +430,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "tuning-ml-1m": lambda: _render_tuning("ml-1m"),
     "config-reference": render_config_reference,
     "determinism": render_determinism,
+    "scale": render_scale,
 }
 
 _BLOCK = re.compile(r"(<!-- results:(?P<name>[\w.-]+) start -->\n)(?P<body>.*?)(<!-- results:(?P=name) end -->)", re.S)
