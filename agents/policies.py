@@ -243,12 +243,17 @@ def best_items(hidden: th.Tensor, weight: th.Tensor, bias: th.Tensor,
     best = th.full((m,), -th.inf, dtype=hidden.dtype, device=hidden.device)
     arg = th.zeros(m, dtype=th.long, device=hidden.device)
     with th.no_grad():
-        for lo in range(0, n_items, block):
+        if excluded is not None:  # sorted by item once: each block's pairs are one slice
+            order = th.argsort(excluded[1])
+            ex_rows, ex_items = excluded[0][order], excluded[1][order]
+            starts = th.arange(0, n_items + block, block, device=ex_items.device)
+            bounds = th.searchsorted(ex_items, starts).tolist()
+        for j, lo in enumerate(range(0, n_items, block)):
             hi = min(lo + block, n_items)
             scores = th.addmm(bias[lo:hi], hidden, weight[lo:hi].T)
-            if excluded is not None:
-                inside = (excluded[1] >= lo) & (excluded[1] < hi)
-                scores[excluded[0][inside], excluded[1][inside] - lo] = MASKED_VALUE
+            if excluded is not None and bounds[j + 1] > bounds[j]:
+                pairs = slice(bounds[j], bounds[j + 1])
+                scores[ex_rows[pairs], ex_items[pairs] - lo] = MASKED_VALUE
             value, index = scores.max(dim=1)
             better = value > best  # strictly: an earlier block keeps its tie
             best = th.where(better, value, best)

@@ -838,8 +838,8 @@ class UserSimulator:
         users = np.asarray(users, dtype=np.int64)
         prefix = np.asarray(prefixes, dtype=np.int64)
         n = users.size
-        lo = np.asarray(self.hist_lo, dtype=np.int64)[users]
-        start = np.asarray(self.pad_lo, dtype=np.int64)[users] + prefix
+        lo = self._hist_lo[users]
+        start = self._pad_lo[users] + prefix
         history = self.padded_tokens[start[:, None] + np.arange(self.history_len)]
         # Every (row, item) pair of the prefixes, flattened, to scatter the liked bits.
         total = int(prefix.sum())
