@@ -16,7 +16,8 @@ equal-budget study's, with a generated verdict), ``table1-equal-ml-100k`` and ``
 ``results/own_code_reference.json``), ``mask-excluded``, ``tuning-ml-100k`` and
 ``tuning-ml-1m`` (the validation runs of ``results/mask_excluded_validation/`` and
 ``results/agent_tuning/``) and ``config-reference`` (every ``python -m experiments.train`` option), ``scale`` (the
-catalogue-scale figures of ``results/scale_synthetic-ml-32m.json`` against their targets).
+catalogue-scale figures of ``results/scale_synthetic-ml-32m.json`` against their targets) and
+``scale-profile`` (its training step's breakdown).
 The pages' other result tables are the study's own ``results/*.md``, included by MyST.
 """
 
@@ -412,8 +413,30 @@ def render_scale() -> str:
         f"{record['n_interactions']:,} interactions; not MovieLens data). Measured by `{record['data_command']}` "
         f"and `{record['scale_command']}` on {record['scale_machine']}; load averages during the runs: "
         + ", ".join(f"{k} {' → '.join(f'{x:.1f}' for x in v)}" for k, v in loads.items() if v)
-        + " (2 cores: above 2 the machine was shared and timings are low).\n\n"
+        + " (1-minute averages at the start and end of each part, lagging by about a minute; on 2 cores, "
+        "values above 2 throughout mean a shared machine and low timings).\n\n"
         + _table(["figure", "measured", "target", "met"], rows) + "\n"
+    )
+
+
+def render_scale_profile() -> str:
+    """Where a training step's time goes at ML-32M's shape (``results/scale_synthetic-ml-32m.json``)."""
+    from experiments.bench_scale_data import RESULT
+
+    path = ROOT / RESULT
+    record = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    profile = record.get("train_profile_ms_per_vector_step")
+    if not profile:
+        return "Not measured yet: `python -m experiments.bench_scale`."
+    total = profile["total"]
+    rows = [[part, f"{ms:.2f}", f"{100 * ms / total:.1f}%"] for part, ms in profile.items() if part != "total"]
+    rows.append(["**total** (one vector step: 64 transitions, 1 gradient step)", f"{total:.2f}", "100%"])
+    settings = record.get("train_settings", {})
+    return (
+        f"{record['train_steps_per_second']:,.1f} transitions/s ({record['train_steps_per_cpu_second']:,.1f} per "
+        f"second of process CPU time) over {record['train_timed_steps']:,} timed steps on "
+        f"{record['train_users']:,} users, {settings.get('torch_threads')} torch thread(s):\n\n"
+        + _table(["part", "ms per vector step", "share"], rows) + "\n"
     )
 
 
@@ -431,6 +454,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "config-reference": render_config_reference,
     "determinism": render_determinism,
     "scale": render_scale,
+    "scale-profile": render_scale_profile,
 }
 
 _BLOCK = re.compile(r"(<!-- results:(?P<name>[\w.-]+) start -->\n)(?P<body>.*?)(<!-- results:(?P=name) end -->)", re.S)
