@@ -1,9 +1,11 @@
 """Shrunk cosine similarity of the rows of a binary matrix, block by block, for ItemCF and UserCF.
 
-The similarity is computed for :data:`BLOCK_CELLS` cells at a time (a block of columns), so
-its memory is bounded: ``k`` nearest neighbours per row cost ``O(n * B + n * k)`` for ``B``
-columns per block, never ``n^2``. Every neighbour (``k=None``) is a dense ``n x n`` float32
-matrix, checked against the free memory before it is allocated.
+The similarity is computed for :data:`BLOCK_CELLS` cells at a time (a block of columns, from
+sparse co-occurrences), so its memory is bounded: ``k`` nearest neighbours per row cost
+``O(n * B + n * k)`` for ``B`` columns per block, never ``n^2``. Every neighbour (``k=None``) is
+kept as a dense ``n x n`` float32 matrix (a sparse one holding every pair would take twice the
+memory: a value and an index per pair), checked against the available memory before it is
+allocated.
 """
 
 from __future__ import annotations
@@ -13,18 +15,14 @@ import scipy.sparse as sp
 
 from agents.baselines.base import require_memory
 
-#: Cells of one dense block of similarities: 2**25 float32 = 128 MiB. With its temporaries (the
-#: sparse co-occurrence product, the partitioned copy, the masks) a block takes about
-#: :data:`BLOCK_BYTES_PER_CELL` bytes per cell at its peak.
-BLOCK_CELLS: int = 1 << 25
+#: Cells of the similarity computed per block: 2**24 (a block of 191 columns at 87,585 rows).
+BLOCK_CELLS: int = 1 << 24
 
-#: Peak bytes per cell of a block: the sparse co-occurrence block (float32 value + int32 index)
-#: beside its dense float32 copy; the top-k selection needs less (a float32 copy for the k-th
-#: values, then two boolean masks and the int32 tie ranks of :data:`TIE_ROWS` rows).
-BLOCK_BYTES_PER_CELL: int = 12
-
-#: Rows of a block whose ties at the k-th value are ranked at once (an int32 rank per cell).
-TIE_ROWS: int = 64
+#: Peak bytes per cell of a block, at most: per stored co-occurrence (at most one per cell) its
+#: float32 value, int32 index and int32 column and the float32 temporaries of the normalisation
+#: (20 bytes measured with tracemalloc at full density), plus the dense float32 copy of the block
+#: when every neighbour is kept; rounded up.
+BLOCK_BYTES_PER_CELL: int = 24
 
 #: Bytes per kept neighbour of the sparse result (float32 value + int32 index), held twice while
 #: the result is assembled.
@@ -45,9 +43,9 @@ def cosine_similarity_bytes(n: int, k: int | None, nnz: int = 0, block_cells: in
     """Estimated peak memory of :func:`cosine_similarity` on ``n`` rows, bytes, beyond its input.
 
     One block, ``BLOCK_BYTES_PER_CELL * n * B`` with ``B`` = :func:`block_columns` ``(n)``, the
-    transposed input (``8 * nnz``) and a few per-row vectors (``64 * n``), plus the result: ``k`` neighbours per row take
-    ``NEIGHBOUR_BYTES * n * k``; every neighbour (``k=None`` or ``k >= n - 1``) the dense float32
-    ``4 * n^2``.
+    transposed input (``8 * nnz``) and a few per-row vectors (``64 * n``), plus the result:
+    ``k`` neighbours per row take ``NEIGHBOUR_BYTES * n * k``; every neighbour (``k=None`` or
+    ``k >= n - 1``) the dense float32 ``4 * n^2``.
 
     :param n: number of rows of the input
     :param k: neighbours kept per row, or ``None`` for all
@@ -74,8 +72,8 @@ def cosine_similarity(
     ``sim[a, b] = |row_a ∩ row_b| / (sqrt(|row_a| |row_b|) + lambda)`` (an empty row has no
     similarity). Column ``b`` keeps its ``k`` largest **positive** entries; ties go to the lower
     row index (the order of a stable sort), so the neighbourhood is deterministic. Computed for a
-    block of :func:`block_columns` columns at a time: the result (values and neighbours) does not
-    depend on ``block_cells``.
+    block of :func:`block_columns` columns at a time: the result (neighbours and float32 values)
+    does not depend on ``block_cells`` and is that of the full dense matrix, bit for bit.
 
     Memory (:func:`cosine_similarity_bytes`) is checked against
     :func:`~agents.baselines.base.available_memory_bytes` before anything large is allocated:
@@ -87,7 +85,8 @@ def cosine_similarity(
     :param k: neighbours kept per column, ``>= 1``; ``None`` (default) or ``>= n - 1`` keeps
         every entry and returns a dense matrix
     :param block_cells: cells of the similarity computed per block (default :data:`BLOCK_CELLS`)
-    :param name: what the similarity is for, named in the memory error (e.g. ``"ItemCF"``)
+    :param name: what the similarity is for, named in the memory error (e.g. ``"ItemCF on 3,706
+        items"``)
     :return: float32 ``(n, n)``: CSC (column ``b`` holds its at most ``k`` neighbours, sorted by
         row) when ``k < n - 1``, else a dense C-ordered array
     """
@@ -114,13 +113,14 @@ def cosine_similarity(
         require_memory(
             needed,
             f"{name} with every neighbour (k={k}): the dense {n:,} x {n:,} float32 similarity matrix",
-            f"Set k (the neighbours kept per row, e.g. k=100: about "
+            f"Set k (the number of neighbours kept, e.g. k=100: about "
             f"{cosine_similarity_bytes(n, 100, x.nnz, block_cells) / 1e9:.2f} GB, computed block by block).",
         )
     else:
         require_memory(
             needed,
-            f"{name} with k={k}: the {k} nearest of {n:,} rows, in blocks of {width:,} columns",
+            f"{name} with k={k}: the {k:,} nearest neighbours of each of {n:,} rows (sparse float32, computed in "
+            f"blocks of {width:,} columns)",
             "Set a smaller k.",
         )
 
@@ -129,57 +129,65 @@ def cosine_similarity(
     norms[norms == 0] = 1.0  # an empty row has no common non-zeros: its similarities stay 0
     xt = x.T.tocsr()
     out = np.empty((n, n), dtype=np.float32) if dense else None
-    indices, values, counts_per_column = [], [], []
+    pieces = []
     for start in range(0, n, width):
         stop = min(n, start + width)
-        # blk[j - start, i] = sim[i, j]: one row per column of the result, contiguous.
-        blk = (x[start:stop] @ xt).toarray()  # common non-zeros (exact integers in float32)
+        # Row j - start of the block holds column j of the similarity: its sparse co-occurrences
+        # (exact integers in float32) with every row i = block.indices.
+        block = x[start:stop] @ xt
+        column = np.repeat(np.arange(start, stop, dtype=np.int32), np.diff(block.indptr))
+        values = block.data
         if shrinkage:
-            denom = np.outer(norms[start:stop], norms)
+            denom = norms[column] * norms[block.indices]
             denom += np.float32(shrinkage)
-            blk /= denom
+            values /= denom
             del denom
         else:  # divided by row i's norm, then by column j's: the rounding of the full matrix
-            blk /= norms[None, :]
-            blk /= norms[start:stop, None]
-        blk[np.arange(stop - start), np.arange(start, stop)] = 0.0
+            values /= norms[block.indices]
+            values /= norms[column]
+        values[block.indices == column] = 0.0  # the diagonal
         if dense:
-            out[:, start:stop] = blk.T
+            out[:, start:stop] = block.toarray().T
             continue
-        cols, rows = _top_k_per_row(blk, k)
-        values.append(blk[cols, rows])
-        indices.append(rows.astype(np.int32))
-        counts_per_column.append(np.bincount(cols, minlength=stop - start))
+        keep = _top_k_per_row(block, k)
+        kept_per_column = np.bincount(column[keep] - start, minlength=stop - start)
+        pieces.append((block.indices[keep], values[keep], kept_per_column))
+        del block, column, values, keep
     if dense:
         return out
     indptr = np.zeros(n + 1, dtype=np.int64)
     if n:
-        np.cumsum(np.concatenate(counts_per_column), out=indptr[1:])
-    return sp.csc_matrix(
-        (np.concatenate(values) if values else np.zeros(0, np.float32),
-         np.concatenate(indices) if indices else np.zeros(0, np.int32), indptr),
+        np.cumsum(np.concatenate([p[2] for p in pieces]), out=indptr[1:])
+    sim = sp.csc_matrix(
+        (np.concatenate([p[1] for p in pieces]) if pieces else np.zeros(0, np.float32),
+         np.concatenate([p[0] for p in pieces]) if pieces else np.zeros(0, np.int32), indptr),
         shape=(n, n),
     )
+    sim.sort_indices()  # each column's neighbours by row: the order of the dense path's result
+    return sim
 
 
-def _top_k_per_row(blk: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions ``(row, column)``, row-major, of each row's ``k`` largest positive entries, ties
-    to the lower column: the first ``k`` of a stable descending sort, then the positive ones.
+def _top_k_per_row(block: sp.csr_matrix, k: int) -> np.ndarray:
+    """Which stored entries of ``block`` are their row's ``k`` largest positive values, ties to
+    the lower column: the first ``k`` of a stable descending sort, then the positive ones.
 
-    :param blk: float32 ``(b, n)`` with ``k < n``
+    :param block: float32 CSR ``(b, n)`` of non-negative values, indices in any order within a row
     :param k: entries kept per row
+    :return: boolean mask over ``block.data``
     """
-    n = blk.shape[1]
-    kth = np.partition(blk, n - k, axis=1)[:, n - k, None].copy()  # each row's k-th largest value
-    keep = blk > kth  # fewer than k per row: all of them are kept
-    tie = blk == kth
-    tie[kth[:, 0] <= 0] = False  # a zero is never a neighbour
-    need = k - keep.sum(axis=1)  # ties to keep per row, the lowest columns first
-    crowded = np.flatnonzero(tie.sum(axis=1) > need)
-    for start in range(0, crowded.size, TIE_ROWS):  # a few rows at a time: int32 ranks
-        chunk = crowded[start : start + TIE_ROWS]
-        t = tie[chunk]
-        t &= np.cumsum(t, axis=1, dtype=np.int32) <= need[chunk, None]
-        tie[chunk] = t
-    keep |= tie
-    return np.nonzero(keep)
+    values, indptr = block.data, block.indptr
+    keep = values > 0
+    zero_rows = np.searchsorted(indptr, np.flatnonzero(~keep), side="right") - 1  # few: the diagonal
+    positive = np.diff(indptr) - np.bincount(zero_rows, minlength=block.shape[0])
+    for row in np.flatnonzero(positive > k):  # more than k candidates: cut at the k-th value
+        a, b = indptr[row], indptr[row + 1]
+        v = values[a:b]
+        kth = np.partition(v, b - a - k)[b - a - k]  # > 0: the row has more than k positives
+        above = v > kth
+        ties = np.flatnonzero(v == kth)
+        need = k - np.count_nonzero(above)
+        if ties.size > need:  # the ties of the lowest columns
+            ties = ties[np.argsort(block.indices[a:b][ties], kind="stable")[:need]]
+        above[ties] = True
+        keep[a:b] = above
+    return keep
