@@ -15,14 +15,19 @@ rated items are the catalogue; not MovieLens data, so no accuracy figure comes f
   default) by the trained model (:func:`agents.evaluate.evaluate_model`, ranking metrics only),
   its wall and CPU seconds and its peak resident memory above the process's level before it.
 
-Both report the process's CPU time beside the wall time, and the load average around each
-part: the figures of a loaded machine are low. The keys are merged into ``--out`` (default
+* **ItemCF** (with ``--baselines``): fitting :class:`agents.baselines.ItemCFRecommender` with
+  ``k`` = ``--itemcf-k`` (100) neighbours per item, block by block
+  (:func:`agents.baselines.similarity.cosine_similarity`), on the same full-shape split: its
+  wall and CPU seconds and its peak resident memory above the process's level before it.
+
+Each part reports the process's CPU time beside the wall time, and the load average around it:
+the figures of a loaded machine are low. The keys are merged into ``--out`` (default
 ``results/scale_synthetic-ml-32m.json``, whose other keys come from
 :mod:`experiments.bench_scale_data`) by :func:`experiments.bench_scale_data.merge_result`.
 
 Usage::
 
-    python -m experiments.bench_scale [--root DIR] [--train-users N] [--train-steps 3200] [--threads 2]
+    python -m experiments.bench_scale [--root DIR] [--train-users N] [--train-steps 3200] [--threads 2] [--baselines]
 """
 
 from __future__ import annotations
@@ -118,6 +123,39 @@ def measure_evaluation(args: argparse.Namespace, model) -> dict[str, Any]:
     return record
 
 
+def measure_itemcf(args: argparse.Namespace) -> dict[str, Any]:
+    """ItemCF's fit (``args.itemcf_k`` neighbours per item) on the full-shape synthetic split."""
+    from agents.baselines import ItemCFRecommender
+    from experiments.bench_agent import synthetic_data
+    from recsim_env import split_ratings
+
+    split = split_ratings(synthetic_data(args.root, users=args.eval_users))
+    rss_before = _rss_mib("VmRSS")
+    peak_known = _peak_reset()
+    load_before = os.getloadavg()
+    wall, cpu = time.perf_counter(), time.process_time()
+    model = ItemCFRecommender(k=args.itemcf_k).fit(split)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    load_after = os.getloadavg()
+    record = {
+        "itemcf_fit_seconds": round(wall, 1),
+        "itemcf_fit_cpu_seconds": round(cpu, 1),
+        "itemcf_k": args.itemcf_k,
+        "itemcf_users": split.n_users,
+        "itemcf_items": split.n_items,
+        "itemcf_train_interactions": int(model.x_.nnz),
+        "itemcf_neighbours_kept": int(model.sim_.nnz),
+        "itemcf_load_average": [round(load_before[0], 2), round(load_after[0], 2)],
+    }
+    if peak_known:
+        record["itemcf_peak_rss_above_start_mib"] = round(_rss_mib("VmHWM") - rss_before, 1)
+    print(f"ItemCF(k={args.itemcf_k}) fit on {split.n_users:,} users x {split.n_items:,} items: {wall:.1f} s wall, "
+          f"{cpu:.1f} s CPU (load average {load_before[0]:.1f} -> {load_after[0]:.1f})"
+          + (f", peak memory {record['itemcf_peak_rss_above_start_mib']:,.0f} MiB above the {rss_before:,.0f} MiB "
+             f"before it" if peak_known else ""))
+    return record
+
+
 def main(argv: list[str] | None = None) -> int:
     from experiments.bench_agent import SYNTHETIC_ROOT
     from experiments.bench_scale_data import RESULT, merge_result
@@ -131,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic logs and the model")
     parser.add_argument("--out", default=str(RESULT), help="results file to merge the figures into")
+    parser.add_argument("--baselines", action="store_true",
+                        help="also time ItemCF's fit on the evaluated split (keys itemcf_*)")
+    parser.add_argument("--itemcf-k", type=int, default=100, help="ItemCF's neighbours per item (default 100)")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     from agents.config import TrainConfig
@@ -143,9 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     train, model = measure_training(args)
     evaluation = measure_evaluation(args, model)
+    baselines = measure_itemcf(args) if args.baselines else {}
     record = {
         **train,
         **evaluation,
+        **baselines,
         "scale_measured": started,
         "scale_command": "python -m experiments.bench_scale " + " ".join(shlex.quote(a) for a in (
             argv if argv is not None else sys.argv[1:])),

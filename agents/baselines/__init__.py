@@ -13,6 +13,7 @@ import importlib
 from typing import Any
 
 from agents.baselines.base import (
+    InsufficientMemoryError,
     Recommender,
     available_recommenders,
     get_recommender_class,
@@ -33,6 +34,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "InsufficientMemoryError",
     "Recommender",
     "available_recommenders",
     "get_recommender_class",

@@ -15,6 +15,8 @@ from __future__ import annotations
 import abc
 import importlib
 import inspect
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -128,6 +130,87 @@ def interaction_matrix(split: Split) -> sp.csr_matrix:
     x.sum_duplicates()
     x.data[:] = 1.0  # a re-rated item still counts once
     return x
+
+
+class InsufficientMemoryError(MemoryError):
+    """A model's estimated peak memory exceeds what is available: raised before allocating it.
+
+    A :class:`MemoryError`, so code that already guards against running out of memory catches
+    it; unlike an allocation failure it comes before the machine starts swapping or the kernel
+    kills the process, and its message names the matrix, the sizes and the fix.
+
+    :param message: what needs the memory and how to do without it
+    :param needed_bytes: estimated peak, bytes
+    :param available_bytes: :func:`available_memory_bytes` at the time of the check
+    """
+
+    def __init__(self, message: str, needed_bytes: int, available_bytes: int) -> None:
+        super().__init__(message)
+        self.needed_bytes = needed_bytes
+        self.available_bytes = available_bytes
+
+
+def available_memory_bytes() -> int:
+    """Memory this process can still allocate, bytes.
+
+    Linux: ``MemAvailable`` of ``/proc/meminfo`` (free memory plus reclaimable cache), capped by
+    the limit of the process's memory cgroup (a container's limit: v2 ``memory.max`` or v1
+    ``memory.limit_in_bytes``, less the cgroup's usage other than its inactive file cache).
+    Elsewhere ``os.sysconf`` free pages (``SC_AVPHYS_PAGES``), or, where the system does not say,
+    the physical memory (``SC_PHYS_PAGES``): an upper bound, so a model that can never fit still
+    fails early.
+    """
+    available = _meminfo_available()
+    if available is None:
+        page = os.sysconf("SC_PAGE_SIZE")
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * page
+        except (ValueError, OSError):
+            available = os.sysconf("SC_PHYS_PAGES") * page
+    for limit, usage, stat, cache_key in (
+        ("memory.max", "memory.current", "memory.stat", "inactive_file"),  # cgroup v2
+        ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat",
+         "total_inactive_file"),  # cgroup v1
+    ):
+        try:
+            root = Path("/sys/fs/cgroup")
+            text = (root / limit).read_text().strip()
+            if text == "max":
+                continue
+            stats = dict(line.split() for line in (root / stat).read_text().splitlines() if line.count(" ") == 1)
+            used = int((root / usage).read_text()) - int(stats.get(cache_key, 0))
+            available = min(available, max(int(text) - used, 0))
+        except (OSError, ValueError):
+            continue
+    return int(available)
+
+
+def _meminfo_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def require_memory(needed_bytes: int, what: str, fix: str) -> None:
+    """Raise :class:`InsufficientMemoryError` when ``needed_bytes`` exceed
+    :func:`available_memory_bytes` (checked before a model allocates its large matrices).
+
+    :param needed_bytes: estimated peak memory, bytes
+    :param what: the model and the matrix that need it (starts the message)
+    :param fix: how to do without it (ends the message)
+    """
+    available = available_memory_bytes()
+    if needed_bytes > available:
+        raise InsufficientMemoryError(
+            f"{what} needs about {needed_bytes / 1e9:,.1f} GB of memory; {available / 1e9:,.1f} GB is "
+            f"available. {fix}",
+            needed_bytes,
+            available,
+        )
 
 
 def state_items(observations: dict[str, np.ndarray], n_items: int) -> np.ndarray:

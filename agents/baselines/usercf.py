@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from agents.baselines.base import Recommender, interaction_matrix, state_items
-from agents.baselines.itemcf import cosine_similarity, top_k_per_column
+from agents.baselines.similarity import cosine_similarity
 from recsim_env.dataset import Split
 
 
@@ -23,6 +23,13 @@ class UserCFRecommender(Recommender):
     ``shrinkage = lambda > 0`` the similarity is ``|I_u ∩ I_v| / (sqrt(|I_u| |I_v|) + lambda)``:
     users with few items in common count less.
 
+    Memory (:func:`~agents.baselines.similarity.cosine_similarity`): with ``k`` set the
+    similarities are computed block by block and each user keeps ``k`` neighbours (sparse, about
+    ``16 * n_users * k`` bytes plus one block of about 400 MB at most); ``k = None`` keeps a dense
+    ``n_users x n_users`` float32 matrix (``4 * n_users^2`` bytes: 161.5 GB at 200,948 users),
+    refused with :class:`~agents.baselines.base.InsufficientMemoryError` before it is allocated
+    when the memory is not available.
+
     :param k: number of neighbours per user (default 50; tuned on the validation slice)
     :param shrinkage: ``lambda >= 0`` of the shrunk cosine (default 0.0: plain cosine)
     """
@@ -35,7 +42,7 @@ class UserCFRecommender(Recommender):
             raise ValueError(f"shrinkage must be >= 0, got {shrinkage}.")
         self.k = k
         self.shrinkage = shrinkage
-        self.neighbours_: sp.csr_matrix | None = None
+        self.neighbours_: sp.csr_matrix | np.ndarray | None = None
         self.x_: sp.csr_matrix | None = None
 
     def fit(self, split: Split) -> UserCFRecommender:
@@ -45,8 +52,9 @@ class UserCFRecommender(Recommender):
         :return: ``self``
         """
         x = interaction_matrix(split)
-        # the similarity is symmetric: column u's top k are user u's neighbours; rows = users
-        self.neighbours_ = sp.csr_matrix(top_k_per_column(cosine_similarity(x, self.shrinkage), self.k).T)
+        # column u of the similarity holds user u's neighbours: transposed, one row per user
+        # (CSR, or a view of the dense matrix for k = None: no copy of n_users^2 values)
+        self.neighbours_ = cosine_similarity(x, self.shrinkage, self.k, name=f"UserCF on {split.n_users:,} users").T
         self.x_ = x
         self.split_ = split
         return self
@@ -58,9 +66,8 @@ class UserCFRecommender(Recommender):
         :return: float32 ``(B, n_items)``
         """
         self._fitted_split()
-        return np.asarray(
-            (self.neighbours_[np.asarray(users)] @ self.x_).toarray(), dtype=np.float32
-        )
+        scores = self.neighbours_[np.asarray(users)] @ self.x_
+        return np.asarray(scores.toarray() if sp.issparse(scores) else scores, dtype=np.float32)
 
     def score_states(self, observations: dict[str, np.ndarray]) -> np.ndarray:
         """The state (liked set and history window, :func:`~agents.baselines.base.state_items`)
