@@ -416,6 +416,10 @@ def render_scale() -> str:
         + " (1-minute averages at the start and end of each part, lagging by about a minute; on 2 cores, "
         "values above 2 throughout mean a shared machine and low timings).\n\n"
         + _table(["figure", "measured", "target", "met"], rows) + "\n"
+        + ("" if "itemcf_fit_seconds" not in record else
+           f"\nItemCF with {record.get('itemcf_k', 100)} neighbours per item (similarities block by block, "
+           f"`--baselines`): fit in {record['itemcf_fit_seconds']:,.1f} s, peak memory "
+           f"{record['itemcf_peak_rss_above_start_mib']:,.0f} MiB above the process's level before it (no target).\n")
     )
 
 
