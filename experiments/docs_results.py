@@ -17,7 +17,7 @@ equal-budget study's, with a generated verdict), ``table1-equal-ml-100k`` and ``
 ``tuning-ml-1m`` (the validation runs of ``results/mask_excluded_validation/`` and
 ``results/agent_tuning/``) and ``config-reference`` (every ``python -m experiments.train`` option), ``scale`` (the
 catalogue-scale figures of ``results/scale_synthetic-ml-32m.json`` against their targets) and
-``scale-profile`` (its training step's breakdown).
+``scale-profile`` (its training step's breakdown, and ItemCF's fit).
 The pages' other result tables are the study's own ``results/*.md``, included by MyST.
 """
 
@@ -416,10 +416,6 @@ def render_scale() -> str:
         + " (1-minute averages at the start and end of each part, lagging by about a minute; on 2 cores, "
         "values above 2 throughout mean a shared machine and low timings).\n\n"
         + _table(["figure", "measured", "target", "met"], rows) + "\n"
-        + ("" if "itemcf_fit_seconds" not in record else
-           f"\nItemCF with {record.get('itemcf_k', 100)} neighbours per item (similarities block by block, "
-           f"`--baselines`): fit in {record['itemcf_fit_seconds']:,.1f} s, peak memory "
-           f"{record['itemcf_peak_rss_above_start_mib']:,.0f} MiB above the process's level before it (no target).\n")
     )
 
 
@@ -441,6 +437,10 @@ def render_scale_profile() -> str:
         f"second of process CPU time) over {record['train_timed_steps']:,} timed steps on "
         f"{record['train_users']:,} users, {settings.get('torch_threads')} torch thread(s):\n\n"
         + _table(["part", "ms per vector step", "share"], rows) + "\n"
+        + ("" if "itemcf_fit_seconds" not in record else
+           f"\nItemCF with {record.get('itemcf_k', 100)} neighbours per item (similarities block by block, "
+           f"`--baselines`): fit in {record['itemcf_fit_seconds']:,.1f} s, peak memory "
+           f"{record['itemcf_peak_rss_above_start_mib']:,.0f} MiB above the process's level before it (no target).\n")
     )
 
 
