@@ -521,16 +521,18 @@ def _lsrwrl_returns(model: Any, config: Any) -> dict[str, float]:
     )  # fmt: skip
 
 
-def _add_simulated_returns(run: Run, split: Split) -> bool:
+def _add_simulated_returns(run: Run, split: Split, recompute: bool = False) -> bool:
     """Compute the simulated returns of a stored baseline run that predates them.
 
     A baseline is refitted with its stored settings (deterministic for a seed), so its
     ranking metrics are not recomputed. LSRWRL's trained model is loaded from its run
     directory (``model.zip``); when that is gone its cells stay empty.
 
+    :param recompute: compute them even if the run has them (``--recompute-sim``: the returns
+        of runs stored before a change of the simulators)
     :return: whether the run was changed
     """
-    if run.metrics is None or all(k in run.metrics for k in SIM_METRICS):
+    if run.metrics is None or (not recompute and all(k in run.metrics for k in SIM_METRICS)):
         return False
     if run.model == LSRWRL:
         run_dir = Path(str(run.params.get("run_dir", "")))
@@ -547,7 +549,7 @@ def _add_simulated_returns(run: Run, split: Split) -> bool:
 
 
 def run_one(data: MovieLensData, split: Split, name: str, seed: int, opts: TableOptions, out: Path,
-            force: bool = False) -> tuple[Run, bool]:
+            force: bool = False, recompute_sim: bool = False) -> tuple[Run, bool]:
     """One (dataset, model, seed) run: read from its result file, or compute it and write that file.
 
     :param data: the dataset
@@ -557,6 +559,8 @@ def run_one(data: MovieLensData, split: Split, name: str, seed: int, opts: Table
     :param opts: table settings
     :param out: results folder
     :param force: recompute even if the run's result file exists
+    :param recompute_sim: a stored run's simulated returns are computed again (its ranking
+        metrics are kept)
     :return: the run, and whether it was computed now (``False``: read from its file). A failed
         run is returned with ``error`` set and no file, so the next table run retries it.
     """
@@ -564,7 +568,7 @@ def run_one(data: MovieLensData, split: Split, name: str, seed: int, opts: Table
     key = run_key(name, data, seed, opts, out)
     stored = None if force else store.load_run(name, seed, key)
     if stored is not None:
-        if _add_simulated_returns(stored, split):
+        if _add_simulated_returns(stored, split, recompute=recompute_sim):
             store.save_run(stored, key)
             return stored, True
         return stored, False
@@ -845,6 +849,7 @@ def run_table(
     log: Callable[[str], None] = print,
     force: bool = False,
     render_only: bool = False,
+    recompute_sim: Sequence[str] = (),
 ) -> TableResult:
     """Fit and evaluate every model of ``opts`` on every seed of one dataset; write the files.
 
@@ -856,11 +861,16 @@ def run_table(
     :param out: results folder (created if needed)
     :param log: progress printer (``print`` by default): which run, elapsed time, an estimate
     :param force: recompute every run, overwriting its result file when it succeeds
+    :param recompute_sim: models whose stored runs get their simulated returns computed again
     :param render_only: compute nothing: write the table files from the run files already there
         (a run without a file is left out, its model's ``seeds ok`` says how many are missing)
     :return: the :class:`TableResult` (the table files are rewritten after every run, so an
         interrupted table keeps what it has)
     """
+    unknown = sorted(set(recompute_sim) - set(opts.models))
+    if unknown:
+        raise ValueError(f"--recompute-sim names {unknown}, which are not models of this table "
+                         f"({', '.join(opts.models)})")
     out = Path(out)
     runs: list[Run] = []
     splits: dict[int | None, Split] = {}
@@ -882,7 +892,8 @@ def run_table(
                 continue
             run, computed = stored, False
         else:
-            run, computed = run_one(data, splits[split_key], name, seed, opts, out, force=force)
+            run, computed = run_one(data, splits[split_key], name, seed, opts, out, force=force,
+                                    recompute_sim=name in recompute_sim)
         if computed:
             durations.setdefault(name, []).append(time.perf_counter() - t0)
         runs.append(run)
@@ -953,6 +964,9 @@ def build_parser(
     parser.add_argument("--out", default="results", help="output folder (default: results/)")
     parser.add_argument("--force", action="store_true",
                         help="recompute every run even if its result file exists (default: reuse finished runs)")
+    parser.add_argument("--recompute-sim", nargs="+", default=[], metavar="MODEL",
+                        help="compute the simulated returns of these models' stored runs again (their ranking "
+                             "metrics are kept; for runs stored before a change of the simulators)")
     parser.add_argument("--render-only", action="store_true",
                         help="compute nothing: write the table files from the finished runs' files (a partly "
                              "filled table, e.g. to commit what a long table has so far)")
@@ -1025,7 +1039,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = False
     for name, data in datasets:
         t0 = time.perf_counter()
-        result = run_table(data, opts, args.out, force=args.force, render_only=args.render_only)
+        result = run_table(data, opts, args.out, force=args.force, render_only=args.render_only,
+                           recompute_sim=tuple(args.recompute_sim))
         print(f"{name}: {time.perf_counter() - t0:.0f} s; wrote " + ", ".join(map(str, result.paths.values())))
         failed |= any(r["status"] == "failed" for r in result.rows)
     return 1 if failed else 0

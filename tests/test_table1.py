@@ -275,6 +275,28 @@ def test_stored_run_without_simulated_returns_gets_them_added(tmp_path: Path) ->
     assert store.load_run("ease", 0, key).metrics == run.metrics
 
 
+def test_recompute_sim_replaces_stale_simulated_returns_and_keeps_the_rest(tmp_path: Path) -> None:
+    """--recompute-sim: a stored run's simulated returns from an older simulator are computed
+    again (ranking metrics untouched); without it they are read as stored; unknown names fail."""
+    data_root = write_tiny_ml1m(tmp_path / "data")
+    from recsim_env.movielens import load_movielens
+
+    data = load_movielens("ml-1m", data_root, download=False, expect_official=False)
+    out = tmp_path / "results"
+    opts = table1.TableOptions(seeds=[0], models=["popularity", "ease"], quick=True)
+    fresh = {r.model: r for r in table1.run_table(data, opts, out, log=lambda _: None).runs}
+    store = table1.RunStore(out, "ml-1m")
+    for model in ("popularity", "ease"):  # both stored with figures an older simulator gave
+        stale = {**fresh[model].metrics, **{k: -1.0 for k in fresh[model].metrics if k.startswith("sim_")}}
+        store.save_run(dataclasses.replace(fresh[model], metrics=stale), table1.run_key(model, data, 0, opts, out))
+    again = {r.model: r for r in table1.run_table(data, opts, out, log=lambda _: None, recompute_sim=("ease",)).runs}
+    assert again["ease"].metrics == fresh["ease"].metrics  # recomputed: the current figures
+    assert again["popularity"].metrics["sim_return_ease"] == -1.0  # not named: read as stored
+    assert again["popularity"].metrics["precision@10"] == fresh["popularity"].metrics["precision@10"]
+    with pytest.raises(ValueError, match=r"--recompute-sim names \['sasrec'\], which are not models"):
+        table1.run_table(data, opts, out, log=lambda _: None, recompute_sim=("sasrec",))
+
+
 def test_edited_copy_must_be_declared(tmp_path: Path) -> None:
     """Hand-made files in a folder named ml-1m are not the official release: an error that lists
     the differing figures, unless --edited-copy says so (as the end-to-end test above does)."""
