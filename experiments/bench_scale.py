@@ -37,6 +37,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +59,11 @@ def _rss_mib(field: str) -> float:
     raise OSError(f"no {field} in /proc/self/status")
 
 
-def measure_training(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
-    """Training throughput and its breakdown on ``args.train_users`` users; and the model."""
+def measure_training(args: argparse.Namespace, split) -> tuple[dict[str, Any], Any]:
+    """Training throughput and its breakdown on ``split`` (``args.train_users`` users); and the model."""
     from agents.config import make_config
-    from experiments.bench_agent import PARTS, print_profile, profile_training, synthetic_data
-    from recsim_env import split_ratings
+    from experiments.bench_agent import PARTS, print_profile, profile_training
 
-    split = split_ratings(synthetic_data(args.root, users=args.train_users))
     config = make_config("default", dataset="ml-32m", torch_threads=args.threads, seed=args.seed)
     config = config.for_catalogue(split.n_items)  # the preset's ML-32M values, then the "auto" settings
     load_before = os.getloadavg()
@@ -86,73 +85,62 @@ def measure_training(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     return record, model
 
 
-def measure_evaluation(args: argparse.Namespace, model) -> dict[str, Any]:
-    """Full-ranking evaluation of every user of the full-shape synthetic split by ``model``."""
-    from agents.config import make_config
-    from agents.evaluate import evaluate_model
-    from experiments.bench_agent import synthetic_data
-    from recsim_env import split_ratings
-    from recsim_env.evaluation import BATCH_CELLS
-
-    t0 = time.perf_counter()
-    split = split_ratings(synthetic_data(args.root, users=args.eval_users))
-    build_s = time.perf_counter() - t0
-    config = make_config("default", dataset="ml-32m", torch_threads=args.threads).for_catalogue(split.n_items)
+def _measured(what: str, call: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
+    """Run ``call()`` and print what it cost: ``(its result, {"seconds", "cpu_seconds",
+    "load_average", "peak_rss_above_start_mib" (Linux only)})``."""
     rss_before = _rss_mib("VmRSS")
     peak_known = _peak_reset()
     load_before = os.getloadavg()
     wall, cpu = time.perf_counter(), time.process_time()
-    metrics = evaluate_model(model, config, split, k=config.eval_k, greedy=False)
+    result = call()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     load_after = os.getloadavg()
-    record = {
-        "evaluate_seconds": round(wall, 1),
-        "evaluate_cpu_seconds": round(cpu, 1),
+    figures: dict[str, Any] = {"seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
+                               "load_average": [round(load_before[0], 2), round(load_after[0], 2)]}
+    if peak_known:
+        figures["peak_rss_above_start_mib"] = round(_rss_mib("VmHWM") - rss_before, 1)
+    print(f"{what}: {wall:.1f} s wall, {cpu:.1f} s CPU (load average {load_before[0]:.1f} -> {load_after[0]:.1f})"
+          + (f", peak memory {figures['peak_rss_above_start_mib']:,.0f} MiB above the {rss_before:,.0f} MiB "
+             f"before it" if peak_known else ""))
+    return result, figures
+
+
+def measure_evaluation(args: argparse.Namespace, model, split) -> dict[str, Any]:
+    """Full-ranking evaluation of every user of ``split`` (the full-shape synthetic split) by ``model``."""
+    from agents.config import make_config
+    from agents.evaluate import evaluate_model
+    from recsim_env.evaluation import BATCH_CELLS
+
+    config = make_config("default", dataset="ml-32m", torch_threads=args.threads).for_catalogue(split.n_items)
+    metrics, figures = _measured(
+        f"evaluation of {split.n_users:,} users x {split.n_items:,} items",
+        lambda: evaluate_model(model, config, split, k=config.eval_k, greedy=False))
+    return {
+        **{f"evaluate_{key}": value for key, value in figures.items()},
         "evaluate_users": metrics["n_users"],
         "evaluate_ratings": int(split.train_indptr[-1] + split.test_indptr[-1]),
         "evaluate_users_per_batch": max(1, BATCH_CELLS // split.n_items),
-        "evaluate_load_average": [round(load_before[0], 2), round(load_after[0], 2)],
-        "evaluate_split_build_seconds": round(build_s, 1),
     }
-    if peak_known:
-        record["evaluate_peak_rss_above_start_mib"] = round(_rss_mib("VmHWM") - rss_before, 1)
-    print(f"evaluation of {metrics['n_users']:,} users x {split.n_items:,} items: {wall:.1f} s wall, {cpu:.1f} s "
-          f"CPU (load average {load_before[0]:.1f} -> {load_after[0]:.1f})"
-          + (f", peak memory {record['evaluate_peak_rss_above_start_mib']:,.0f} MiB above the "
-             f"{rss_before:,.0f} MiB before it" if peak_known else ""))
-    return record
 
 
-def measure_itemcf(args: argparse.Namespace) -> dict[str, Any]:
-    """ItemCF's fit (``args.itemcf_k`` neighbours per item) on the full-shape synthetic split."""
+def measure_itemcf(args: argparse.Namespace, split) -> dict[str, Any]:
+    """ItemCF's fit (``args.itemcf_k`` neighbours per item) on ``split`` (the full-shape synthetic split)."""
     from agents.baselines import ItemCFRecommender
-    from experiments.bench_agent import synthetic_data
-    from recsim_env import split_ratings
 
-    split = split_ratings(synthetic_data(args.root, users=args.eval_users))
-    rss_before = _rss_mib("VmRSS")
-    peak_known = _peak_reset()
-    load_before = os.getloadavg()
-    wall, cpu = time.perf_counter(), time.process_time()
-    model = ItemCFRecommender(k=args.itemcf_k).fit(split)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    load_after = os.getloadavg()
+    model, figures = _measured(f"ItemCF(k={args.itemcf_k}) fit on {split.n_users:,} users x {split.n_items:,} items",
+                               lambda: ItemCFRecommender(k=args.itemcf_k).fit(split))
     record = {
-        "itemcf_fit_seconds": round(wall, 1),
-        "itemcf_fit_cpu_seconds": round(cpu, 1),
+        "itemcf_fit_seconds": figures["seconds"],
+        "itemcf_fit_cpu_seconds": figures["cpu_seconds"],
         "itemcf_k": args.itemcf_k,
         "itemcf_users": split.n_users,
         "itemcf_items": split.n_items,
         "itemcf_train_interactions": int(model.x_.nnz),
         "itemcf_neighbours_kept": int(model.sim_.nnz),
-        "itemcf_load_average": [round(load_before[0], 2), round(load_after[0], 2)],
+        "itemcf_load_average": figures["load_average"],
     }
-    if peak_known:
-        record["itemcf_peak_rss_above_start_mib"] = round(_rss_mib("VmHWM") - rss_before, 1)
-    print(f"ItemCF(k={args.itemcf_k}) fit on {split.n_users:,} users x {split.n_items:,} items: {wall:.1f} s wall, "
-          f"{cpu:.1f} s CPU (load average {load_before[0]:.1f} -> {load_after[0]:.1f})"
-          + (f", peak memory {record['itemcf_peak_rss_above_start_mib']:,.0f} MiB above the {rss_before:,.0f} MiB "
-             f"before it" if peak_known else ""))
+    if "peak_rss_above_start_mib" in figures:
+        record["itemcf_peak_rss_above_start_mib"] = figures["peak_rss_above_start_mib"]
     return record
 
 
@@ -182,9 +170,17 @@ def main(argv: list[str] | None = None) -> int:
 
     th.set_num_threads(args.threads)
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
-    train, model = measure_training(args)
-    evaluation = measure_evaluation(args, model)
-    baselines = measure_itemcf(args) if args.baselines else {}
+    from experiments.bench_agent import synthetic_data
+    from recsim_env import split_ratings
+
+    t0 = time.perf_counter()
+    eval_split = split_ratings(synthetic_data(args.root, users=args.eval_users))
+    build_seconds = round(time.perf_counter() - t0, 1)
+    train_split = (eval_split if args.train_users == args.eval_users  # by default both every user: one split
+                   else split_ratings(synthetic_data(args.root, users=args.train_users)))
+    train, model = measure_training(args, train_split)
+    evaluation = {**measure_evaluation(args, model, eval_split), "evaluate_split_build_seconds": build_seconds}
+    baselines = measure_itemcf(args, eval_split) if args.baselines else {}
     record = {
         **train,
         **evaluation,
