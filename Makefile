@@ -39,7 +39,7 @@ ablation: install
 	$(PY) -m experiments.ablation $(ARGS)
 
 # Every algorithm x {SB3 default policy, LSRWRL extractor, extractor + next-item loss}, 600,000 steps,
-# learning rate per row on the validation slice, 3 seeds: results/algorithms_* (resumable).
+# learning rate per algorithm on the validation slice (recommended row), 3 seeds: results/algorithms_* (resumable).
 algorithms: install
 	$(PY) -m experiments.algorithms $(ARGS)
 

@@ -11,9 +11,16 @@ Rows: ``dqn``, ``qrdqn``, ``ppo``, ``a2c``, ``maskable_ppo``, each with
 
 plus popularity and the best Table 1 baseline (``results/table1_<dataset>.csv``) as reference
 rows. Every run has the ``default`` preset's budget (600,000 environment steps) and its other
-settings; only the learning rate is chosen per row, on the validation slice (``tune=True``:
-trained on ``holdout_last(train)``, seed 0), from :data:`LR_GRID`; the chosen rate is then
-trained with every seed on the whole train part and evaluated on the test split.
+settings; only the learning rate is chosen, once per algorithm, on the validation slice
+(``tune=True``: trained on ``holdout_last(train)``, seed 0) from :data:`LR_GRID`, with the
+recommended row (:data:`TUNED_POLICY`); all three rows of the algorithm train at that rate with
+every seed on the whole train part and are evaluated on the test split. Tuning the other two rows
+as well would add 30 runs of 600,000 steps (about 40 hours on 2 cores) for rows that are there
+to be compared with the recommended one at its rate.
+
+Order: the recommended rows first (tuning, then their test seeds: the targets), then the other
+rows seed by seed (seed 0 of every row before seed 1), so a stopped study leaves a table with
+every row rather than some rows complete and others absent.
 
 Each finished run writes its own file at once (``results/algorithms_runs/<dataset>/<row>-...json``,
 atomically); a run whose file exists is skipped, so the study resumes where it stopped. The
@@ -61,8 +68,10 @@ LR_GRID: dict[str, tuple[float, ...]] = {
     "a2c": (2.5e-4, 7e-4, 2e-3),
     "maskable_ppo": (1e-4, 3e-4, 1e-3),
 }
-#: The order runs are done in: the recommended rows first (the targets), the generic ones next.
-RUN_ORDER: tuple[str, ...] = ("extractor+next-item", "default-policy", "extractor")
+#: The row whose validation runs choose each algorithm's learning rate (for all its rows).
+TUNED_POLICY = "extractor+next-item"
+#: The order rows are run in after the tuned one.
+RUN_ORDER: tuple[str, ...] = (TUNED_POLICY, "default-policy", "extractor")
 METRICS: tuple[str, ...] = ("precision@10", "recall@10", "ndcg@10", "hit_rate@10", "greedy_mean_return")
 SELECT_METRIC = "precision@10"
 
@@ -74,8 +83,12 @@ def run_name(algo: str, policy: str, stage: str, seed: int, lr: float) -> str:
 
 def row_config(algo: str, policy: str, lr: float, seed: int, stage: str, dataset: str,
                overrides: dict[str, Any], runs_dir: str) -> TrainConfig:
-    """The config of one run of row ``(algo, policy)`` at learning rate ``lr``."""
-    values = {**POLICIES[policy], **overrides, "algo": algo, "seed": seed, "dataset": dataset,
+    """The config of one run of row ``(algo, policy)`` at learning rate ``lr``.
+
+    ``overrides`` (``--set``) apply to every row, except the fields that define a row
+    (:data:`POLICIES`), which win.
+    """
+    values = {**overrides, **POLICIES[policy], "algo": algo, "seed": seed, "dataset": dataset,
               "learning_rate": lr, "tune": stage == "val", "runs_dir": runs_dir,
               "name": f"algorithms-{algo}-{policy}-{stage}"}
     return make_config("default", **values)
@@ -132,11 +145,14 @@ def load_runs(folder: Path) -> dict[str, dict[str, Any]]:
     return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))}
 
 
-def chosen_lr(runs: dict[str, dict], algo: str, policy: str) -> float | None:
-    """The grid's learning rate with the best validation precision@10 (None: a grid run is missing)."""
+def chosen_lr(runs: dict[str, dict], algo: str) -> float | None:
+    """The grid's learning rate with the best validation precision@10 of ``algo``'s tuned row.
+
+    None while a tuning run is missing. Ties go to the smaller rate.
+    """
     scores = {}
     for lr in LR_GRID[algo]:
-        record = runs.get(run_name(algo, policy, "val", 0, lr))
+        record = runs.get(run_name(algo, TUNED_POLICY, "val", 0, lr))
         if record is None:
             return None
         scores[lr] = record["metrics"][SELECT_METRIC]
@@ -145,24 +161,31 @@ def chosen_lr(runs: dict[str, dict], algo: str, policy: str) -> float | None:
 
 def run_study(algos: Sequence[str], policies: Sequence[str], seeds: Sequence[int], dataset: str,
               out: Path, overrides: dict[str, Any], runs_dir: str, say=print) -> None:
-    """Run every missing tuning run, then every missing test run of the rows given."""
+    """Run every missing run of the rows given: tuning, then tests (see the module's order)."""
     folder = out / "algorithms_runs" / dataset
     folder.mkdir(parents=True, exist_ok=True)
-    for policy in [p for p in RUN_ORDER if p in policies]:
-        for algo in algos:
-            for lr in LR_GRID[algo]:
-                path = folder / f"{run_name(algo, policy, 'val', 0, lr)}.json"
-                if not path.exists():
-                    say(f"tuning {algo} {policy} lr={lr:g}")
-                    record = run_one(row_config(algo, policy, lr, 0, "val", dataset, overrides, runs_dir), path)
-                    say(f"  validation P@10 {record['metrics'][SELECT_METRIC]:.4f} in {record['wall_seconds']:.0f} s")
-            lr = chosen_lr(load_runs(folder), algo, policy)
+
+    def ensure(algo: str, policy: str, stage: str, seed: int, lr: float) -> None:
+        path = folder / f"{run_name(algo, policy, stage, seed, lr)}.json"
+        if path.exists():
+            return
+        say(f"{'tuning' if stage == 'val' else 'testing'} {algo} {policy} lr={lr:g} seed {seed}")
+        record = run_one(row_config(algo, policy, lr, seed, stage, dataset, overrides, runs_dir), path)
+        say(f"  {'validation' if stage == 'val' else 'test'} P@10 {record['metrics'][SELECT_METRIC]:.4f} "
+            f"in {record['wall_seconds']:.0f} s")
+
+    rates = {}
+    for algo in algos:  # the learning rate is chosen even when only other rows are asked for
+        for lr in LR_GRID[algo]:
+            ensure(algo, TUNED_POLICY, "val", 0, lr)
+        rates[algo] = chosen_lr(load_runs(folder), algo)
+        if TUNED_POLICY in policies:
             for seed in seeds:
-                path = folder / f"{run_name(algo, policy, 'test', seed, lr)}.json"
-                if not path.exists():
-                    say(f"testing {algo} {policy} lr={lr:g} seed {seed}")
-                    record = run_one(row_config(algo, policy, lr, seed, "test", dataset, overrides, runs_dir), path)
-                    say(f"  test P@10 {record['metrics'][SELECT_METRIC]:.4f} in {record['wall_seconds']:.0f} s")
+                ensure(algo, TUNED_POLICY, "test", seed, rates[algo])
+    for seed in seeds:
+        for policy in [p for p in RUN_ORDER if p in policies and p != TUNED_POLICY]:
+            for algo in algos:
+                ensure(algo, policy, "test", seed, rates[algo])
 
 
 # Rendering ----------------------------------------------------------------------------------
@@ -173,7 +196,7 @@ def table_rows(runs: dict[str, dict], dataset: str, out: Path) -> list[dict[str,
     rows = []
     for algo in ALGOS:
         for policy in POLICIES:
-            lr = chosen_lr(runs, algo, policy)
+            lr = chosen_lr(runs, algo)
             tests = [r for stem, r in runs.items() if lr is not None
                      and stem.startswith(f"{algo}-{policy}-test-lr{lr:g}-seed")]
             if not tests:
@@ -247,8 +270,8 @@ def markdown(rows: list[dict], runs: dict[str, dict], dataset: str, seeds: Seque
         f"# Algorithm table, {dataset} (generated by `python -m experiments.algorithms --render-only`)",
         "",
         "Test split, mean ± std over the seeds listed; every run 600,000 environment steps of the "
-        "`default` preset, the learning rate chosen per row on the validation slice (seed 0) from "
-        "`experiments.algorithms.LR_GRID`. Greedy return: the greedy policy's simulated return on replay "
+        "`default` preset, the learning rate chosen once per algorithm on the validation slice (seed 0) "
+        f"from `experiments.algorithms.LR_GRID` with the {TUNED_POLICY} row, and used by all three of its rows. Greedy return: the greedy policy's simulated return on replay "
         "(test mode). Wall time: training seconds per run (pre-training and validation included); "
         "steps/s: environment steps per second of training. Throughput figures depend on the machine and "
         "on what else ran on it.",
@@ -265,47 +288,45 @@ def markdown(rows: list[dict], runs: dict[str, dict], dataset: str, seeds: Seque
                      f"{wall} | {sps} |")
     missing = []
     for algo in ALGOS:
+        lr = chosen_lr(runs, algo)
+        if lr is None:
+            done = sum(run_name(algo, TUNED_POLICY, "val", 0, g) in runs for g in LR_GRID[algo])
+            missing.append(f"{algo}: {done} of {len(LR_GRID[algo])} tuning runs")
+            continue
         for policy in POLICIES:
-            lr = chosen_lr(runs, algo, policy)
-            if lr is None:
-                done = sum(run_name(algo, policy, "val", 0, g) in runs for g in LR_GRID[algo])
-                missing.append(f"{algo} / {policy}: {done} of {len(LR_GRID[algo])} tuning runs")
-            else:
-                done = [s for s in seeds if run_name(algo, policy, "test", s, lr) in runs]
-                if len(done) < len(seeds):
-                    missing.append(f"{algo} / {policy}: test seeds {len(done)} of {len(seeds)} (lr {lr:g})")
-    lines += ["", "Tuning runs (validation precision@10 per learning rate):", ""]
+            done = [s for s in seeds if run_name(algo, policy, "test", s, lr) in runs]
+            if len(done) < len(seeds):
+                missing.append(f"{algo} / {policy}: test seeds {len(done)} of {len(seeds)} (lr {lr:g})")
+    lines += ["", f"Tuning runs ({TUNED_POLICY} row, validation precision@10 per learning rate):", ""]
     for algo in ALGOS:
-        for policy in POLICIES:
-            cells = [f"{lr:g}: {runs[n]['metrics'][SELECT_METRIC]:.4f}" for lr in LR_GRID[algo]
-                     if (n := run_name(algo, policy, "val", 0, lr)) in runs]
-            if cells:
-                lines.append(f"- {algo} / {policy}: " + ", ".join(cells))
+        cells = [f"{lr:g}: {runs[n]['metrics'][SELECT_METRIC]:.4f}" for lr in LR_GRID[algo]
+                 if (n := run_name(algo, TUNED_POLICY, "val", 0, lr)) in runs]
+        if cells:
+            lines.append(f"- {algo}: " + ", ".join(cells))
     if missing:
         lines += ["", "Still to run (`make algorithms` resumes):", "", *[f"- {m}" for m in missing]]
     return "\n".join(lines) + "\n"
 
 
 def plot_curves(runs: dict[str, dict], path: Path) -> None:
-    """Validation precision@10 against environment steps of every tuning run at its row's chosen rate."""
+    """Validation precision@10 against environment steps of each algorithm's tuning run at its chosen rate."""
     from agents.plots import figure_png
 
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(POLICIES), figsize=(5 * len(POLICIES), 3.6), sharey=True)
-    for ax, policy in zip(np.atleast_1d(axes), POLICIES):
-        for algo in ALGOS:
-            lr = chosen_lr(runs, algo, policy)
-            curve = runs[run_name(algo, policy, "val", 0, lr)]["validation_curve"] if lr is not None else []
-            if curve:
-                steps, values = zip(*curve)
-                ax.plot(steps, values, label=f"{algo} (lr {lr:g})")
-        ax.set_title(policy)
-        ax.set_xlabel("environment steps")
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=7)
-    np.atleast_1d(axes)[0].set_ylabel("validation precision@10")
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for algo in ALGOS:
+        lr = chosen_lr(runs, algo)
+        curve = runs[run_name(algo, TUNED_POLICY, "val", 0, lr)]["validation_curve"] if lr is not None else []
+        if curve:
+            steps, values = zip(*curve)
+            ax.plot(steps, values, label=f"{algo} (lr {lr:g})")
+    ax.set_title(f"{TUNED_POLICY}: validation slice, seed 0")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("validation precision@10")
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=7)
     atomic_write_bytes(path, figure_png(fig))
 
 

@@ -16,20 +16,29 @@ TINY = dict(n_envs=2, max_steps=5, total_timesteps=48, n_steps=8, batch_size=8, 
             next_item_batch=4)
 
 
-def test_tuning_picks_the_best_validation_rate_and_the_table_is_rendered(tmp_path, monkeypatch):
+def test_tuning_picks_the_best_validation_rate_for_every_row_and_the_table_is_rendered(tmp_path, monkeypatch):
     monkeypatch.setitem(algorithms.LR_GRID, "ppo", (1e-4, 1e-2))
     out = tmp_path / "results"
-    args = dict(algos=["ppo"], policies=["extractor+next-item"], seeds=[0], dataset="ml-100k", out=out,
-                overrides=TINY, runs_dir=str(tmp_path / "runs"), say=lambda *a: None)
+    said = []
+    args = dict(algos=["ppo"], policies=["extractor", "extractor+next-item"], seeds=[0], dataset="ml-100k", out=out,
+                overrides=TINY, runs_dir=str(tmp_path / "runs"), say=said.append)
     algorithms.run_study(**args)
+    started = [line for line in said if not line.startswith("  ")]
+    # The tuned row first (its tuning, then its test), then the other row, at the same rate, untuned.
+    assert [line.split()[:3] for line in started] == [["tuning", "ppo", "extractor+next-item"]] * 2 + [
+        ["testing", "ppo", "extractor+next-item"], ["testing", "ppo", "extractor"]]
     runs = algorithms.load_runs(out / "algorithms_runs" / "ml-100k")
     val = {lr: runs[algorithms.run_name("ppo", "extractor+next-item", "val", 0, lr)] for lr in (1e-4, 1e-2)}
     assert all(r["evaluated_on"] == "validation" and r["config"]["tune"] for r in val.values())
     best = max(val, key=lambda lr: val[lr]["metrics"]["precision@10"])
-    assert algorithms.chosen_lr(runs, "ppo", "extractor+next-item") == best
+    assert algorithms.chosen_lr(runs, "ppo") == best
     test = runs[algorithms.run_name("ppo", "extractor+next-item", "test", 0, best)]
     assert test["evaluated_on"] == "test" and test["config"]["learning_rate"] == best
     assert test["training"]["pretrain_steps"] == 2 and test["validation_curve"][-1][0] == 48
+    plain = runs[algorithms.run_name("ppo", "extractor", "test", 0, best)]
+    assert plain["config"]["learning_rate"] == best and plain["training"]["pretrain_steps"] == 0
+    assert plain["config"]["next_item_weight"] == 0.0
+    assert not any(stem.startswith("ppo-extractor-val") for stem in runs)
 
     # Resume: finished runs are skipped (no training at all now).
     monkeypatch.setattr(algorithms, "run_one", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
@@ -39,10 +48,14 @@ def test_tuning_picks_the_best_validation_rate_and_the_table_is_rendered(tmp_pat
     with (out / "algorithms_ml-100k.csv").open() as fh:
         table = list(csv.DictReader(fh))
     assert {"algo", "policy", "seeds", "precision@10_mean", "precision@10_std", "greedy_mean_return_mean"} <= set(table[0])
-    (ppo,) = [r for r in table if r["algo"] == "ppo"]
-    assert float(ppo["precision@10_mean"]) == test["metrics"]["precision@10"] and ppo["seeds"] == "0"
-    assert rows[0]["policy"] == "extractor+next-item"
+    ppo = {r["policy"]: r for r in table if r["algo"] == "ppo"}
+    assert set(ppo) == {"extractor", "extractor+next-item"}
+    assert float(ppo["extractor+next-item"]["precision@10_mean"]) == test["metrics"]["precision@10"]
+    assert float(ppo["extractor"]["precision@10_mean"]) == plain["metrics"]["precision@10"]
+    assert ppo["extractor"]["seeds"] == "0" and float(ppo["extractor"]["learning_rate"]) == best
+    assert rows[0]["policy"] == "extractor"  # table order: algorithms.POLICIES
     page = (out / "algorithms_ml-100k.md").read_text()
-    assert "Still to run" in page and "dqn / default-policy: 0 of 3 tuning runs" in page
+    assert "Still to run" in page and "- dqn: 0 of 3 tuning runs" in page
+    assert f"ppo / default-policy: test seeds 0 of 1 (lr {best:g})" in page
     assert (out / "algorithms_ml-100k_curves.png").stat().st_size > 0
     assert json.loads(json.dumps(rows[0]))  # rows are plain data
