@@ -219,7 +219,36 @@ class TableOptions:
 #: Bumped when a run's result would change for the same settings (invalidates every run file).
 RUN_FORMAT_VERSION = 1
 #: TrainConfig fields that do not change an LSRWRL result (left out of its run key).
-_UNKEYED_CONFIG = ("name", "runs_dir", "data_dir", "preset", "expect_official")
+#: ``replay_buffer``: the compact buffer samples batches bit-identical to SB3's (agents.replay).
+_UNKEYED_CONFIG = ("name", "runs_dir", "data_dir", "preset", "expect_official", "replay_buffer")
+#: TrainConfig fields added after runs of this table were stored, with the (resolved) value that
+#: gives the behaviour of before. At that value the field is left out of LSRWRL's run key, so a run
+#: stored before the field existed keeps its key; any other value is keyed (and retrains).
+_KEYED_UNLESS = {
+    "kernel_path": "native", "data": None, "user_col": None, "item_col": None, "rating_col": None,
+    "value_col": None, "timestamp_col": None, "user_feature_cols": [], "duplicates": "error",
+    "policy": "lsrwrl", "next_item_loss": "full", "next_item_negatives": None, "item_compute": "dense",
+}  # fmt: skip
+
+
+def _lsrwrl_key_config(config: Any, data: MovieLensData) -> dict[str, Any]:
+    """LSRWRL's config as keyed: ``"auto"`` and ``None`` settings resolved on ``data``."""
+    from agents.config import large_catalogue
+
+    values = json.loads(json.dumps(config.to_dict(), default=str))
+    large = large_catalogue(data.n_items)
+    if values.get("next_item_loss") == "auto":
+        values["next_item_loss"] = "sampled" if large else "full"
+    if values.get("item_compute") == "auto":
+        values["item_compute"] = "sparse" if large else "dense"
+    if values.get("like_threshold") is None:
+        values["like_threshold"] = data.like_threshold
+    for unkeyed in _UNKEYED_CONFIG:
+        values.pop(unkeyed, None)
+    for name, before in _KEYED_UNLESS.items():
+        if name in values and values[name] == before:
+            del values[name]
+    return values
 
 
 def _error_text(exc: BaseException) -> str:
@@ -296,9 +325,7 @@ def run_key(name: str, data: MovieLensData, seed: int, opts: TableOptions, out: 
     :return: a JSON-ready dict; its hash names the run's result file
     """
     if name == LSRWRL:
-        config = lsrwrl_config(data.name, seed, opts, out).to_dict()
-        for unkeyed in _UNKEYED_CONFIG:
-            config.pop(unkeyed, None)
+        config = _lsrwrl_key_config(lsrwrl_config(data.name, seed, opts, out), data)
         return {"version": RUN_FORMAT_VERSION, "dataset": data.name, "n_ratings": data.n_ratings,
                 "model": name, "seed": seed, "config": config}  # fmt: skip
     return {**_tuning_key(name, data, seed, opts), "seed": seed, "fixed": _fixed_params(name, seed, opts)}

@@ -358,3 +358,30 @@ def test_run_files_keep_per_user_values_for_significance_tests(tmp_path: Path) -
     store.run_path("itemcf", 0, key).write_text(json.dumps(record), encoding="utf-8")
     again, computed = table1.run_one(data, split, "itemcf", 0, opts, out)
     assert not computed and again == old and table1.run_per_user(again) is None
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("dataset", ["ml-100k", "ml-1m"])
+def test_committed_table_runs_keep_their_keys_under_the_current_config(dataset: str) -> None:
+    """Every committed LSRWRL run of Table 1 is found again by the options it was rendered with.
+
+    A TrainConfig field added later must leave these keys alone at its old-behaviour value
+    (``table1._KEYED_UNLESS``); otherwise every table command retrains LSRWRL (hours, and the
+    runs' models are gone).
+    """
+    summary = json.loads((REPO / "results" / f"table1_{dataset}_runs.json").read_text())
+    opts = table1.TableOptions(**summary["options"])
+    data = table1.load_dataset(dataset, opts)
+    store = table1.RunStore(REPO / "results", dataset)
+    for run in summary["runs"]:
+        if run["model"] != table1.LSRWRL:
+            continue
+        key = table1.run_key(run["model"], data, run["seed"], opts, REPO / "results")
+        assert store.run_path(run["model"], run["seed"], key).name == f"lsrwrl-seed{run['seed']}-{run['key']}.json"
+        assert store.load_run(run["model"], run["seed"], key) is not None
+    # A setting that changes the result (the default kernel path) is keyed.
+    other = dataclasses.replace(opts, lsrwrl_overrides={**opts.lsrwrl_overrides, "kernel_path": "avx2"})
+    assert table1.run_key(table1.LSRWRL, data, 0, other, REPO / "results") != table1.run_key(
+        table1.LSRWRL, data, 0, opts, REPO / "results")
