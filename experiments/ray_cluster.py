@@ -43,6 +43,8 @@ FORWARDED_ENV_VARS = (DATA_ENV_VAR,)
 AUTH_MODE_ENV_VAR = "RAY_AUTH_MODE"
 TOKEN_ENV_VAR = "RAY_AUTH_TOKEN"
 TOKEN_PATH_ENV_VAR = "RAY_AUTH_TOKEN_PATH"
+#: Ray's niceness increment of its worker processes (Ray's default: 15).
+WORKER_NICENESS_ENV_VAR = "RAY_worker_niceness"
 
 
 def require_ray():
@@ -188,6 +190,21 @@ def _connection_error(address: str, exc: BaseException, sent: str) -> Connection
 
 
 @contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the block, then restore the earlier ones."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
 def ray_session(
     address: str | None = None,
     num_cpus: int | None = None,
@@ -212,6 +229,13 @@ def ray_session(
         {"MOVIELENS_DATA": "/nfs/movielens"}}``); the driver's ``$MOVIELENS_DATA`` is added
         (:func:`job_runtime_env`)
     :param log: printer of the session's notes (token authentication)
+
+    A local Ray's workers (the trials) run at this process's priority: Ray would start them
+    15 niceness levels lower (its ``worker_niceness``), so that a study run next to any other
+    work at normal priority got almost no CPU. ``nice -n 10 make equal-budget`` lowers the
+    study, trials included; ``$RAY_worker_niceness`` set by you is kept. A cluster's workers
+    keep the priority its ``ray start`` gives them.
+
     :return: the :mod:`ray` module, initialised. On exit (even by an exception or Ctrl+C)
         :func:`ray.shutdown` runs: a local Ray stops every process it started, a cluster is
         only disconnected from
@@ -223,7 +247,9 @@ def ray_session(
     address = address or os.environ.get("RAY_ADDRESS") or None
     kwargs: dict[str, Any] = dict(include_dashboard=False, runtime_env=job_runtime_env(runtime_env),
                                   log_to_driver=False)  # fmt: skip
+    local_env: dict[str, str] = {}
     if address is None:
+        local_env[WORKER_NICENESS_ENV_VAR] = os.environ.get(WORKER_NICENESS_ENV_VAR, "0")
         kwargs.update(num_cpus=num_cpus or os.cpu_count() or 1)
         if object_store_mb is not None:
             kwargs["object_store_memory"] = int(object_store_mb) * 2**20
@@ -239,7 +265,8 @@ def ray_session(
         try:
             try:
                 # "local": always a new Ray of our own, never a `ray start` cluster found on this machine.
-                ray.init(address=address or "local", **kwargs)
+                with _environment(local_env):  # read by the processes ray.init starts
+                    ray.init(address=address or "local", **kwargs)
             except ConnectionError as exc:
                 raise _connection_error(address, exc, sent) from exc
             yield ray

@@ -86,6 +86,22 @@ def test_cluster_address_rejects_local_only_options_and_bad_runtime_env() -> Non
         session_from_args(args)
 
 
+def test_local_trials_run_at_the_drivers_priority(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray would start its workers 15 niceness levels down (a study next to other work starves)."""
+    pytest.importorskip("ray", reason="Ray is not installed (the sweep extra: pip install 'recsim-env[sweep]')")
+    from experiments.ray_cluster import WORKER_NICENESS_ENV_VAR, ray_session
+
+    monkeypatch.delenv(WORKER_NICENESS_ENV_VAR, raising=False)
+    temp_dir = tempfile.mkdtemp(prefix="rn", dir="/tmp")  # short: Ray puts Unix sockets there
+    try:
+        with ray_session(num_cpus=1, temp_dir=temp_dir, log=lambda *a: None) as ray:
+            niceness = ray.get(ray.remote(lambda: os.nice(0)).remote())
+    finally:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert niceness == os.nice(0)
+    assert WORKER_NICENESS_ENV_VAR not in os.environ  # the driver's environment is left as it was
+
+
 # A real two-node cluster -------------------------------------------------------------------------
 
 
