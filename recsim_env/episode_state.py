@@ -1,6 +1,6 @@
 """The per-episode state of the simulated user, preallocated once and updated in place.
 
-An environment allocates it once (:meth:`recsim_env.user_simulator.UserSimulator.new_state`,
+An environment allocates it once (:meth:`~recsim_env.user_simulator.UserSimulator.new_state`,
 :meth:`~recsim_env.user_simulator.UserSimulator.new_batch`); the simulator writes it on
 ``reset`` and updates it on ``step``, so that ``reset``/``step`` never touch pandas.
 :class:`EpisodeState` is one user's episode, :class:`BatchState` ``num_envs`` users' as 2-D
@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["BatchState", "EpisodeState", "concatenated_ranges"]
+
 
 class EpisodeState:
     """One user's episode, updated in place by a simulator's ``step``

@@ -22,7 +22,7 @@ environments built on the same data. The user's parts live in one module each:
   :class:`~recsim_env.episode_state.BatchState` for ``num_envs`` users), preallocated once by
   the environment and updated in place, so that ``reset``/``step`` never touch pandas.
 
-The public names of those modules are importable from here too (:data:`__all__`; they lived
+The public names of those modules are importable from here too (``__all__``; they lived
 here before).
 """
 
