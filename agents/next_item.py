@@ -14,7 +14,7 @@ class LoggedNextItems:
 
     A pair is ``(s, a)``: ``s`` is the state of user ``u`` after the first ``p`` train items,
     built by the simulator's observation rules
-    (:meth:`recsim_env.simulator.ReplaySimulator.prefix_observations`: user features; the last
+    (:meth:`recsim_env.user_simulator.UserSimulator.prefix_observations`: user features; the last
     ``history_len`` of those items, front-padded with 0; the liked ones among them as packed
     bits; all of them as the packed ``"excluded"`` bits, since nothing has been recommended at
     a logged state), and ``a`` is the user's train item at position ``p`` (0-based), i.e. the

@@ -47,7 +47,7 @@ from stable_baselines3.common.preprocessing import get_obs_shape
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
-from recsim_env.simulator import concatenated_ranges
+from recsim_env.episode_state import concatenated_ranges
 
 #: The packed-bit fields of ``MovieLensRec-v0``'s observation (the default ``bitset_keys``).
 BITSET_KEYS: tuple[str, ...] = ("liked", "excluded")

@@ -88,7 +88,7 @@ def make_score_fn(model: BaseAlgorithm, env: gym.Env, batch_size: int = 1024) ->
     """``score_fn(users) -> (B, n_items)`` for :func:`recsim_env.evaluation.evaluate_ranking`.
 
     Each user is scored in its start state of ``env``'s mode, built by the env's simulator
-    (``env.unwrapped.simulator.start_observations(users)``, :mod:`recsim_env.simulator`); for
+    (``env.unwrapped.simulator.start_observations(users)``, :mod:`recsim_env.user_simulator`); for
     a test-mode env that is the user's whole train history, which is what the ranking
     protocol scores from.
 

@@ -21,7 +21,9 @@ myst_heading_anchors = 3
 exclude_patterns = ["_build"]
 nitpicky = False
 
-autodoc_default_options = {"members": True, "show-inheritance": True}
+# ignore-module-all: a module documents the names it defines, not the ones its __all__
+# re-exports (recsim_env.simulator re-exports its former names from their new modules).
+autodoc_default_options = {"members": True, "show-inheritance": True, "ignore-module-all": True}
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 # Heavy or optional dependencies the API pages do not need to execute.

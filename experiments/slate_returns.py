@@ -46,7 +46,7 @@ import numpy as np
 
 import recsim_env  # noqa: F401  (registers MovieLensRec-v0)
 from recsim_env.dataset import DATASETS, Split
-from recsim_env.simulator import DEFAULT_EXAMINE, RESPONSES
+from recsim_env.slates import DEFAULT_EXAMINE, RESPONSES
 
 #: The numpy baselines of Table 1 (fast to tune and fit).
 NUMPY_BASELINES: tuple[str, ...] = ("popularity", "itemcf", "usercf", "ease")

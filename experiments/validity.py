@@ -100,7 +100,7 @@ def heldout_likes(split: Split, like_model: Any, like_threshold: int = 4, batch:
     :param like_model: a :class:`recsim_env.user_model.LikeModel`
     :return: AUCs, log-loss, base-rate log-loss, and the reliability bins
     """
-    from recsim_env.simulator import ReplaySimulator
+    from recsim_env.replay_user import ReplaySimulator
 
     sim = ReplaySimulator(split_data=split, mode="test", like_threshold=like_threshold)
     users = np.flatnonzero(np.diff(split.test_indptr) > 0)

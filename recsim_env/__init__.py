@@ -20,8 +20,10 @@ if TYPE_CHECKING:
     from recsim_env.env import MovieLensRecEnv, unpack_bits, unpack_liked
     from recsim_env.evaluation import evaluate_greedy, evaluate_ranking
     from recsim_env.interactions import load_interactions
+    from recsim_env.model_user import ModelSimulator
     from recsim_env.movielens import load_movielens
     from recsim_env.policies import TopKPolicy
+    from recsim_env.replay_user import ReplaySimulator
     from recsim_env.significance import (
         compare_to_reference,
         holm,
@@ -29,8 +31,9 @@ if TYPE_CHECKING:
         paired_bootstrap_ci,
         paired_test,
     )
-    from recsim_env.simulator import ModelSimulator, ReplaySimulator, UserSimulator, make_simulator
+    from recsim_env.simulator import make_simulator
     from recsim_env.splits import holdout_last, split_ratings
+    from recsim_env.user_simulator import UserSimulator
     from recsim_env.vector_env import MovieLensRecVectorEnv
     from recsim_env.wrappers import MultiHotObservation, MultiHotVectorObservation
 
@@ -39,9 +42,9 @@ _EXPORTS: dict[str, str] = {
     "unpack_liked": "recsim_env.env",
     "unpack_bits": "recsim_env.env",
     "MovieLensRecVectorEnv": "recsim_env.vector_env",
-    "ReplaySimulator": "recsim_env.simulator",
-    "ModelSimulator": "recsim_env.simulator",
-    "UserSimulator": "recsim_env.simulator",
+    "ReplaySimulator": "recsim_env.replay_user",
+    "ModelSimulator": "recsim_env.model_user",
+    "UserSimulator": "recsim_env.user_simulator",
     "make_simulator": "recsim_env.simulator",
     "DATASETS": "recsim_env.dataset",
     "MovieLensData": "recsim_env.dataset",

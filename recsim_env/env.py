@@ -2,7 +2,7 @@
 
 :class:`MovieLensRecEnv` holds the Gymnasium API, the argument checks and the contract
 docstring; the rules of the simulated user (start states, like and reward, transition,
-termination) live in :mod:`recsim_env.simulator`, which
+termination) live in the simulator's modules (:mod:`recsim_env.simulator` maps them), which
 :class:`recsim_env.vector_env.MovieLensRecVectorEnv` shares.
 """
 
@@ -18,6 +18,7 @@ from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
 from recsim_env.dataset import DATASETS, MovieLensData, Split
+from recsim_env.episode_state import EpisodeState
 from recsim_env.rendering import (
     OUTCOME_DISLIKED,
     OUTCOME_HIT,
@@ -25,15 +26,10 @@ from recsim_env.rendering import (
     SessionRenderer,
     slate_outcome,
 )
-from recsim_env.simulator import (
-    MODES,
-    RATINGS,
-    RESPONSES,
-    EpisodeState,
-    default_reward_map,
-    make_simulator,
-    slate_settings,
-)
+from recsim_env.rewards import RATINGS, default_reward_map
+from recsim_env.simulator import make_simulator
+from recsim_env.slates import RESPONSES, slate_settings
+from recsim_env.user_simulator import MODES
 
 __all__ = [
     "DATASETS", "MODES", "RATINGS", "RESET_OPTIONS", "RESPONSES", "MovieLensRecEnv",
@@ -107,7 +103,7 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
     :func:`recsim_env.split_ratings` (chronological 80/20 by default); ``split_data`` injects an
     existing :class:`recsim_env.Split` instead. One environment id serves every dataset: what
     differs between datasets (items, rating scale, user features) is data, not a new MDP. The rules below are implemented once, by the
-    simulator :class:`recsim_env.simulator.ReplaySimulator` (``env.unwrapped.simulator``), which
+    simulator :class:`recsim_env.replay_user.ReplaySimulator` (``env.unwrapped.simulator``), which
     the vector environment, the agents' scoring and the logged-data sampler share.
 
     ## Action Space
@@ -251,7 +247,7 @@ class MovieLensRecEnv(gym.Env[dict[str, np.ndarray], int]):
     paper's replay (pinned bit for bit by ``tests/test_replay_pinned.py``). A replayed user
     likes only items in their remaining log; every item they never rated counts as disliked,
     although most were simply never shown to them. ``user_model="ease"`` replaces the replayed
-    user by a learned one (:class:`recsim_env.simulator.ModelSimulator`, fitted by
+    user by a learned one (:class:`recsim_env.model_user.ModelSimulator`, fitted by
     :mod:`recsim_env.user_model` on the train part of the split only, deterministically, and
     cached in ``<cache>/user_models/``), behind the same spaces and ``action_masks()``:
 

@@ -183,7 +183,7 @@ AGE_GROUPS: tuple[str, ...] = _age_labels()
 class SessionRenderer:
     """The ``"ansi"`` text and the ``"rgb_array"`` frame of a session, for both environments.
 
-    :param simulator: the environment's simulator (:class:`recsim_env.simulator.ReplaySimulator`);
+    :param simulator: the environment's simulator (:class:`recsim_env.replay_user.ReplaySimulator`);
         its split gives the titles and genres, its settings the like rule and rewards
     """
 

@@ -3,7 +3,7 @@
 :func:`fit_like_model` learns, from the **train part of a split only**, how likely a user in a
 given state (the items consumed so far, and the liked ones among them) is to like any item,
 and which rating a like gets; :func:`load_like_model` caches the fit like the parsed data.
-:class:`recsim_env.simulator.ModelSimulator` turns it into episodes.
+:class:`recsim_env.model_user.ModelSimulator` turns it into episodes.
 
 The model (``user_model="ease"``; chosen on the validation slice, figures in the README):
 

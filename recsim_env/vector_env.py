@@ -15,6 +15,7 @@ from gymnasium.vector.utils import batch_space
 
 from recsim_env.dataset import MovieLensData, Split
 from recsim_env.env import check_reset_options
+from recsim_env.episode_state import BatchState
 from recsim_env.rendering import (
     OUTCOME_DISLIKED,
     OUTCOME_HIT,
@@ -22,7 +23,8 @@ from recsim_env.rendering import (
     SessionRenderer,
     slate_outcome,
 )
-from recsim_env.simulator import BatchState, make_simulator, slate_settings
+from recsim_env.simulator import make_simulator
+from recsim_env.slates import slate_settings
 
 #: Attributes every sub-environment shares (``get_attr`` returns one copy per sub-env).
 SHARED_ATTRS: tuple[str, ...] = (

@@ -66,3 +66,52 @@ def test_environments_on_one_split_share_their_simulator_and_stay_independent(ml
         b.step(action)
     for key in obs_a:
         np.testing.assert_array_equal(obs_a[key], solo_obs[key])
+
+
+#: Where each name of ``recsim_env.simulator`` lives since the module was split, one job each.
+HOMES = {
+    "recsim_env.rewards": ("RATINGS", "default_reward_map", "check_like_threshold", "reward_table"),
+    "recsim_env.episode_state": ("EpisodeState", "BatchState", "concatenated_ranges"),
+    "recsim_env.slates": ("SlateResponse", "slate_settings", "RESPONSES", "DEFAULT_EXAMINE"),
+    "recsim_env.user_simulator": ("UserSimulator", "MODES", "check_int", "load_split"),
+    "recsim_env.replay_user": ("ReplaySimulator",),
+    "recsim_env.model_user": ("ModelSimulator",),
+    "recsim_env.simulator": ("make_simulator",),
+}
+
+
+def test_simulator_module_still_exports_every_name_it_defined_before_the_split() -> None:
+    """``from recsim_env.simulator import X`` keeps working, and gives the one object of X's
+    home module (a copy would break ``isinstance`` and the shared cache)."""
+    import importlib
+
+    import recsim_env
+    from recsim_env import simulator
+
+    names = [name for module_names in HOMES.values() for name in module_names]
+    assert sorted(simulator.__all__) == sorted(names)
+    for module, module_names in HOMES.items():
+        home = importlib.import_module(module)
+        for name in module_names:
+            assert getattr(simulator, name) is getattr(home, name), (name, module)
+    for name in ("ReplaySimulator", "ModelSimulator", "UserSimulator", "make_simulator"):
+        assert getattr(recsim_env, name) is getattr(simulator, name)
+
+
+def test_each_simulator_module_imports_first_without_a_cycle_or_torch() -> None:
+    """Any of the simulator's modules can be the first one imported (an import cycle fails
+    for some order), and none pulls in torch or ray."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import importlib, sys\n"
+        f"for module in {sorted(HOMES)!r}:\n"
+        "    for name in [m for m in sys.modules if m == 'recsim_env' or m.startswith('recsim_env.')]:\n"
+        "        del sys.modules[name]\n"
+        "    importlib.import_module(module)\n"
+        "    assert 'torch' not in sys.modules and 'ray' not in sys.modules, module\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", code], cwd=repo, check=True, timeout=120)

@@ -20,7 +20,7 @@ from recsim_env import (
     evaluate_ranking,
     unpack_bits,
 )
-from recsim_env.simulator import DEFAULT_EXAMINE, SlateResponse
+from recsim_env.slates import DEFAULT_EXAMINE, SlateResponse
 
 # user -> chronological [(item, rating), ...]
 SLATE_TRAIN = {
