@@ -4,7 +4,7 @@ One training process at a time owns a run directory: it holds an exclusive lock 
 ``<run_dir>/.lock`` (``fcntl.flock``, released by the operating system when the process ends,
 even when it is killed), so two runs never write into the same folder. A folder that already
 holds files is never trained into by accident: a new run refuses it unless it is resumed
-(:func:`experiments.train.train` with ``resume=True``) or explicitly replaced
+(:func:`agents.training.train` with ``resume=True``) or explicitly replaced
 (``overwrite=True``, which only replaces folders that are run directories).
 """
 

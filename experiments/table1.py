@@ -732,7 +732,7 @@ def render_markdown(rows: list[dict[str, Any]], data: MovieLensData, opts: Table
         f"- Baseline hyperparameters chosen on `holdout_last(train, {opts.val_fraction})` by "
         f"{opts.tune_metric} ({when}); neural baselines pick their epochs by early stopping on that "
         "slice, then refit on the whole train part.",
-        *([f"- LSRWRL: `experiments.train.train` with {lsrwrl}, same dataset, split and seed."]
+        *([f"- LSRWRL: `agents.training.train` with {lsrwrl}, same dataset, split and seed."]
           if LSRWRL in opts.models else []),
         "- Paper columns: the figures printed in the paper's Table 1 (its split protocol is unspecified).",
         f"- Command: `{reproduce_command(data.name, opts)}` (re-reads finished runs from "
