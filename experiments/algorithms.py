@@ -20,7 +20,8 @@ to be compared with the recommended one at its rate.
 
 Order: the recommended rows first (tuning, then their test seeds: the targets), then the other
 rows seed by seed (seed 0 of every row before seed 1), so a stopped study leaves a table with
-every row rather than some rows complete and others absent.
+every row rather than some rows complete and others absent; the rows that repeat another row bit
+for bit (:data:`REPEATS`: MaskablePPO with the extractor is PPO with its in-network mask) last.
 
 Each finished run writes its own file at once (``results/algorithms_runs/<dataset>/<row>-...json``,
 atomically); a run whose file exists is skipped, so the study resumes where it stopped. The
@@ -70,6 +71,13 @@ LR_GRID: dict[str, tuple[float, ...]] = {
 }
 #: The row whose validation runs choose each algorithm's learning rate (for all its rows).
 TUNED_POLICY = "extractor+next-item"
+#: Rows that repeat another algorithm's row bit for bit, which they run after everything else.
+#: MaskablePPO's action masks are the items PPO's policy masks in the network (``mask_excluded``),
+#: so with the extractor the two are one algorithm: same seed, same updates (tested in
+#: ``tests/test_make_agent.py``; the uninterrupted validation runs at lr 1e-4 agree to the last bit).
+REPEATS: dict[tuple[str, str], str] = {
+    ("maskable_ppo", "extractor+next-item"): "ppo", ("maskable_ppo", "extractor"): "ppo",
+}
 #: The order rows are run in after the tuned one.
 RUN_ORDER: tuple[str, ...] = (TUNED_POLICY, "default-policy", "extractor")
 METRICS: tuple[str, ...] = ("precision@10", "recall@10", "ndcg@10", "hit_rate@10", "greedy_mean_return")
@@ -175,17 +183,18 @@ def run_study(algos: Sequence[str], policies: Sequence[str], seeds: Sequence[int
             f"in {record['wall_seconds']:.0f} s")
 
     rates = {}
+    plan = []
     for algo in algos:  # the learning rate is chosen even when only other rows are asked for
         for lr in LR_GRID[algo]:
             ensure(algo, TUNED_POLICY, "val", 0, lr)
         rates[algo] = chosen_lr(load_runs(folder), algo)
         if TUNED_POLICY in policies:
-            for seed in seeds:
-                ensure(algo, TUNED_POLICY, "test", seed, rates[algo])
-    for seed in seeds:
-        for policy in [p for p in RUN_ORDER if p in policies and p != TUNED_POLICY]:
-            for algo in algos:
-                ensure(algo, policy, "test", seed, rates[algo])
+            plan += [(algo, TUNED_POLICY, seed) for seed in seeds]
+    plan += [(algo, policy, seed) for seed in seeds for policy in RUN_ORDER[1:] if policy in policies
+             for algo in algos]
+    plan.sort(key=lambda run: run[:2] in REPEATS)  # stable: the rows that repeat another row last
+    for algo, policy, seed in plan:
+        ensure(algo, policy, "test", seed, rates[algo])
 
 
 # Rendering ----------------------------------------------------------------------------------
@@ -271,10 +280,15 @@ def markdown(rows: list[dict], runs: dict[str, dict], dataset: str, seeds: Seque
         "",
         "Test split, mean ± std over the seeds listed; every run 600,000 environment steps of the "
         "`default` preset, the learning rate chosen once per algorithm on the validation slice (seed 0) "
-        f"from `experiments.algorithms.LR_GRID` with the {TUNED_POLICY} row, and used by all three of its rows. Greedy return: the greedy policy's simulated return on replay "
-        "(test mode). Wall time: training seconds per run (pre-training and validation included); "
-        "steps/s: environment steps per second of training. Throughput figures depend on the machine and "
-        "on what else ran on it.",
+        f"from `experiments.algorithms.LR_GRID` with the {TUNED_POLICY} row, and used by all three of its "
+        "rows. Greedy return: the greedy policy's simulated return on replay (test mode). Wall time: "
+        "training seconds per run (pre-training and validation included); steps/s: environment steps "
+        "per second of training. Throughput figures depend on the machine and on what else ran on it. "
+        "A run resumed from a checkpoint (a study stopped mid-run) is not bit-identical to an "
+        "uninterrupted one.",
+        "",
+        *[f"- {algo} / {policy} is {other} / {policy} by construction, bit for bit under the same seed "
+          "(`experiments.algorithms.REPEATS`): its runs come last." for (algo, policy), other in REPEATS.items()],
         "",
         "| algo | policy | lr | seeds | precision@10 | recall@10 | NDCG@10 | greedy return | wall s | steps/s |",
         "|---|---|---|---|---|---|---|---|---|---|",

@@ -59,3 +59,24 @@ def test_tuning_picks_the_best_validation_rate_for_every_row_and_the_table_is_re
     assert f"ppo / default-policy: test seeds 0 of 1 (lr {best:g})" in page
     assert (out / "algorithms_ml-100k_curves.png").stat().st_size > 0
     assert json.loads(json.dumps(rows[0]))  # rows are plain data
+
+
+def test_rows_that_repeat_another_row_run_last(tmp_path, monkeypatch):
+    for algo in ("ppo", "maskable_ppo"):
+        monkeypatch.setitem(algorithms.LR_GRID, algo, (1e-4,))
+
+    def fake_run(config, path):  # records what ran, in order, without training
+        record = {"metrics": {algorithms.SELECT_METRIC: 0.1}, "wall_seconds": 0.0}
+        path.write_text(json.dumps(record))
+        return record
+
+    monkeypatch.setattr(algorithms, "run_one", fake_run)
+    said = []
+    algorithms.run_study(algos=["maskable_ppo", "ppo"], policies=list(algorithms.POLICIES), seeds=[0, 1],
+                         dataset="ml-100k", out=tmp_path, overrides={}, runs_dir=str(tmp_path / "runs"),
+                         say=said.append)
+    tests = [tuple(line.split()[1:3]) + (line.split()[-1],) for line in said if line.startswith("testing")]
+    repeats = [t for t in tests if t[:2] in algorithms.REPEATS]
+    assert len(tests) == 2 * 3 * 2 and len(repeats) == 4
+    assert tests[-4:] == repeats  # after every other run, whatever the algos' order
+    assert tests[0] == ("ppo", "extractor+next-item", "0")  # then the recommended rows of the others

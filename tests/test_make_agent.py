@@ -237,3 +237,20 @@ def test_the_generic_policy_trains_on_multi_hot_observations(algo, tmp_path):
     assert result.training["unused_settings"] == config.unused_fields()
     with pytest.raises(ValueError, match="policy='multi_hot'.*cannot take next_item_weight"):
         make_config("default", algo=algo, policy="multi_hot", next_item_weight=0.5)
+
+
+def test_maskable_ppo_with_the_extractor_is_ppo_with_its_in_network_mask(split):
+    """The excluded items are the env's action masks, so MaskablePPO's masked distribution is
+    PPO's with ``mask_excluded``: same seed, same updates, bit for bit (the algorithm table's
+    MaskablePPO rows repeat PPO's; a change to either masking path breaks this)."""
+    states = {}
+    for algo in ("ppo", "maskable_ppo"):
+        model = make_agent(split, algo=algo, seed=3, **tiny(algo, pretrain_steps=4))
+        model.learn(48)
+        states[algo] = model.policy.state_dict()
+    assert states["ppo"].keys() == states["maskable_ppo"].keys()
+    assert all(th.equal(states["ppo"][k], states["maskable_ppo"][k]) for k in states["ppo"])
+    # Not a tautology: a different seed gives other weights.
+    other = make_agent(split, algo="ppo", seed=4, **tiny("ppo", pretrain_steps=4))
+    other.learn(48)
+    assert not all(th.equal(states["ppo"][k], other.policy.state_dict()[k]) for k in states["ppo"])
