@@ -80,3 +80,22 @@ def test_rows_that_repeat_another_row_run_last(tmp_path, monkeypatch):
     assert len(tests) == 2 * 3 * 2 and len(repeats) == 4
     assert tests[-4:] == repeats  # after every other run, whatever the algos' order
     assert tests[0] == ("ppo", "extractor+next-item", "0")  # then the recommended rows of the others
+
+
+def _record(seed: int, p10: float) -> dict:
+    return {"config": {"seed": seed}, "metrics": dict.fromkeys(algorithms.METRICS, p10),
+            "training": {"train_seconds": 1.0, "env_steps_per_second": 1.0}, "validation_curve": []}
+
+
+def test_a_repeating_row_shows_the_repeated_rows_runs_until_it_has_its_own(tmp_path, monkeypatch):
+    monkeypatch.setitem(algorithms.LR_GRID, "ppo", (1e-4,))
+    monkeypatch.setitem(algorithms.LR_GRID, "maskable_ppo", (1e-4,))
+    policy = "extractor+next-item"
+    runs = {algorithms.run_name(a, policy, "val", 0, 1e-4): _record(0, 0.2) for a in ("ppo", "maskable_ppo")}
+    runs.update({algorithms.run_name("ppo", policy, "test", s, 1e-4): _record(s, p) for s, p in ((0, 0.22), (1, 0.24))})
+    (row,) = [r for r in algorithms.table_rows(runs, "ml-100k", tmp_path) if r["algo"] == "maskable_ppo"]
+    assert row["runs_of"] == "ppo" and row["seeds"] == "0 1"
+    assert abs(row["precision@10_mean"] - 0.23) < 1e-12 and abs(row["precision@10_std"] - 0.0141421) < 1e-6  # ddof=1
+    runs[algorithms.run_name("maskable_ppo", policy, "test", 0, 1e-4)] = _record(0, 0.21)
+    (row,) = [r for r in algorithms.table_rows(runs, "ml-100k", tmp_path) if r["algo"] == "maskable_ppo"]
+    assert row["runs_of"] == "maskable_ppo" and row["precision@10_mean"] == 0.21
