@@ -170,7 +170,15 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def _not_run(dataset: str, title: str) -> str:
-    return f"{title}: not run yet: make equal-budget DATASET={dataset}"
+    """A dataset without an equal-budget table: not started, or how far its searches got."""
+    from experiments.equal_budget_table import load_records
+
+    records = load_records(RESULTS, dataset)
+    if not records:
+        return f"{title}: not run yet: make equal-budget DATASET={dataset}"
+    done = ", ".join(f"{m} ({len(r.get('trials', []))} trials)" for m, r in records.items())
+    return (f"{title}: searching (`make equal-budget DATASET={dataset}` resumes); search records so far: {done}; "
+            "no test runs yet")
 
 
 def render_table1_equal() -> str:

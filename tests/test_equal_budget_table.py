@@ -156,6 +156,14 @@ def test_the_docs_blocks_render_from_the_csvs_and_the_readme_stays_short(tmp_pat
     assert "ML-100K: not run yet: make equal-budget DATASET=ml-100k; ML-1M: not run yet" in block
     assert "has not finished on any dataset" in block
     assert docs_results.BLOCKS["table1-equal-ml-1m"]() == "ML-1M: not run yet: make equal-budget DATASET=ml-1m.\n"
+    # searching: the records so far, before any test run
+    (tmp_path / "tuning" / "ml-1m").mkdir(parents=True)
+    (tmp_path / "tuning" / "ml-1m" / "ease.json").write_text(json.dumps(
+        {"model": "ease", "settings": {"trials": 6}, "chosen": {"params": {"l2": 500.0}}, "trials": [{}] * 6}))
+    assert docs_results.BLOCKS["table1-equal-ml-1m"]() == (
+        "ML-1M: searching (`make equal-budget DATASET=ml-1m` resumes); search records so far: ease (6 trials); "
+        "no test runs yet.\n")
+    (tmp_path / "tuning" / "ml-1m" / "ease.json").unlink()
     # ML-100K done (LSRWRL significantly ahead of SASRec, the only tuned baseline), ML-1M not
     write_study(tmp_path, {"sasrec": values["sasrec"], "lsrwrl": values["lsrwrl"]}, {"sasrec": 2, "lsrwrl": 2})
     render(tmp_path)
