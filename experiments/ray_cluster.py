@@ -249,7 +249,8 @@ def ray_session(
                                   log_to_driver=False)  # fmt: skip
     local_env: dict[str, str] = {}
     if address is None:
-        local_env[WORKER_NICENESS_ENV_VAR] = os.environ.get(WORKER_NICENESS_ENV_VAR, "0")
+        if WORKER_NICENESS_ENV_VAR not in os.environ:  # yours is kept
+            local_env[WORKER_NICENESS_ENV_VAR] = "0"
         kwargs.update(num_cpus=num_cpus or os.cpu_count() or 1)
         if object_store_mb is not None:
             kwargs["object_store_memory"] = int(object_store_mb) * 2**20

@@ -232,15 +232,10 @@ _KEYED_UNLESS = {
 
 
 def _lsrwrl_key_config(config: Any, data: MovieLensData) -> dict[str, Any]:
-    """LSRWRL's config as keyed: ``"auto"`` and ``None`` settings resolved on ``data``."""
-    from agents.config import large_catalogue
-
-    values = json.loads(json.dumps(config.to_dict(), default=str))
-    large = large_catalogue(data.n_items)
-    if values.get("next_item_loss") == "auto":
-        values["next_item_loss"] = "sampled" if large else "full"
-    if values.get("item_compute") == "auto":
-        values["item_compute"] = "sparse" if large else "dense"
+    """LSRWRL's config as keyed: its ``"auto"`` catalogue settings decided for ``data``
+    (:meth:`~agents.config.TrainConfig.for_catalogue`, as a run records them), ``like_threshold``
+    None as the dataset's."""
+    values = json.loads(json.dumps(config.for_catalogue(data.n_items).to_dict(), default=str))
     if values.get("like_threshold") is None:
         values["like_threshold"] = data.like_threshold
     for unkeyed in _UNKEYED_CONFIG:
