@@ -773,9 +773,6 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         if f.name == "preset":
             continue
-        shown = getattr(defaults, f.name)
-        if isinstance(shown, tuple):
-            shown = ",".join(map(str, shown))
         extra = ""
         if f.name in FIELD_CHOICES:
             extra += f"; one of {', '.join(FIELD_CHOICES[f.name])}"
@@ -786,8 +783,32 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             dest=f.name,
             default=None,
             metavar=_metavar(hints[f.name]),
-            help=f"{comments.get(f.name, '')} (default preset: {shown}{extra})".replace("%", "%%"),
+            help=f"{comments.get(f.name, '')} ({_default_label(f.name, getattr(defaults, f.name))}{extra})".replace("%", "%%"),
         )
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return str(value)
+
+
+def _default_label(name: str, default: Any) -> str:
+    """``"default preset: 20; ml-1m: 50"``: field ``name``'s value in the default preset, with its
+    per-dataset and per-algorithm replacements (:data:`DATASET_PRESETS`, :data:`ALGO_PRESETS`);
+    the plain value is left out where every algorithm that takes the field replaces it."""
+    parts = []
+    replaced_algos: set[str] = set()
+    for table in (DATASET_PRESETS.get("default", {}), ALGO_PRESETS.get("default", {})):
+        keys_of: dict[str, list[str]] = {}
+        for key, values in table.items():
+            if name in values:
+                keys_of.setdefault(_shown(values[name]), []).append(key)
+                replaced_algos.add(key)
+        parts += [f"{', '.join(keys)}: {shown}" for shown, keys in keys_of.items()]
+    if not (name in ALGO_FIELDS and set(ALGO_FIELDS[name]) <= replaced_algos):
+        parts.insert(0, _shown(default))
+    return "default preset: " + "; ".join(parts)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

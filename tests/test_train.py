@@ -297,6 +297,20 @@ def test_every_config_option_has_a_help_text():
     assert "rating" in helps["train_rewards"] and "training" in helps["train_rewards"]
 
 
+def test_help_labels_give_the_per_dataset_and_per_algorithm_values_that_replace_the_default():
+    from experiments.train import build_parser
+
+    helps = {action.dest: " ".join(action.help.split()) for action in build_parser()._actions}
+    # What `make train DATASET=ml-1m` and `--algo ppo` actually use, next to the default preset's value.
+    assert "(default preset: 20; ml-1m: 50)" in helps["history_len"]
+    assert "(default preset: 0.1; ppo, maskable_ppo, a2c: 1.0)" in helps["next_item_weight"]
+    # Every algorithm that takes n_quantiles replaces the plain value, so it is not shown.
+    assert "(default preset: qrdqn: 10; algos: qrdqn)" in helps["n_quantiles"]
+    for name in ("gamma", "learning_rate"):
+        assert make_config("default", algo="ppo", dataset="ml-1m").__dict__[name] == TrainConfig().__dict__[name]
+        assert f"(default preset: {getattr(TrainConfig(), name)})" in helps[name]
+
+
 def test_errors_are_one_message_without_traceback_usage_or_run_directory(tmp_path, capsys):
     runs = tmp_path / "runs"
     empty_copy = tmp_path / "data"
