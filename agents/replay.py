@@ -47,13 +47,12 @@ from stable_baselines3.common.preprocessing import get_obs_shape
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
-from recsim_env.episode_state import concatenated_ranges
+from recsim_env.episode_state import BIT_VALUES, concatenated_ranges
 
 #: The packed-bit fields of ``MovieLensRec-v0``'s observation (the default ``bitset_keys``).
 BITSET_KEYS: tuple[str, ...] = ("liked", "excluded")
 #: Bytes of one stored bit position in the item log.
 _POSITION_BYTES = np.dtype(np.int32).itemsize
-_BITS = (1 << np.arange(8)).astype(np.uint8)
 _POPCOUNT = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1).astype(np.int64)
 
 
@@ -240,7 +239,7 @@ class _BitsetStore:
         index, segment = concatenated_ranges(start, start + length)
         if index.size:
             positions = self.log[slots[segment], index % self.log.shape[1]]
-            np.bitwise_or.at(out.reshape(-1), segment * self.n_bytes + (positions >> 3), _BITS[positions & 7])
+            np.bitwise_or.at(out.reshape(-1), segment * self.n_bytes + (positions >> 3), BIT_VALUES[positions & 7])
         return out
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BatchState", "EpisodeState", "concatenated_ranges"]
+__all__ = ["BIT_VALUES", "BatchState", "EpisodeState", "concatenated_ranges"]
 
 
 class EpisodeState:
@@ -118,8 +118,10 @@ class BatchState:
         return view
 
 
-# Bit j of a byte, for setting the packed bits of many items at once.
-_BITS = (1 << np.arange(8)).astype(np.uint8)
+#: ``BIT_VALUES[j]`` is bit ``j`` of a byte (``1 << j``), the little bit order of the packed-bit
+#: observation fields: item ``i`` is ``packed[i >> 3] & BIT_VALUES[i & 7]``. For setting or testing
+#: the bits of many items at once.
+BIT_VALUES = (1 << np.arange(8)).astype(np.uint8)
 
 
 def concatenated_ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from recsim_env.episode_state import _BITS, BatchState, EpisodeState
+from recsim_env.episode_state import BIT_VALUES, BatchState, EpisodeState
 from recsim_env.user_simulator import UserSimulator
 
 __all__ = ["ModelSimulator"]
@@ -172,14 +172,14 @@ class ModelSimulator(UserSimulator):
             batch.user[rows], a, batch.score[rows, a], batch.score_like[rows, a],
             batch.history_size[rows], excluded, batch.misses[rows], draws,
         )  # fmt: skip
-        batch.excluded_flat[batch.byte_offset[rows] + (a >> 3)] |= _BITS[a & 7]
+        batch.excluded_flat[batch.byte_offset[rows] + (a >> 3)] |= BIT_VALUES[a & 7]
         hit = rows[liked_r]
         if hit.size:
             item = actions[hit]
             history = batch.history
             history[hit, :-1] = history[hit, 1:]
             history[hit, -1] = item + 1
-            batch.liked_flat[batch.byte_offset[hit] + (item >> 3)] |= _BITS[item & 7]
+            batch.liked_flat[batch.byte_offset[hit] + (item >> 3)] |= BIT_VALUES[item & 7]
             batch.history_size[hit] += 1
             batch.score[hit] += self.model.b_all[item]
             batch.score_like[hit] += self.model.b_like[item]

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from recsim_env.episode_state import _BITS, BatchState, EpisodeState, concatenated_ranges
+from recsim_env.episode_state import BIT_VALUES, BatchState, EpisodeState, concatenated_ranges
 from recsim_env.user_simulator import UserSimulator
 
 __all__ = ["ReplaySimulator"]
@@ -173,7 +173,7 @@ class ReplaySimulator(UserSimulator):
         liked = self.like_table[rating]
         batch.targets_flat[flat] = 0
         # One action per row, so the byte indices are distinct and |= needs no accumulation.
-        batch.excluded_flat[batch.byte_offset + (a >> 3)] |= _BITS[a & 7]
+        batch.excluded_flat[batch.byte_offset + (a >> 3)] |= BIT_VALUES[a & 7]
         batch.n_targets_left -= rating > 0
         batch.n_liked_left -= liked
         if np.count_nonzero(liked):
@@ -182,7 +182,7 @@ class ReplaySimulator(UserSimulator):
             history = batch.history
             history[rows, :-1] = history[rows, 1:]
             history[rows, -1] = item + 1
-            batch.liked_flat[batch.byte_offset[rows] + (item >> 3)] |= _BITS[item & 7]
+            batch.liked_flat[batch.byte_offset[rows] + (item >> 3)] |= BIT_VALUES[item & 7]
             batch.history_size[rows] += 1
         value = self.rating_value_table[rating]
         batch.steps += 1
@@ -313,7 +313,7 @@ class ReplaySimulator(UserSimulator):
         flat = batch.row_offset[:, None] + slates
         rating = batch.targets_flat[flat].astype(np.int64)  # level; 0 = not a remaining target
         byte = batch.byte_offset[:, None] + (slates >> 3)
-        bit = _BITS[slates & 7]
+        bit = BIT_VALUES[slates & 7]
         pos = np.arange(k)
         # repeated[i, p]: an earlier position q < p of row i holds the same item.
         earlier = pos[None, :, None] > pos[None, None, :]
