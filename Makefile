@@ -36,7 +36,7 @@ table: install
 
 # LSRWRL ablation (interests, losses, the paper preset), validation and test, 3 seeds: results/ablation_*.
 ablation: install
-	$(PY) -m experiments.ablation $(ARGS)
+	$(PY) -m experiments.studies.ablation $(ARGS)
 
 # Every algorithm x {SB3 default policy, LSRWRL extractor, extractor + next-item loss}, 600,000 steps,
 # learning rate per algorithm on the validation slice (recommended row), 3 seeds: results/algorithms_* (resumable).
@@ -58,7 +58,7 @@ equal-budget: install
 # How well each simulator (replay, learned user model) reproduces held-out behaviour; reads the
 # simulated-return columns of results/table1_<dataset>.csv (make table) for the policy rankings.
 validity: install
-	$(PY) -m experiments.validity $(ARGS)
+	$(PY) -m experiments.studies.validity $(ARGS)
 
 bench: bench-data bench-env bench-agent bench-replay
 

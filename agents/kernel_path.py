@@ -4,7 +4,7 @@ PyTorch picks its CPU kernels at run time from the processor: ATen's vectorised 
 and reduction kernels (AVX-512 or AVX2 on x86-64) and MKL's matrix products. Different
 kernels add in different orders, so the same seed, config and thread count trains to different
 weights on an AVX-512 and an AVX2 machine, and the gap grows over a run
-(``python -m experiments.determinism``, ``results/determinism/``: both ATen's and MKL's
+(``python -m experiments.studies.determinism``, ``results/determinism/``: both ATen's and MKL's
 choice change the weights).
 
 ``kernel_path="avx2"`` (the :class:`~agents.config.TrainConfig` default) pins both to their

@@ -693,7 +693,7 @@ def _train(config, run_dir, progress, resume, overwrite, report, say, signals, c
             "env_steps_per_second": round(steps / max(session_seconds - session_eval_seconds, 1e-9), 1),
             "evaluation_seconds": round(time.monotonic() - t0, 2),
             "device": str(model.device),
-            # What the floats depend on besides the seed (see experiments.determinism).
+            # What the floats depend on besides the seed (see experiments.studies.determinism).
             "torch_threads": config.torch_threads,
             "kernel_path": config.kernel_path,
             "cpu_capability": th.backends.cpu.get_cpu_capability(),

@@ -398,7 +398,7 @@ def render_determinism() -> str:
         lines.append(_table(["setting", "environment", "ATen kernels", "op outputs changed",
                              "first changed op", "weights = native", "validation P@10",
                              "CPU s / 1,000 steps"], rows))
-    return "\n".join(lines) if lines else "Not measured yet: `python -m experiments.determinism`."
+    return "\n".join(lines) if lines else "Not measured yet: `python -m experiments.studies.determinism`."
 
 
 def render_scale() -> str:

@@ -335,7 +335,7 @@ class RunStore:
     :param out: results folder
     :param dataset: dataset name
     :param runs_folder: folder of the run files under ``out`` (default ``"table1_runs"``;
-        :mod:`experiments.ablation` keeps its runs in ``"ablation_runs"``)
+        :mod:`experiments.studies.ablation` keeps its runs in ``"ablation_runs"``)
     """
 
     def __init__(self, out: str | os.PathLike, dataset: str, runs_folder: str = "table1_runs") -> None:

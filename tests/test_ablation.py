@@ -1,4 +1,4 @@
-"""``experiments.ablation`` (``make ablation``) on a tiny ML-1M-format dataset: the variants'
+"""``experiments.studies.ablation`` (``make ablation``) on a tiny ML-1M-format dataset: the variants'
 configurations, the run files, resuming, ``--force`` and the rendered files."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from experiments import ablation
-from experiments.ablation import AblationOptions, VariantRun, ablation_key, config_changes, variant_config
+from experiments.studies import ablation
+from experiments.studies.ablation import AblationOptions, VariantRun, ablation_key, config_changes, variant_config
 from agents.config import PRESETS, make_config
 from experiments.table1 import METRICS, Run
 from recsim_env.movielens import load_movielens

@@ -3,7 +3,7 @@
 Same seed, config and thread count give bit-identical weights within one machine (see
 tests/test_make_agent.py). Across machines, PyTorch's ATen and MKL kernels depend on the
 processor; ``kernel_path="avx2"`` pins both to their AVX2 path. These tests check the pinning
-itself in fresh processes; the effect on training is measured by ``experiments.determinism``.
+itself in fresh processes; the effect on training is measured by ``experiments.studies.determinism``.
 """
 
 import os

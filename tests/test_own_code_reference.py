@@ -1,4 +1,4 @@
-"""experiments.own_code_reference: the README's reference returns, on a few real test users."""
+"""experiments.studies.own_code_reference: the README's reference returns, on a few real test users."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from experiments.own_code_reference import main
+from experiments.studies.own_code_reference import main
 
 
 def test_reference_script_writes_the_figures_it_prints(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""experiments.slate_returns: the slate-mode figures of the README, from the public API."""
+"""experiments.studies.slate_returns: the slate-mode figures of the README, from the public API."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import slate_returns
+from experiments.studies import slate_returns
 
 
 def test_popularity_slate_returns_and_the_hits_check(ml100k_dir: Path, tmp_path: Path) -> None:

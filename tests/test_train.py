@@ -978,7 +978,7 @@ def test_an_episode_budget_in_passes_stops_after_every_user_had_a_session(tmp_pa
 
 
 def test_pretrain_curve_rows_match_a_pretrained_training_run(tmp_path, capsys):
-    from experiments.pretrain_curve import main as curve_main
+    from experiments.studies.pretrain_curve import main as curve_main
 
     options = ["--torch-threads", "1", "--n-envs", "2", "--embed-dim", "8", "--dnn-hidden", "8", "--net-arch", "16",
                "--causal", "true", "--readout", "last", "--positions", "relative", "--next-item-positions", "all",

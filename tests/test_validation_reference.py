@@ -1,4 +1,4 @@
-"""``experiments.validation_reference``: baselines refitted on the validation slice."""
+"""``experiments.studies.validation_reference``: baselines refitted on the validation slice."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from agents.baselines.tuning import tune
-from experiments import table1, validation_reference
+from experiments import table1
+from experiments.studies import validation_reference
 
 
 def test_reference_reproduces_the_stored_tuning_value(ml100k_dir: Path, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""``experiments.validity``: its statistics and checks on a small hand-made split."""
+"""``experiments.studies.validity``: its statistics and checks on a small hand-made split."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from test_user_model import N_USERS, synthetic_split
 
-from experiments import validity
+from experiments.studies import validity
 from recsim_env.user_model import fit_like_model
 
 

@@ -9,7 +9,7 @@ compared with the baselines without ever reading the test split.
 
 Usage::
 
-    python -m experiments.validation_reference --dataset ml-100k   # -> results/validation_reference_ml-100k.json
+    python -m experiments.studies.validation_reference --dataset ml-100k   # -> results/validation_reference_ml-100k.json
 
 Needs the baselines' tuning files (``make table`` writes them); a missing one is an error that
 names the command to run. The output is written atomically.
@@ -72,7 +72,7 @@ def validation_reference(dataset: str, out: Path, data_dir: str | None = None,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.validation_reference",
+    parser = argparse.ArgumentParser(prog="python -m experiments.studies.validation_reference",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="ml-100k", choices=("ml-100k", "ml-1m"))
     parser.add_argument("--out", default="results", help="results folder (default: %(default)s)")

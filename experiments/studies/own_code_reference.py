@@ -16,8 +16,8 @@ observation allows (``~unpack_bits(obs["excluded"])``), and for contrast the pla
 
 Usage::
 
-    python -m experiments.own_code_reference                 # writes results/own_code_reference.json
-    python -m experiments.own_code_reference --dqn-steps 0   # the two rules only (seconds)
+    python -m experiments.studies.own_code_reference                 # writes results/own_code_reference.json
+    python -m experiments.studies.own_code_reference --dqn-steps 0   # the two rules only (seconds)
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def _generic_dqn(split, test_env, steps: int, eval_at: tuple[int, ...], seed: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.own_code_reference",
+    parser = argparse.ArgumentParser(prog="python -m experiments.studies.own_code_reference",
                                      description=__doc__.split("\n")[0])  # fmt: skip
     parser.add_argument("--dataset", default="ml-100k", choices=("ml-100k", "ml-1m"))
     parser.add_argument("--data-dir", default=None, help="data root (default: MOVIELENS_DATA, cache, download)")
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch as th
 
     th.set_num_threads(args.threads)
-    command = "python -m experiments.own_code_reference " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m experiments.studies.own_code_reference " + " ".join(argv if argv is not None else sys.argv[1:])
     result = reference_returns(args.dataset, args.data_dir, args.dqn_steps, eval_at, args.seed,
                                n_users=args.n_users)  # fmt: skip
     atomic_write_json(args.out, {"command": command.strip(), **result})

@@ -18,8 +18,8 @@ and ``"ease"``), three checks, written to ``<out>/validity_<dataset>.md`` with P
 
 Usage::
 
-    python -m experiments.validity                      # ml-100k and ml-1m -> results/validity/
-    python -m experiments.validity --datasets ml-100k --out /tmp/validity
+    python -m experiments.studies.validity                      # ml-100k and ml-1m -> results/validity/
+    python -m experiments.studies.validity --datasets ml-100k --out /tmp/validity
 
 The figures depend only on the data, the split and the seeds: rerunning writes the same numbers.
 Every file is written atomically.
@@ -356,7 +356,7 @@ def render_markdown(dataset: str, split: Split, held: dict[str, Any], cands: lis
         "",
         f"Split: temporal 80/20 per user ({split.n_users} users, {split.n_items} items). Simulators: "
         f"`user_model=\"replay\"` (the logs) and `user_model=\"ease\"` (learned on the train part, "
-        f"l2={model.l2:g}). Command: `python -m experiments.validity --datasets {dataset}`.",
+        f"l2={model.l2:g}). Command: `python -m experiments.studies.validity --datasets {dataset}`.",
         "",
         "## 1. Held-out likes",
         "",
@@ -494,7 +494,7 @@ def run_dataset(dataset: str, out: Path, table_dir: Path, data_dir: str | None, 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.validity", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.studies.validity", description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS,
                         help="datasets (default: all)")
     parser.add_argument("--out", default="results/validity", help="output folder (default: %(default)s)")

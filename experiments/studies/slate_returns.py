@@ -26,7 +26,7 @@ Writes ``<out>/slate_returns_<dataset>.json`` and ``.md`` (atomically).
 
 Usage::
 
-    MOVIELENS_DATA=../shared/data python -m experiments.slate_returns [--lsrwrl-run runs/<run>] [--models popularity itemcf usercf ease] [--slate-sizes 1 10] [--responses independent cascade] [--examine 0.8] [--seed 0] [--out results]
+    MOVIELENS_DATA=../shared/data python -m experiments.studies.slate_returns [--lsrwrl-run runs/<run>] [--models popularity itemcf usercf ease] [--slate-sizes 1 10] [--responses independent cascade] [--examine 0.8] [--seed 0] [--out results]
 """
 
 from __future__ import annotations
@@ -245,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from recsim_env import load_movielens, split_ratings
 
     config = parse_args(argv)
-    command = "python -m experiments.slate_returns " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m experiments.studies.slate_returns " + " ".join(sys.argv[1:] if argv is None else argv)
 
     # Data: the default temporal split, as Table 1 and experiments.train.
     split = split_ratings(load_movielens(config.dataset, config.data_dir))

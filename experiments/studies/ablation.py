@@ -38,10 +38,10 @@ The test run's figure is the quantity the TD loss optimises, on held-out data.
 
 Usage::
 
-    python -m experiments.ablation                                  # ML-100K, seeds 0 1 2, every variant
-    python -m experiments.ablation --variants both td-only --seeds 0
-    python -m experiments.ablation --base-preset searched --set torch_threads=1
-    python -m experiments.ablation --quick --seeds 0                # smoke test, not a result
+    python -m experiments.studies.ablation                                  # ML-100K, seeds 0 1 2, every variant
+    python -m experiments.studies.ablation --variants both td-only --seeds 0
+    python -m experiments.studies.ablation --base-preset searched --set torch_threads=1
+    python -m experiments.studies.ablation --quick --seeds 0                # smoke test, not a result
 
 Resumable, with :mod:`experiments.table1`'s machinery: every finished run is written at once,
 atomically, to ``<out>/ablation_runs/<dataset>/<variant>-<val|test>-seed<seed>-<key>.json``, where
@@ -142,7 +142,7 @@ RESERVED_FIELDS: dict[str, str] = {
     **{name: "the variants set it; choose the base through --base-preset (e.g. a preset file in "
              "agents/presets/)" for v in VARIANTS.values() for name in v.overrides if name != "max_episodes"},
 }  # fmt: skip
-PROG = "python -m experiments.ablation"
+PROG = "python -m experiments.studies.ablation"
 
 
 @dataclass
@@ -376,7 +376,7 @@ def _cell(row: dict[str, Any], mode: str, metric: str, digits: int = 4) -> str:
 
 
 def reproduce_command(dataset: str, opts: AblationOptions) -> str:
-    """The ``experiments.ablation`` command line that computes (or re-reads) this table's runs."""
+    """The ``experiments.studies.ablation`` command line that computes (or re-reads) this table's runs."""
     variants = [v for v in VARIANTS if v in opts.variants]
     parts = [PROG, "--datasets", dataset, "--seeds", *map(str, opts.seeds)]
     if variants != list(VARIANTS):

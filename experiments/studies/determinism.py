@@ -14,7 +14,7 @@ This study runs, in a fresh process per setting (the variables are read when PyT
 * ``runs``: a short training run (``--steps``) per setting, twice for the native path, compared
   on validation metrics and a hash of the final weights, with the seconds per 1,000 steps.
 
-``python -m experiments.determinism --steps 20000`` writes ``results/determinism/<cpu>.json``
+``python -m experiments.studies.determinism --steps 20000`` writes ``results/determinism/<cpu>.json``
 (``<cpu>`` = the machine's native capability, e.g. ``avx512``) and prints a table. Timings are
 only comparable on an otherwise idle machine; the file records the load average and, less
 sensitive to the load, the process's CPU seconds (one torch thread by default).
@@ -118,7 +118,7 @@ def probe_run(threads: int, steps: int, out: Path) -> None:
 
 def _child(setting: str, args: list[str]) -> None:
     env = {**os.environ, **SETTINGS[setting]}
-    subprocess.run([sys.executable, "-m", "experiments.determinism", "--child", *args], env=env, check=True)
+    subprocess.run([sys.executable, "-m", "experiments.studies.determinism", "--child", *args], env=env, check=True)
 
 
 def compare_ops(folder: Path, settings: list[str]) -> dict[str, Any]:
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     from recsim_env.files import atomic_write_text
 
     native = th.backends.cpu.get_cpu_capability().lower()
-    command = "python -m experiments.determinism " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m experiments.studies.determinism " + " ".join(argv if argv is not None else sys.argv[1:])
     out = Path(args.out) / f"{native}.json"
     record: dict[str, Any] = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}
     record.update(native_capability=native, threads=args.threads, settings=SETTINGS)

@@ -10,8 +10,8 @@ validation metrics of ``python -m experiments.train --tune true --pretrain-steps
 
 Usage::
 
-    python -m experiments.pretrain_curve --eval-at 500,1000,2000 --embedding-init-std 0.05
-    python -m experiments.pretrain_curve --eval-at 1000 --causal true --readout last \\
+    python -m experiments.studies.pretrain_curve --eval-at 500,1000,2000 --embedding-init-std 0.05
+    python -m experiments.studies.pretrain_curve --eval-at 1000 --causal true --readout last \\
         --positions relative --next-item-positions all --next-item-batch 32
 """
 
@@ -75,7 +75,7 @@ def pretrain_curve(config, eval_at: list[int], out: Path | None = None) -> list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.pretrain_curve", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.studies.pretrain_curve", description=__doc__.split("\n")[0])
     parser.add_argument("--eval-at", required=True, help="comma-separated pre-training step counts to evaluate at")
     parser.add_argument("--out", default=None, help="JSON-lines file for the rows")
     add_config_arguments(parser)
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                              "head (--dueling true)")
         pretrain_curve(config, eval_at, Path(args.out) if args.out else None)
     except ValueError as err:
-        print(f"python -m experiments.pretrain_curve: error: {err}", file=sys.stderr)
+        print(f"python -m experiments.studies.pretrain_curve: error: {err}", file=sys.stderr)
         return 2
     return 0
 
