@@ -82,6 +82,12 @@ REPEATS: dict[tuple[str, str], str] = {
 RUN_ORDER: tuple[str, ...] = (TUNED_POLICY, "default-policy", "extractor")
 METRICS: tuple[str, ...] = ("precision@10", "recall@10", "ndcg@10", "hit_rate@10", "greedy_mean_return")
 SELECT_METRIC = "precision@10"
+#: The targets the page measures rows against (issue 21, means over the seeds): a
+#: :data:`TUNED_POLICY` row reaches the best Table 1 baseline's test precision@10 and a greedy
+#: return of :data:`TARGET_RETURN`, stretch within :data:`STRETCH_FRACTION` of DQN's precision@10;
+#: a default-policy row beats Popularity's greedy return.
+TARGET_RETURN = 3.0
+STRETCH_FRACTION = 0.03
 
 
 def run_name(algo: str, policy: str, stage: str, seed: int, lr: float) -> str:
@@ -334,9 +340,58 @@ def markdown(rows: list[dict], runs: dict[str, dict], dataset: str, seeds: Seque
                  if (n := run_name(algo, TUNED_POLICY, "val", 0, lr)) in runs]
         if cells:
             lines.append(f"- {algo}: " + ", ".join(cells))
+    lines += target_lines(rows, len(seeds))
     if missing:
         lines += ["", "Still to run (`make algorithms` resumes):", "", *[f"- {m}" for m in missing]]
     return "\n".join(lines) + "\n"
+
+
+def _against(value: float, bar: float, digits: int) -> str:
+    """``"met"``, or ``"missed by 0.33 (14%)"``."""
+    if value >= bar:
+        return "met"
+    return f"missed by {bar - value:.{digits}f} ({(bar - value) / bar:.0%})"
+
+
+def target_lines(rows: list[dict], n_seeds: int) -> list[str]:
+    """The "Against the targets" section (:data:`TARGET_RETURN`, :data:`STRETCH_FRACTION`): every
+    :data:`TUNED_POLICY` and default-policy row against its bars, with how much a miss is."""
+    references = {r["algo"]: r for r in rows if r["runs_of"] == "Table 1"}
+    best = next((r for name, r in references.items() if name != "Popularity"), None)
+    popularity = references.get("Popularity")
+    dqn = next((r for r in rows if r["algo"] == "dqn" and r["policy"] == TUNED_POLICY), None)
+    out = []
+    for row in rows:
+        if row["runs_of"] == "Table 1" or row["policy"] not in (TUNED_POLICY, "default-policy"):
+            continue
+        name = row["algo"] if row["runs_of"] == row["algo"] else f"{row['algo']} (= {row['runs_of']}'s runs)"
+        seeds = len(row["seeds"].split())
+        where = f"{name} / {row['policy']}, seeds {row['seeds']}" + (
+            f" ({seeds} of {n_seeds}: not final)" if seeds < n_seeds else "")
+        p10, ret = row["precision@10_mean"], row["greedy_mean_return_mean"]
+        if row["policy"] == TUNED_POLICY:
+            parts = []
+            if best is not None:
+                parts.append(f"precision@10 {p10:.4f} against {best['algo']}'s {best['precision@10_mean']:.4f}: "
+                             f"{_against(p10, best['precision@10_mean'], 4)}")
+            parts.append(f"greedy return {ret:.2f} against {TARGET_RETURN:.1f}: {_against(ret, TARGET_RETURN, 2)}")
+            if dqn is not None and row is not dqn:
+                below = 1 - p10 / dqn["precision@10_mean"]
+                parts.append(f"stretch, precision@10 within {STRETCH_FRACTION:.0%} of DQN's "
+                             f"{dqn['precision@10_mean']:.4f}: " + ("met" if below <= STRETCH_FRACTION else
+                                                                   f"missed, {below:.1%} below it"))
+        elif popularity is not None:
+            parts = [f"greedy return {ret:.2f} against Popularity's {popularity['greedy_mean_return_mean']:.2f}: "
+                     f"{_against(ret, popularity['greedy_mean_return_mean'], 2)} at 600,000 steps"]
+        else:
+            continue
+        out.append(f"- {where}: " + "; ".join(parts))
+    if not out:
+        return []
+    return ["", f"Against the targets (issue 21; means over the seeds; the {TUNED_POLICY} rows: the best "
+            f"Table 1 baseline's precision@10 and a greedy return of {TARGET_RETURN:.1f}, stretch within "
+            f"{STRETCH_FRACTION:.0%} of DQN's precision@10; the default-policy rows: Popularity's greedy return):",
+            "", *out]
 
 
 def plot_curves(runs: dict[str, dict], path: Path) -> None:

@@ -99,3 +99,27 @@ def test_a_repeating_row_shows_the_repeated_rows_runs_until_it_has_its_own(tmp_p
     runs[algorithms.run_name("maskable_ppo", policy, "test", 0, 1e-4)] = _record(0, 0.21)
     (row,) = [r for r in algorithms.table_rows(runs, "ml-100k", tmp_path) if r["algo"] == "maskable_ppo"]
     assert row["runs_of"] == "maskable_ppo" and row["precision@10_mean"] == 0.21
+
+
+def test_the_page_measures_rows_against_the_targets_and_says_by_how_much_a_row_misses():
+    def row(algo, policy, p10, ret, seeds="0 1 2", runs_of=None):
+        return {"algo": algo, "policy": policy, "runs_of": runs_of or algo, "seeds": seeds,
+                "precision@10_mean": p10, "greedy_mean_return_mean": ret}
+
+    rows = [row("dqn", "extractor+next-item", 0.2200, 3.5), row("qrdqn", "extractor+next-item", 0.2100, 2.9, "0 1"),
+            row("ppo", "extractor+next-item", 0.2150, 3.2), row("ppo", "default-policy", 0.11, 2.0),
+            row("a2c", "default-policy", 0.12, 2.5), row("ppo", "extractor", 0.05, 0.1),
+            row("Popularity", "reference (Table 1)", 0.1069, 2.33, runs_of="Table 1"),
+            row("SASRec", "reference (Table 1)", 0.2045, 3.08, runs_of="Table 1")]
+    lines = {line.split(":")[0]: line for line in algorithms.target_lines(rows, 3) if line.startswith("- ")}
+    assert set(lines) == {"- dqn / extractor+next-item, seeds 0 1 2", "- qrdqn / extractor+next-item, seeds 0 1 (2 of 3",
+                          "- ppo / extractor+next-item, seeds 0 1 2", "- ppo / default-policy, seeds 0 1 2",
+                          "- a2c / default-policy, seeds 0 1 2"}  # no line for the extractor row or references
+    qrdqn = lines["- qrdqn / extractor+next-item, seeds 0 1 (2 of 3"]
+    assert "not final" in qrdqn and "SASRec's 0.2045: met" in qrdqn
+    assert "greedy return 2.90 against 3.0: missed by 0.10 (3%)" in qrdqn
+    assert "missed, 4.5% below it" in qrdqn  # 1 - 0.21 / 0.22
+    assert "stretch" not in lines["- dqn / extractor+next-item, seeds 0 1 2"]  # DQN is the stretch's reference
+    assert "within 3% of DQN's 0.2200: met" in lines["- ppo / extractor+next-item, seeds 0 1 2"]  # 2.3% below
+    assert "Popularity's 2.33: missed by 0.33 (14%)" in lines["- ppo / default-policy, seeds 0 1 2"]
+    assert "Popularity's 2.33: met" in lines["- a2c / default-policy, seeds 0 1 2"]
