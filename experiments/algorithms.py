@@ -22,6 +22,9 @@ Order: the recommended rows first (tuning, then their test seeds: the targets), 
 rows seed by seed (seed 0 of every row before seed 1), so a stopped study leaves a table with
 every row rather than some rows complete and others absent; the rows that repeat another row bit
 for bit (:data:`REPEATS`: MaskablePPO with the extractor is PPO with its in-network mask) last.
+Before those, a default-policy row whose seed 0 stays below Popularity's greedy return trains
+seed 0 again at the larger budgets of :data:`BUDGET_PROBES`, until one reaches it: the page then
+says which budget a generic agent needs (or that the largest was not enough).
 
 Each finished run writes its own file at once (``results/algorithms_runs/<dataset>/<row>-...json``,
 atomically); a run whose file exists is skipped, so the study resumes where it stopped. The
@@ -82,6 +85,14 @@ REPEATS: dict[tuple[str, str], str] = {
 RUN_ORDER: tuple[str, ...] = (TUNED_POLICY, "default-policy", "extractor")
 METRICS: tuple[str, ...] = ("precision@10", "recall@10", "ndcg@10", "hit_rate@10", "greedy_mean_return")
 SELECT_METRIC = "precision@10"
+#: Larger budgets for a default-policy row whose seed-0 greedy return at the common budget is
+#: below Popularity's: seed 0 trains again from scratch at each (in this order, until one reaches
+#: Popularity's return), so the page can say which budget a generic agent needs. Fresh runs with
+#: the row's settings; schedules that span the run (exploration, learning-rate decay) span the
+#: larger budget.
+BUDGET_PROBES: tuple[int, ...] = (1_200_000, 2_400_000)
+#: The common budget: the ``default`` preset's ``total_timesteps``.
+BUDGET = make_config("default").total_timesteps
 #: The targets the page measures rows against (issue 21, means over the seeds): a
 #: :data:`TUNED_POLICY` row reaches the best Table 1 baseline's test precision@10 and a greedy
 #: return of :data:`TARGET_RETURN`, stretch within :data:`STRETCH_FRACTION` of DQN's precision@10;
@@ -91,8 +102,14 @@ STRETCH_FRACTION = 0.03
 
 
 def run_name(algo: str, policy: str, stage: str, seed: int, lr: float) -> str:
-    """File stem of one run: ``<algo>-<policy>-<val|test>-lr<lr>-seed<seed>``."""
+    """File stem of one run: ``<algo>-<policy>-<stage>-lr<lr>-seed<seed>``; ``stage`` is ``val``,
+    ``test`` or ``budget<steps>`` (a :data:`BUDGET_PROBES` run, evaluated on the test split)."""
     return f"{algo}-{policy}-{stage}-lr{lr:g}-seed{seed}"
+
+
+def probe_stage(budget: int) -> str:
+    """The run-name stage of a :data:`BUDGET_PROBES` run."""
+    return f"budget{budget}"
 
 
 def row_config(algo: str, policy: str, lr: float, seed: int, stage: str, dataset: str,
@@ -100,11 +117,13 @@ def row_config(algo: str, policy: str, lr: float, seed: int, stage: str, dataset
     """The config of one run of row ``(algo, policy)`` at learning rate ``lr``.
 
     ``overrides`` (``--set``) apply to every row, except the fields that define a row
-    (:data:`POLICIES`), which win.
+    (:data:`POLICIES`), which win; a ``budget<steps>`` stage sets ``total_timesteps``.
     """
     values = {**overrides, **POLICIES[policy], "algo": algo, "seed": seed, "dataset": dataset,
               "learning_rate": lr, "tune": stage == "val", "runs_dir": runs_dir,
               "name": f"algorithms-{algo}-{policy}-{stage}"}
+    if stage.startswith("budget"):
+        values["total_timesteps"] = int(stage.removeprefix("budget"))
     return make_config("default", **values)
 
 
@@ -183,10 +202,11 @@ def run_study(algos: Sequence[str], policies: Sequence[str], seeds: Sequence[int
         path = folder / f"{run_name(algo, policy, stage, seed, lr)}.json"
         if path.exists():
             return
-        say(f"{'tuning' if stage == 'val' else 'testing'} {algo} {policy} lr={lr:g} seed {seed}")
+        verb = "tuning" if stage == "val" else "testing" if stage == "test" else f"probing ({stage})"
+        say(f"{verb} {algo} {policy} lr={lr:g} seed {seed}")
         record = run_one(row_config(algo, policy, lr, seed, stage, dataset, overrides, runs_dir), path)
-        say(f"  {'validation' if stage == 'val' else 'test'} P@10 {record['metrics'][SELECT_METRIC]:.4f} "
-            f"in {record['wall_seconds']:.0f} s")
+        say(f"  {'validation' if stage == 'val' else 'test'} P@10 {record['metrics'][SELECT_METRIC]:.4f}, "
+            f"greedy return {record['metrics']['greedy_mean_return']:.2f} in {record['wall_seconds']:.0f} s")
 
     rates = {}
     plan = []
@@ -199,8 +219,33 @@ def run_study(algos: Sequence[str], policies: Sequence[str], seeds: Sequence[int
     plan += [(algo, policy, seed) for seed in seeds for policy in RUN_ORDER[1:] if policy in policies
              for algo in algos]
     plan.sort(key=lambda run: run[:2] in REPEATS)  # stable: the rows that repeat another row last
-    for algo, policy, seed in plan:
+    repeats = [run for run in plan if run[:2] in REPEATS]
+    for algo, policy, seed in plan[:len(plan) - len(repeats)]:
         ensure(algo, policy, "test", seed, rates[algo])
+    if "default-policy" in policies:
+        bar = popularity_return(out, dataset)
+        for algo in algos:
+            for budget in BUDGET_PROBES:
+                runs = load_runs(folder)
+                if bar is None or not needs_probe(runs, algo, rates[algo], budget, bar):
+                    break
+                ensure(algo, "default-policy", probe_stage(budget), 0, rates[algo])
+    for algo, policy, seed in repeats:
+        ensure(algo, policy, "test", seed, rates[algo])
+
+
+def popularity_return(out: Path, dataset: str) -> float | None:
+    """Popularity's greedy return on replay (Table 1's reference row), the default-policy bar."""
+    return next((r["greedy_mean_return_mean"] for r in reference_rows({}, dataset, out) if r["algo"] == "Popularity"),
+                None)
+
+
+def needs_probe(runs: dict[str, dict], algo: str, lr: float, budget: int, bar: float) -> bool:
+    """Whether ``algo``'s default-policy seed 0 should train at ``budget``: its runs at every
+    smaller budget (the common one included) exist and stay below ``bar``."""
+    smaller = [run_name(algo, "default-policy", "test", 0, lr)] + [
+        run_name(algo, "default-policy", probe_stage(b), 0, lr) for b in BUDGET_PROBES if b < budget]
+    return all(name in runs and runs[name]["metrics"]["greedy_mean_return"] < bar for name in smaller)
 
 
 # Rendering ----------------------------------------------------------------------------------
@@ -340,7 +385,20 @@ def markdown(rows: list[dict], runs: dict[str, dict], dataset: str, seeds: Seque
                  if (n := run_name(algo, TUNED_POLICY, "val", 0, lr)) in runs]
         if cells:
             lines.append(f"- {algo}: " + ", ".join(cells))
-    lines += target_lines(rows, len(seeds))
+    bar = next((r["greedy_mean_return_mean"] for r in rows if r["algo"] == "Popularity"), None)
+    probes = {}
+    for algo in ALGOS:
+        lr = chosen_lr(runs, algo)
+        if lr is None:
+            continue
+        probes[algo] = [(b, runs[n]["metrics"]) for b in BUDGET_PROBES
+                        if (n := run_name(algo, "default-policy", probe_stage(b), 0, lr)) in runs]
+        pending = next((b for b in BUDGET_PROBES if bar is not None and needs_probe(runs, algo, lr, b, bar)
+                        and run_name(algo, "default-policy", probe_stage(b), 0, lr) not in runs), None)
+        if pending is not None:
+            missing.append(f"{algo} / default-policy: seed 0 at {pending:,} steps (its return is below "
+                           f"Popularity's at the smaller budgets)")
+    lines += target_lines(rows, len(seeds), probes)
     if missing:
         lines += ["", "Still to run (`make algorithms` resumes):", "", *[f"- {m}" for m in missing]]
     return "\n".join(lines) + "\n"
@@ -353,9 +411,13 @@ def _against(value: float, bar: float, digits: int) -> str:
     return f"missed by {bar - value:.{digits}f} ({(bar - value) / bar:.0%})"
 
 
-def target_lines(rows: list[dict], n_seeds: int) -> list[str]:
+def target_lines(rows: list[dict], n_seeds: int, probes: dict[str, list[tuple[int, dict]]] | None = None) -> list[str]:
     """The "Against the targets" section (:data:`TARGET_RETURN`, :data:`STRETCH_FRACTION`): every
-    :data:`TUNED_POLICY` and default-policy row against its bars, with how much a miss is."""
+    :data:`TUNED_POLICY` and default-policy row against its bars, with how much a miss is.
+
+    :param probes: algorithm -> ``(budget, test metrics)`` of its :data:`BUDGET_PROBES` runs
+        (seed 0), reported after its default-policy row
+    """
     references = {r["algo"]: r for r in rows if r["runs_of"] == "Table 1"}
     best = next((r for name, r in references.items() if name != "Popularity"), None)
     popularity = references.get("Popularity")
@@ -381,8 +443,13 @@ def target_lines(rows: list[dict], n_seeds: int) -> list[str]:
                              f"{dqn['precision@10_mean']:.4f}: " + ("met" if below <= STRETCH_FRACTION else
                                                                    f"missed, {below:.1%} below it"))
         elif popularity is not None:
-            parts = [f"greedy return {ret:.2f} against Popularity's {popularity['greedy_mean_return_mean']:.2f}: "
-                     f"{_against(ret, popularity['greedy_mean_return_mean'], 2)} at 600,000 steps"]
+            bar = popularity["greedy_mean_return_mean"]
+            parts = [f"greedy return {ret:.2f} against Popularity's {bar:.2f}: {_against(ret, bar, 2)} at "
+                     f"{BUDGET:,} steps"]
+            for budget, metrics in (probes or {}).get(row["algo"], []):
+                value = metrics["greedy_mean_return"]
+                parts.append(f"seed 0 at {budget:,} steps: greedy return {value:.2f} (precision@10 "
+                             f"{metrics['precision@10']:.4f}), {_against(value, bar, 2)}")
         else:
             continue
         out.append(f"- {where}: " + "; ".join(parts))

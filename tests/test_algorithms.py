@@ -66,7 +66,7 @@ def test_rows_that_repeat_another_row_run_last(tmp_path, monkeypatch):
         monkeypatch.setitem(algorithms.LR_GRID, algo, (1e-4,))
 
     def fake_run(config, path):  # records what ran, in order, without training
-        record = {"metrics": {algorithms.SELECT_METRIC: 0.1}, "wall_seconds": 0.0}
+        record = {"metrics": {algorithms.SELECT_METRIC: 0.1, "greedy_mean_return": 3.0}, "wall_seconds": 0.0}
         path.write_text(json.dumps(record))
         return record
 
@@ -123,3 +123,58 @@ def test_the_page_measures_rows_against_the_targets_and_says_by_how_much_a_row_m
     assert "within 3% of DQN's 0.2200: met" in lines["- ppo / extractor+next-item, seeds 0 1 2"]  # 2.3% below
     assert "Popularity's 2.33: missed by 0.33 (14%)" in lines["- ppo / default-policy, seeds 0 1 2"]
     assert "Popularity's 2.33: met" in lines["- a2c / default-policy, seeds 0 1 2"]
+
+
+def _popularity_table(out, greedy_return: float) -> None:
+    """A Table 1 CSV with the Popularity row alone (what the budget probes compare with)."""
+    keys = ["precision@10", "recall@10", "ndcg@10", "hit_rate@10", "sim_return_replay"]
+    header = ["model", "status", "seeds", *[f"{k}_{s}" for k in keys for s in ("mean", "std")]]
+    values = ["Popularity", "ok", "0 1 2", *["0.1", "0.0"] * 4, str(greedy_return), "0.0"]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table1_ml-100k.csv").write_text(",".join(header) + "\n" + ",".join(values) + "\n")
+
+
+def test_a_default_policy_row_below_popularity_trains_again_at_larger_budgets_until_it_reaches_it(tmp_path, monkeypatch):
+    for algo in ("ppo", "dqn"):
+        monkeypatch.setitem(algorithms.LR_GRID, algo, (1e-4,))
+    # ppo's generic agent reaches Popularity's 2.33 only at the largest budget; dqn's at the common one.
+    returns = {("ppo", algorithms.BUDGET): 2.0, ("ppo", 1_200_000): 2.2, ("ppo", 2_400_000): 2.5,
+               ("dqn", algorithms.BUDGET): 2.4}
+    trained = []
+
+    def fake_run(config, path):
+        trained.append((config.algo, config.policy, config.seed, config.total_timesteps))
+        value = returns.get((config.algo, config.total_timesteps), 3.0) if config.policy == "multi_hot" else 3.0
+        record = {"config": config.to_dict(), "metrics": {**dict.fromkeys(algorithms.METRICS, 0.1),
+                                                          "greedy_mean_return": value},
+                  "training": {"train_seconds": 1.0, "env_steps_per_second": 1.0}, "validation_curve": [],
+                  "wall_seconds": 0.0}
+        path.write_text(json.dumps(record))
+        return record
+
+    monkeypatch.setattr(algorithms, "run_one", fake_run)
+    _popularity_table(tmp_path, 2.33)
+    args = dict(algos=["ppo", "dqn"], policies=["default-policy", "extractor+next-item"], seeds=[0, 1],
+                dataset="ml-100k", out=tmp_path, overrides={}, runs_dir=str(tmp_path / "runs"), say=lambda line: None)
+    algorithms.run_study(**args)
+    probes = [t for t in trained if t[3] != algorithms.BUDGET]
+    assert probes == [("ppo", "multi_hot", 0, 1_200_000), ("ppo", "multi_hot", 0, 2_400_000)]
+    assert trained.index(probes[0]) > max(i for i, t in enumerate(trained) if t[3] == algorithms.BUDGET)
+    page = algorithms.markdown(algorithms.table_rows(algorithms.load_runs(tmp_path / "algorithms_runs" / "ml-100k"),
+                                                     "ml-100k", tmp_path),
+                               algorithms.load_runs(tmp_path / "algorithms_runs" / "ml-100k"), "ml-100k", [0, 1])
+    (ppo,) = [line for line in page.splitlines() if line.startswith("- ppo / default-policy")]
+    assert "seed 0 at 1,200,000 steps: greedy return 2.20 (precision@10 0.1000), missed by 0.13" in ppo
+    assert "seed 0 at 2,400,000 steps: greedy return 2.50 (precision@10 0.1000), met" in ppo
+    assert "at 2,400,000 steps (its return" not in page  # no probe left to run
+    # The probe runs are not test seeds of the row: its mean is the common budget's.
+    assert "| ppo | default-policy | 0.0001 | 0 1 | 0.1000 ± 0.0000 | 0.1000 ± 0.0000 | 0.1000 ± 0.0000 | 2.00 ± 0.00" in page
+
+    # Resumed with a lower bar, nothing runs again; a missing probe is listed while it is needed.
+    trained.clear()
+    algorithms.run_study(**args)
+    assert trained == []
+    (tmp_path / "algorithms_runs" / "ml-100k" / f"{algorithms.run_name('ppo', 'default-policy', 'budget2400000', 0, 1e-4)}.json").unlink()
+    runs = algorithms.load_runs(tmp_path / "algorithms_runs" / "ml-100k")
+    page = algorithms.markdown(algorithms.table_rows(runs, "ml-100k", tmp_path), runs, "ml-100k", [0, 1])
+    assert "- ppo / default-policy: seed 0 at 2,400,000 steps" in page
