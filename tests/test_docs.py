@@ -63,6 +63,26 @@ def test_untraced_figures_finds_a_figure_missing_from_the_cited_file(tmp_path):
     assert docs_results.untraced_figures(page, tmp_path) == ["page.md:1: 0.2299", "page.md:8: 0.51"]
 
 
+def test_every_command_the_docs_and_result_files_cite_exists():
+    """``python -m <module>`` of this project and ``make <target>`` in the README, the docs and the
+    committed result pages name a module and a Makefile target that exist (a moved study would
+    leave its old command in the pages)."""
+    import importlib.util
+
+    targets = set(re.findall(r"^([A-Za-z][\w-]*):", (ROOT / "Makefile").read_text(encoding="utf-8"), re.M))
+    cited = [*FILES, *(path for ext in ("md", "json", "jsonl", "txt") for path in sorted((ROOT / "results").rglob(f"*.{ext}")))]
+    missing = []
+    for path in cited:
+        text = path.read_text(encoding="utf-8")
+        for module in set(re.findall(r"python -m ((?:experiments|agents|recsim_env)(?:\.\w+)*)", text)):
+            if importlib.util.find_spec(module) is None:
+                missing.append(f"{path.relative_to(ROOT)}: python -m {module}")
+        for target in set(re.findall(r"`make ([a-z][\w-]*)", text)):
+            if target not in targets:
+                missing.append(f"{path.relative_to(ROOT)}: make {target}")
+    assert not missing, "commands that do not exist:\n" + "\n".join(sorted(missing))
+
+
 def test_every_results_marker_is_known():
     for path in FILES:
         docs_results.render_file(path)  # raises KeyError on an unknown block name
