@@ -448,7 +448,7 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(names)}")
         hints = typing.get_type_hints(cls)
-        cast = {k: tuple(v) if _is_tuple(hints[k]) and v is not None else v for k, v in values.items()}
+        cast = {k: tuple(v) if isinstance(v, list) and _holds_tuple(hints[k]) else v for k, v in values.items()}
         return cls(**cast)
 
     @classmethod
@@ -694,6 +694,11 @@ def _scale_text(scale: tuple[float, ...]) -> str:
 
 def _is_tuple(tp: Any) -> bool:
     return typing.get_origin(tp) is tuple
+
+
+def _holds_tuple(tp: Any) -> bool:
+    """A tuple type, or an optional one (``tuple[float, ...] | None``)."""
+    return _is_tuple(tp) or (_is_optional(tp) and any(_is_tuple(a) for a in typing.get_args(tp)))
 
 
 def _is_optional(tp: Any) -> bool:

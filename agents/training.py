@@ -419,6 +419,29 @@ def latest_checkpoint(run_dir: Path) -> Path:
     return folder
 
 
+def unfinished_run(config: TrainConfig) -> Path | None:
+    """The newest run directory of ``config`` that stopped before its end, or None.
+
+    A candidate is a ``<runs_dir>/<name>-*`` folder with a checkpoint and no ``metrics.json``
+    whose ``config.json`` is ``config`` (its ``"auto"`` catalogue settings as the run decided
+    them, :meth:`TrainConfig.with_catalogue_of`). ``train(config, that_dir, resume=True)``
+    continues it: how a study killed mid-run (a session ending, SIGKILL) picks up its run
+    instead of starting it again. A resumed run is not bit-identical to an uninterrupted one.
+
+    :param config: the run's settings
+    """
+    for run_dir in sorted(Path(config.runs_dir).glob(f"{config.name}-*"), reverse=True):
+        if (run_dir / "metrics.json").exists() or not (run_dir / "checkpoints" / "latest.json").exists():
+            continue
+        try:
+            saved = TrainConfig.load(str(run_dir / "config.json"))
+        except (OSError, ValueError):
+            continue
+        if config.with_catalogue_of(saved) == saved:
+            return run_dir
+    return None
+
+
 def _check_resume_config(config: TrainConfig, run_dir: Path) -> TrainConfig:
     """The run's saved config; ``config`` may only differ from it in :data:`RESUME_FIELDS`."""
     try:

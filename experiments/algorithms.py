@@ -127,32 +127,12 @@ def row_config(algo: str, policy: str, lr: float, seed: int, stage: str, dataset
     return make_config("default", **values)
 
 
-def unfinished_run_dir(config: TrainConfig) -> Path | None:
-    """The newest run directory of ``config`` killed before its end (a checkpoint, no metrics).
-
-    A study stopped mid-run (a session ending, SIGKILL) resumes that run from its last
-    checkpoint instead of starting it again; the run file records ``"resumed": true``
-    (a resumed run is not bit-identical to an uninterrupted one).
-    """
-    wanted = config.to_dict()
-    for run_dir in sorted(Path(config.runs_dir).glob(f"{config.name}-*"), reverse=True):
-        if (run_dir / "metrics.json").exists() or not (run_dir / "checkpoints" / "latest.json").exists():
-            continue
-        try:
-            saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if saved == wanted:
-            return run_dir
-    return None
-
-
 def run_one(config: TrainConfig, path: Path) -> dict[str, Any]:
     """Train and evaluate one config; write its run file atomically; return the record."""
-    from agents.training import train
+    from agents.training import train, unfinished_run
 
     t0 = time.perf_counter()
-    unfinished = unfinished_run_dir(config)
+    unfinished = unfinished_run(config)  # a run this study started and was killed in
     if unfinished is not None:
         print(f"  resuming {unfinished}", flush=True)
         result = train(config, unfinished, progress=False, resume=True)

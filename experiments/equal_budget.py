@@ -459,7 +459,7 @@ def final_run(record: dict[str, Any], seed: int, opts: dict[str, Any]):
         t0 = time.perf_counter()
         if model == LSRWRL:
             from agents.config import make_config
-            from agents.training import train
+            from agents.training import train, unfinished_run
 
             config = make_config(
                 options.lsrwrl_preset, dataset=options.dataset, seed=seed, split=options.split, split_seed=seed,
@@ -467,10 +467,11 @@ def final_run(record: dict[str, Any], seed: int, opts: dict[str, Any]):
                 expect_official=options.expect_official, runs_dir=options.runs_dir, torch_threads=options.cpus_per_trial,
                 name=f"equal-budget-{options.dataset}-{model}-seed{seed}", **chosen["fixed"], **chosen["params"],
             )  # fmt: skip
-            result = train(config, progress=False)  # its test evaluation, per user too
+            unfinished = unfinished_run(config)  # killed mid-run (a session's end): continue it
+            result = train(config, unfinished, progress=False, resume=unfinished is not None)  # test metrics, per user
             run.fit_seconds = time.perf_counter() - t0
             training = {k: v for k, v in (result.training or {}).items() if isinstance(v, (int, float, str, bool))}
-            run.params = {**config.to_dict(), **training, "run_dir": str(result.run_dir)}
+            run.params = {**config.to_dict(), **training, "run_dir": str(result.run_dir), "resumed": unfinished is not None}
             run.eval_seconds = float(training.get("evaluation_seconds", 0.0))
             run.metrics = {k: result.metrics[k] for k in ("precision@10", "recall@10", "ndcg@10", "hit_rate@10",
                                                           "n_users")}  # fmt: skip

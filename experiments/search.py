@@ -138,7 +138,7 @@ class SearchOptions:
         return {**dict(
             dataset=self.dataset, seed=self.seed, tune=True, total_timesteps=self.max_steps,
             eval_freq=self.eval_freq, torch_threads=self.cpus_per_trial, max_train_seconds=None,
-            max_episodes=None, checkpoint_freq=0, data_dir=self.data_dir,
+            max_episodes=None, checkpoint_freq=self.eval_freq, data_dir=self.data_dir,
             expect_official=self.expect_official, runs_dir=str(Path(self.runs_dir).resolve()), name=f"search-{self.name}",
         ), **(self.fixed if fixed else {})}  # fmt: skip
 
@@ -155,10 +155,17 @@ def _trial_name(trial) -> str:
 
 
 def search_trial(config: dict[str, Any]) -> None:
-    """Ray Tune trainable: train one sampled configuration, reporting each validation evaluation."""
+    """Ray Tune trainable: train one sampled configuration, reporting each validation evaluation.
+
+    A trial checkpoints at every evaluation (``checkpoint_freq = eval_freq``; checkpoints do not
+    change the floats). When Tune restarts an interrupted trial (a restored experiment), it
+    continues its run from the last checkpoint (:func:`agents.training.unfinished_run`) instead
+    of training again from step 0; its later reports continue the curve, and its time counts
+    from the restart.
+    """
     from ray import tune
 
-    from agents.training import train
+    from agents.training import train, unfinished_run
 
     opts = SearchOptions(**config["options"])
     sample = {k: config[k] for k in opts.space() if k in config}
@@ -166,7 +173,9 @@ def search_trial(config: dict[str, Any]) -> None:
     def report(step: int, row: dict[str, float]) -> None:
         tune.report({"step": int(step), **{k: float(v) for k, v in row.items() if k != "step"}})
 
-    train(trial_config(opts, sample), progress=False, on_evaluation=report)
+    run_config = trial_config(opts, sample)
+    unfinished = unfinished_run(run_config)
+    train(run_config, unfinished, progress=False, resume=unfinished is not None, on_evaluation=report)
 
 
 # Record -----------------------------------------------------------------------------------------

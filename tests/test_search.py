@@ -138,3 +138,37 @@ def test_tiny_search_runs_on_local_ray_and_writes_record_and_preset(tmp_path: Pa
     # a second search does not overwrite the preset unless asked
     with pytest.raises(FileExistsError, match="--overwrite-preset"):
         run_search(opts, tmp_path / "out", storage=tmp_path / "tune", presets_dir=tmp_path / "presets")
+
+
+def test_a_restarted_trial_continues_its_run_from_the_last_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    """What Tune's restore of an interrupted search does to a trial: it calls the trainable again."""
+    ray_tune = pytest.importorskip("ray.tune")
+    from dataclasses import asdict
+
+    from agents.training import _Runner
+    from experiments.search import search_trial
+
+    root = write_tiny_ml1m(tmp_path / "data")
+    opts = SearchOptions(name="tiny", dataset="ml-1m", trials=1, max_steps=120, eval_freq=40, grace_steps=40,
+                         data_dir=str(root), expect_official=False, runs_dir=str(tmp_path / "runs"),
+                         fixed=dict(pretrain_steps=0, n_envs=2, max_steps=5, learning_starts=20, batch_size=8,
+                                    buffer_size=500, embed_dim=8, dnn_hidden=(8,), net_arch=(16,)))  # fmt: skip
+    assert trial_config(opts, {}).checkpoint_freq == opts.eval_freq
+    reports: list[int] = []
+    monkeypatch.setattr(ray_tune, "report", lambda metrics: reports.append(metrics["step"]))
+    original = _Runner.validate
+
+    def crash_at_step_80(self, model):
+        if model.num_timesteps >= 80:
+            raise RuntimeError("session ended")  # as a SIGKILL: no handler runs
+        return original(self, model)
+
+    with monkeypatch.context() as m:
+        m.setattr(_Runner, "validate", crash_at_step_80)
+        with pytest.raises(RuntimeError, match="session ended"):
+            search_trial({"options": asdict(opts)})
+    assert reports == [40]
+    search_trial({"options": asdict(opts)})  # the restart
+    (run_dir,) = (tmp_path / "runs").iterdir()  # the same run, not a new one from step 0
+    assert (run_dir / "metrics.json").exists()
+    assert 40 < reports[1] <= 80 and reports[-1] == 120

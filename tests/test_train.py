@@ -470,6 +470,46 @@ def test_a_run_that_dies_before_its_first_periodic_checkpoint_can_be_resumed(tmp
     assert result.training["complete"] and result.model.num_timesteps == 80
 
 
+def test_unfinished_run_finds_a_killed_run_of_the_same_config_and_nothing_else(tmp_path, monkeypatch):
+    import dataclasses
+
+    from agents.training import _Runner, unfinished_run
+
+    config = tiny(tmp_path, total_timesteps=160, eval_freq=40, checkpoint_freq=40)
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config  # train_rewards a tuple again
+    assert unfinished_run(config) is None
+    calls = []
+    original = _Runner.validate
+
+    def crash_at_the_second_evaluation(self, model):
+        calls.append(model.num_timesteps)
+        if len(calls) == 2:
+            raise RuntimeError("power cut")  # as a SIGKILL: no handler runs
+        return original(self, model)
+
+    monkeypatch.setattr(_Runner, "validate", crash_at_the_second_evaluation)
+    with pytest.raises(RuntimeError, match="power cut"):
+        train(config, progress=False)
+    monkeypatch.undo()
+    (killed,) = (tmp_path / "runs").iterdir()
+    # Found although the run recorded its "auto" catalogue settings as decided ("full").
+    assert config.next_item_loss == "auto" and json.loads((killed / "config.json").read_text())["next_item_loss"] == "full"
+    assert unfinished_run(config) == killed
+    assert unfinished_run(dataclasses.replace(config, seed=config.seed + 1)) is None  # another run's settings
+    result = train(config, unfinished_run(config), progress=False, resume=True)
+    assert result.training["complete"] and result.model.num_timesteps == 160
+    assert unfinished_run(config) is None  # finished: nothing to continue
+
+
+def test_checkpoints_do_not_change_the_floats(tmp_path):
+    """Why a search trial may checkpoint at every evaluation (experiments.search)."""
+    runs = [train(tiny(tmp_path / str(freq), total_timesteps=160, eval_freq=40, checkpoint_freq=freq), progress=False)
+            for freq in (0, 40)]
+    assert runs[0].metrics == runs[1].metrics
+    for a, b in zip(runs[0].model.policy.state_dict().values(), runs[1].model.policy.state_dict().values()):
+        assert th.equal(a, b)
+
+
 def test_a_signal_before_training_leaves_no_run_directory(tmp_path, monkeypatch):
     import os
     import threading
